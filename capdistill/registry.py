@@ -1,0 +1,105 @@
+"""All registries of capdistill.
+
+Runner-facing registries (``MODELS``, ``DATASETS``, ``TRANSFORMS``, ``METRICS``,
+``HOOKS``, ``DATA_SAMPLERS``, ``FUNCTIONS``) are children of mmengine's roots, so
+``default_scope='capdistill'`` finds them.  The parts a model assembles itself
+(backbones, heads, tokenizers, teachers, students, losses, connectors) live in
+stand-alone registries with the same scope: mmengine allows one child per scope
+under a parent, and a second child under ``MODELS`` would be shadowed by it.
+Every registry imports its modules lazily through ``locations``.
+"""
+import difflib
+import re
+
+from mmengine.registry import DATA_SAMPLERS as MMENGINE_DATA_SAMPLERS
+from mmengine.registry import DATASETS as MMENGINE_DATASETS
+from mmengine.registry import FUNCTIONS as MMENGINE_FUNCTIONS
+from mmengine.registry import HOOKS as MMENGINE_HOOKS
+from mmengine.registry import METRICS as MMENGINE_METRICS
+from mmengine.registry import MODELS as MMENGINE_MODELS
+from mmengine.registry import TRANSFORMS as MMENGINE_TRANSFORMS
+from mmengine.registry import Registry, build_from_cfg, build_model_from_cfg
+
+SCOPE = 'capdistill'
+_UNKNOWN = re.compile(r'(\S+) is not in the (\S+)::(\S+) registry')
+
+
+def unknown_type_message(message: str):
+    """Return a one-line hint for mmengine's unknown-type KeyError, else None.
+
+    The hint names the registry and the closest registered names.
+    """
+    match = _UNKNOWN.search(message)
+    if match is None:
+        return None
+    name, scope, reg_name = match.groups()
+    name = name.strip('`\'"')
+    registry = _ALL.get((scope, reg_name))
+    if registry is None:
+        return f'{name!r} is not registered in {scope}::{reg_name}.'
+    return _format_unknown(name, registry)
+
+
+def _format_unknown(name, registry):
+    known = sorted(registry.module_dict)
+    close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
+    hint = f' Did you mean: {", ".join(close)}?' if close else ''
+    return (f'Unknown type {name!r} in the {registry.scope}::{registry.name} '
+            f'registry.{hint} Registered: {", ".join(known) or "(none)"}.')
+
+
+class UnknownTypeError(KeyError):
+    """A config ``type=`` that names nothing registered."""
+
+    def __str__(self):
+        return self.args[0]
+
+
+def _checked(build_func):
+
+    def build(cfg, *args, registry, **kwargs):
+        obj_type = cfg.get('type') if hasattr(cfg, 'get') else None
+        if isinstance(obj_type, str) and '.' not in obj_type:
+            registry.import_from_location()
+            if registry.get(obj_type) is None:
+                raise UnknownTypeError(_format_unknown(obj_type, registry))
+        return build_func(cfg, *args, registry=registry, **kwargs)
+
+    return build
+
+
+def _part_registry(name, location):
+    return Registry(name, scope=SCOPE, build_func=_checked(build_model_from_cfg),
+                    locations=[location])
+
+
+# What the Runner builds.
+MODELS = Registry('model', parent=MMENGINE_MODELS, scope=SCOPE,
+                  locations=['capdistill.models'])
+DATASETS = Registry('dataset', parent=MMENGINE_DATASETS, scope=SCOPE,
+                    locations=['capdistill.datasets'])
+TRANSFORMS = Registry('transform', parent=MMENGINE_TRANSFORMS, scope=SCOPE,
+                      locations=['capdistill.datasets.transforms'])
+METRICS = Registry('metric', parent=MMENGINE_METRICS, scope=SCOPE,
+                   locations=['capdistill.evaluation'])
+HOOKS = Registry('hook', parent=MMENGINE_HOOKS, scope=SCOPE,
+                 locations=['capdistill.engine.hooks'])
+DATA_SAMPLERS = Registry('data sampler', parent=MMENGINE_DATA_SAMPLERS, scope=SCOPE,
+                         locations=['capdistill.datasets'])
+FUNCTIONS = Registry('function', parent=MMENGINE_FUNCTIONS, scope=SCOPE,
+                     locations=['capdistill.datasets'])
+
+# What the models assemble themselves.
+BACKBONES = _part_registry('backbone', 'capdistill.models.backbones')
+HEADS = _part_registry('head', 'capdistill.models.captioners')
+TEACHERS = _part_registry('teacher', 'capdistill.models.captioners')
+STUDENTS = _part_registry('student', 'capdistill.models.captioners')
+LOSSES = _part_registry('loss', 'capdistill.models.losses')
+DISTILL_LOSSES = LOSSES  # caption and distillation losses share one namespace
+CONNECTORS = _part_registry('connector', 'capdistill.models.distillers')
+TOKENIZERS = Registry('tokenizer', scope=SCOPE, build_func=_checked(build_from_cfg),
+                      locations=['capdistill.datasets.tokenizers'])
+
+_ALL = {(r.scope, r.name): r for r in (
+    MODELS, DATASETS, TRANSFORMS, METRICS, HOOKS, DATA_SAMPLERS, FUNCTIONS, BACKBONES,
+    HEADS, TEACHERS, STUDENTS, LOSSES, CONNECTORS, TOKENIZERS)}
