@@ -1,0 +1,8 @@
+"""Evaluation: caption metrics (pycocoevalcap)."""
+from .caption_scorer import (DEFAULT_METRICS, JavaNotFoundError, MeteorError,
+                             SpiceModelsMissingError, score_captions, shutdown_meteor)
+
+__all__ = [
+    'score_captions', 'shutdown_meteor', 'DEFAULT_METRICS', 'JavaNotFoundError',
+    'MeteorError', 'SpiceModelsMissingError'
+]

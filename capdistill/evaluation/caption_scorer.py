@@ -1,0 +1,464 @@
+"""Caption scores through pycocoevalcap, computed faster with identical values.
+
+:func:`score_captions` returns exactly what pycocoevalcap's ``PTBTokenizer``
+followed by ``Bleu(4)``, ``Meteor``, ``Rouge`` and ``Cider`` return when called
+one after another (the ``COCOEvalCap`` recipe), under pycocoevalcap's key
+names: ``Bleu_1`` .. ``Bleu_4``, ``METEOR`` and ``ROUGE_L`` in [0, 1], and
+``CIDEr`` (CIDEr-D as pycocoevalcap computes it: mean over n-grams x 10, so
+typically 0 .. ~2 for captioning models; not multiplied by 100).
+
+It is faster because of how the work is scheduled, not what is computed:
+
+* references and predictions go through the Stanford PTB tokenizer in one JVM
+  call instead of two (the tokenizer works line by line, so the tokens are the
+  same);
+* METEOR's JVM (about 4 s to start, it loads paraphrase tables) is started once
+  per process and kept alive for later calls; its start overlaps tokenization;
+* METEOR's requests are streamed to the JVM from a writer thread instead of
+  one round trip per video, and METEOR runs in a thread while BLEU, ROUGE-L and
+  CIDEr run in Python: the JVM works outside the GIL;
+* CIDEr-D runs through :class:`_FastCider`, which performs the same floating
+  point operations in the same order as pycocoevalcap's ``CiderScorer`` without
+  its per-element numpy overhead.
+
+Inputs are sanitised before tokenisation: every line break (``\\n``, ``\\r``,
+``\\u2028``, ...) becomes a space. pycocoevalcap replaces only ``\\n``; the
+Java tokenizer also splits lines at the others, which would misalign every
+later caption with its video.
+"""
+import atexit
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import threading
+from collections import defaultdict
+
+import numpy as np
+
+__all__ = [
+    'score_captions', 'JavaNotFoundError', 'MeteorError', 'SpiceModelsMissingError',
+    'DEFAULT_METRICS', 'shutdown_meteor'
+]
+
+DEFAULT_METRICS = ('Bleu', 'METEOR', 'ROUGE_L', 'CIDEr')
+_KNOWN = ('Bleu', 'METEOR', 'ROUGE_L', 'CIDEr', 'SPICE')
+_ALIASES = {'bleu': 'Bleu', 'meteor': 'METEOR', 'rouge': 'ROUGE_L', 'rouge_l': 'ROUGE_L',
+            'cider': 'CIDEr', 'spice': 'SPICE'}
+_LINE_BREAKS = re.compile('[\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]')
+_PUNCTUATIONS = frozenset(["''", "'", '``', '`', '-LRB-', '-RRB-', '-LCB-', '-RCB-',
+                           '.', '?', '!', ',', ':', '-', '--', '...', ';'])
+_SPICE_JARS = ('stanford-corenlp-3.6.0.jar', 'stanford-corenlp-3.6.0-models.jar')
+
+
+class JavaNotFoundError(RuntimeError):
+    """No ``java`` on PATH; pycocoevalcap's tokenizer and METEOR need one."""
+
+
+class MeteorError(RuntimeError):
+    """The METEOR subprocess died or answered something unreadable."""
+
+
+class SpiceModelsMissingError(RuntimeError):
+    """SPICE was asked for but the Stanford CoreNLP 3.6.0 jars are absent."""
+
+
+def _package_dir(sub):
+    import pycocoevalcap
+    return os.path.join(list(pycocoevalcap.__path__)[0], sub)
+
+
+def _require_java(metrics):
+    if shutil.which('java') is not None:
+        return
+    if 'METEOR' in metrics:
+        raise JavaNotFoundError(
+            'METEOR needs a Java runtime (java not found on PATH): install one '
+            '(e.g. apt-get install default-jre-headless) or drop METEOR from the '
+            "metric's `metrics` list (pycocoevalcap's PTB tokenizer still needs "
+            'Java for the other metrics).')
+    raise JavaNotFoundError(
+        "pycocoevalcap's PTB tokenizer needs a Java runtime (java not found on "
+        'PATH): install one (e.g. apt-get install default-jre-headless).')
+
+
+def _check_spice():
+    lib = os.path.join(_package_dir('spice'), 'lib')
+    missing = [j for j in _SPICE_JARS if not os.path.isfile(os.path.join(lib, j))]
+    if missing:
+        raise SpiceModelsMissingError(
+            f'SPICE needs the Stanford CoreNLP 3.6.0 models ({", ".join(missing)}) in '
+            f'{lib}: copy them there from stanford-corenlp-full-2015-12-09.zip; '
+            'capdistill will not download them, or drop SPICE from `metrics`.')
+
+
+def _normalise_metrics(metrics):
+    out = []
+    for name in metrics:
+        canon = name if name in _KNOWN else _ALIASES.get(str(name).lower())
+        if canon is None:
+            raise ValueError(f'Unknown caption metric {name!r}; choose from {_KNOWN}.')
+        if canon not in out:
+            out.append(canon)
+    if not out:
+        raise ValueError('`metrics` is empty.')
+    return out
+
+
+# ----------------------------------------------------------------------------
+# Tokenisation (Stanford PTBTokenizer, as pycocoevalcap runs it)
+# ----------------------------------------------------------------------------
+def _sanitise(text):
+    return _LINE_BREAKS.sub(' ', str(text))
+
+
+def ptb_tokenize(sentences):
+    """Tokenise sentences with pycocoevalcap's PTB tokenizer in one JVM call.
+
+    Same jar, options and punctuation filter as ``PTBTokenizer.tokenize``; the
+    input file goes to a private temporary directory instead of the package
+    directory (which may be read-only).
+    """
+    jar_dir = _package_dir('tokenizer')
+    with tempfile.TemporaryDirectory(prefix='capdistill_ptb_') as tmp:
+        path = os.path.join(tmp, 'captions.txt')
+        with open(path, 'wb') as f:
+            f.write('\n'.join(_sanitise(s) for s in sentences).encode())
+        cmd = ['java', '-cp', 'stanford-corenlp-3.4.1.jar',
+               'edu.stanford.nlp.process.PTBTokenizer', '-preserveLines', '-lowerCase', path]
+        proc = subprocess.run(cmd, cwd=jar_dir, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, check=False)
+    if proc.returncode != 0:
+        tail = proc.stderr.decode(errors='replace').strip().splitlines()[-1:]
+        raise RuntimeError(f'PTB tokenizer failed (exit {proc.returncode}): {" ".join(tail)}')
+    lines = proc.stdout.decode().split('\n')
+    if len(lines) < len(sentences):
+        raise RuntimeError(f'PTB tokenizer returned {len(lines)} lines for '
+                           f'{len(sentences)} captions.')
+    return [' '.join(w for w in line.rstrip().split(' ') if w not in _PUNCTUATIONS)
+            for line in lines[:len(sentences)]]
+
+
+# ----------------------------------------------------------------------------
+# METEOR: one JVM per process, reused
+# ----------------------------------------------------------------------------
+class _MeteorServer:
+    """A long-lived ``meteor-1.5.jar -stdio`` process speaking pycocoevalcap's protocol."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.proc = None
+        self.pid = None
+        self.stderr = None
+
+    def _alive(self):
+        return (self.proc is not None and self.pid == os.getpid()
+                and self.proc.poll() is None)
+
+    def start(self):
+        """Start the JVM unless a live one belongs to this process."""
+        with self.lock:
+            self._start_locked()
+
+    def _start_locked(self):
+        if self._alive():
+            return
+        self._close_locked()
+        self.stderr = tempfile.TemporaryFile()
+        self.proc = subprocess.Popen(
+            ['java', '-jar', '-Xmx2G', 'meteor-1.5.jar', '-', '-', '-stdio', '-l', 'en',
+             '-norm'],
+            cwd=_package_dir('meteor'), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            stderr=self.stderr)
+        self.pid = os.getpid()
+
+    def _close_locked(self):
+        proc, self.proc = self.proc, None
+        if proc is not None and self.pid == os.getpid():
+            try:
+                proc.stdin.close()
+            except OSError:
+                pass
+            proc.kill()
+            proc.wait()
+        if self.stderr is not None:
+            self.stderr.close()
+            self.stderr = None
+
+    def close(self):
+        with self.lock:
+            self._close_locked()
+
+    def _died(self, what):
+        self.proc.poll()
+        tail = ''
+        try:
+            self.stderr.seek(0)
+            lines = self.stderr.read().decode(errors='replace').strip().splitlines()
+            tail = f': {lines[-1]}' if lines else ''
+        except (OSError, ValueError):
+            pass
+        code = self.proc.returncode
+        self._close_locked()
+        return MeteorError(f'METEOR (java meteor-1.5.jar) {what} '
+                           f'(exit code {code}){tail}')
+
+    def _readline(self):
+        line = self.proc.stdout.readline()
+        if not line:
+            raise self._died('stopped while scoring')
+        return line.decode().strip()
+
+    def compute_score(self, gts, res, ids):
+        """pycocoevalcap ``Meteor.compute_score`` with the requests streamed."""
+        lines = []
+        for i in ids:
+            hyp = res[i][0].replace('|||', '').replace('  ', ' ')
+            refs = [r.replace('|||', '') for r in gts[i]]
+            lines.append(' ||| '.join(('SCORE', ' ||| '.join(refs), hyp)))
+        with self.lock:
+            self._start_locked()
+            proc = self.proc
+            failed = []
+
+            def write_all():
+                try:
+                    for line in lines:
+                        proc.stdin.write(f'{line}\n'.encode())
+                    proc.stdin.flush()
+                except (BrokenPipeError, OSError, ValueError) as exc:
+                    failed.append(exc)
+
+            writer = threading.Thread(target=write_all, daemon=True)
+            writer.start()
+            try:
+                stats = [self._readline() for _ in lines]
+            finally:
+                writer.join()
+            if failed:
+                raise self._died('refused input')
+            try:
+                proc.stdin.write(('EVAL ||| ' + ' ||| '.join(stats) + '\n').encode())
+                proc.stdin.flush()
+            except (BrokenPipeError, OSError) as exc:
+                raise self._died('refused input') from exc
+            try:
+                scores = [float(self._readline()) for _ in ids]
+                score = float(self._readline())
+            except ValueError as exc:
+                self._close_locked()
+                raise MeteorError(f'METEOR answered something unreadable: {exc}') from exc
+        return score, scores
+
+
+_METEOR = _MeteorServer()
+atexit.register(_METEOR.close)
+
+
+def shutdown_meteor():
+    """Stop this process's METEOR JVM (it restarts on the next call)."""
+    _METEOR.close()
+
+
+# ----------------------------------------------------------------------------
+# CIDEr-D: pycocoevalcap's arithmetic, less interpreter overhead
+# ----------------------------------------------------------------------------
+def _precook(words, n=4):
+    counts = defaultdict(int)
+    for k in range(1, n + 1):
+        for i in range(len(words) - k + 1):
+            counts[tuple(words[i:i + k])] += 1
+    return counts
+
+
+class _FastCider:
+    """CIDEr-D with the same result as ``pycocoevalcap.cider.Cider`` (n=4, sigma=6).
+
+    Every float is produced by the same operation on the same operands, in the
+    same order, as ``CiderScorer``: ``np.log`` is called once per distinct
+    document frequency, ``pow(x, 2)`` on the same numpy scalars, cosine terms
+    summed in the hypothesis' n-gram order, the Gaussian length penalty as the
+    same Python expression, and per-video terms accumulated in numpy arrays.
+    n-grams absent from a reference add ``min(x, 0.0) * 0.0 == 0.0`` there and
+    are skipped.
+    """
+
+    def __init__(self, n=4, sigma=6.0):
+        self.n = n
+        self.sigma = sigma
+
+    def compute_score(self, gts, res, ids):
+        n_max = self.n
+        crefs = [[_precook(r.split(), n_max) for r in gts[i]] for i in ids]
+        ctest = [_precook(res[i][0].split(), n_max) for i in ids]
+        doc_freq = defaultdict(float)
+        for refs in crefs:
+            for ngram in set([g for ref in refs for g in ref]):
+                doc_freq[ngram] += 1
+        assert len(ctest) >= max(doc_freq.values())
+        ref_len = np.log(float(len(crefs)))
+        log_cache = {}
+
+        def counts2vec(cnts):
+            vec = [{} for _ in range(n_max)]
+            norm = [0.0] * n_max
+            length = 0
+            for ngram, term_freq in cnts.items():
+                df_count = max(1.0, doc_freq.get(ngram, 0.0))
+                df = log_cache.get(df_count)
+                if df is None:
+                    df = log_cache[df_count] = np.log(df_count)
+                k = len(ngram) - 1
+                value = float(term_freq) * (ref_len - df)
+                vec[k][ngram] = value
+                norm[k] += pow(value, 2)
+                if k == 1:
+                    length += term_freq
+            return vec, [np.sqrt(x) for x in norm], length
+
+        two_sigma2 = 2 * self.sigma**2
+        scores = []
+        for test, refs in zip(ctest, crefs):
+            vec, norm, length = counts2vec(test)
+            hyp_items = [list(v.items()) for v in vec]
+            score = np.array([0.0] * n_max)
+            for ref in refs:
+                vec_ref, norm_ref, length_ref = counts2vec(ref)
+                delta = float(length - length_ref)
+                penalty = np.e**(-(delta**2) / two_sigma2)
+                val = np.array([0.0] * n_max)
+                for k in range(n_max):
+                    ref_k = vec_ref[k]
+                    for ngram, hyp_value in hyp_items[k]:
+                        ref_value = ref_k.get(ngram)
+                        if ref_value is not None:
+                            val[k] += min(hyp_value, ref_value) * ref_value
+                    if norm[k] != 0 and norm_ref[k] != 0:
+                        val[k] /= (norm[k] * norm_ref[k])
+                    val[k] *= penalty
+                score += val
+            score_avg = np.mean(score)
+            score_avg /= len(refs)
+            score_avg *= 10.0
+            scores.append(score_avg)
+        return np.mean(np.array(scores)), np.array(scores)
+
+
+# ----------------------------------------------------------------------------
+# Public entry point
+# ----------------------------------------------------------------------------
+def _check_inputs(predictions, references):
+    missing = [v for v in predictions if v not in references]
+    if missing:
+        raise KeyError(f'{len(missing)} predicted video(s) have no references, e.g. '
+                       f'{missing[:3]}')
+    empty = [v for v in predictions if not list(references[v])]
+    if empty:
+        raise ValueError(f'{len(empty)} video(s) have an empty reference list, e.g. '
+                         f'{empty[:3]}')
+    bad = [v for v in predictions if not isinstance(references[v], (list, tuple))]
+    if bad:
+        raise TypeError(f'references must map video id -> list of str; {bad[0]!r} maps to '
+                        f'{type(references[bad[0]]).__name__}')
+
+
+def score_captions(predictions, references, metrics=DEFAULT_METRICS, per_video=False):
+    """Score predicted captions against references with pycocoevalcap.
+
+    Args:
+        predictions (dict[str, str]): video id -> predicted caption (raw text;
+            empty strings are allowed and score 0 on most metrics).
+        references (dict[str, list[str]]): video id -> reference captions (raw
+            text). Videos without a prediction are ignored.
+        metrics (Sequence[str]): any of ``'Bleu'`` (gives ``Bleu_1``..``Bleu_4``),
+            ``'METEOR'``, ``'ROUGE_L'``, ``'CIDEr'`` and ``'SPICE'`` (only where
+            the Stanford CoreNLP 3.6.0 jars are installed in pycocoevalcap).
+        per_video (bool): also return every video's scores.
+
+    Returns:
+        dict: ``{'Bleu_1': ..., 'METEOR': ..., 'ROUGE_L': ..., 'CIDEr': ...}``
+        (Python floats, equal to what pycocoevalcap returns) or, with
+        ``per_video=True``, ``{'aggregate': {...}, 'per_video': {vid: {...}}}``.
+
+    Raises:
+        JavaNotFoundError: no ``java`` on PATH.
+        MeteorError: the METEOR JVM died.
+        SpiceModelsMissingError: SPICE asked for without its models.
+    """
+    metrics = _normalise_metrics(metrics)
+    _check_inputs(predictions, references)
+    _require_java(metrics)
+    if 'SPICE' in metrics:
+        _check_spice()
+    ids = list(predictions)
+    if not ids:
+        raise ValueError('No predictions to score.')
+    if 'METEOR' in metrics:
+        _METEOR.start()  # JVM start overlaps tokenisation
+
+    sentences, owners = [], []
+    for vid in ids:
+        refs = list(references[vid])
+        sentences.extend(refs)
+        owners.append(len(refs))
+    sentences.extend(predictions[v] for v in ids)
+    tokens = ptb_tokenize(sentences)
+    gts, res, pos = {}, {}, 0
+    for vid, count in zip(ids, owners):
+        gts[vid] = tokens[pos:pos + count]
+        pos += count
+    for vid in ids:
+        res[vid] = [tokens[pos]]
+        pos += 1
+
+    results, errors = {}, []
+    meteor_thread = None
+    if 'METEOR' in metrics:
+
+        def run_meteor():
+            try:
+                results['METEOR'] = _METEOR.compute_score(gts, res, ids)
+            except BaseException as exc:  # re-raised in the caller's thread
+                errors.append(exc)
+
+        meteor_thread = threading.Thread(target=run_meteor, name='capdistill-meteor',
+                                         daemon=True)
+        meteor_thread.start()
+    try:
+        if 'Bleu' in metrics:
+            from pycocoevalcap.bleu.bleu import Bleu
+            results['Bleu'] = Bleu(4).compute_score(gts, res, verbose=0)
+        if 'ROUGE_L' in metrics:
+            from pycocoevalcap.rouge.rouge import Rouge
+            results['ROUGE_L'] = Rouge().compute_score(gts, res)
+        if 'CIDEr' in metrics:
+            results['CIDEr'] = _FastCider().compute_score(gts, res, ids)
+        if 'SPICE' in metrics:
+            from pycocoevalcap.spice.spice import Spice
+            score, video_scores = Spice().compute_score(gts, res)
+            # Spice reports videos in sorted-id order
+            by_id = dict(zip(sorted(ids), (s['All']['f'] for s in video_scores)))
+            results['SPICE'] = (score, [by_id[v] for v in ids])
+    finally:
+        if meteor_thread is not None:
+            meteor_thread.join()
+    if errors:
+        raise errors[0]
+
+    aggregate, videos = {}, {vid: {} for vid in ids}
+    for name in metrics:
+        score, video_scores = results[name]
+        if name == 'Bleu':
+            for k in range(4):
+                key = f'Bleu_{k + 1}'
+                aggregate[key] = float(score[k])
+                for vid, value in zip(ids, video_scores[k]):
+                    videos[vid][key] = float(value)
+        else:
+            aggregate[name] = float(score)
+            for vid, value in zip(ids, video_scores):
+                videos[vid][name] = float(value)
+    if per_video:
+        return {'aggregate': aggregate, 'per_video': videos}
+    return aggregate
