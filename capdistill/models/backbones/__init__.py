@@ -1,0 +1,1 @@
+from .frame_encoders import OpenCLIPVisual, PixelGridEncoder, TimmFrameEncoder
