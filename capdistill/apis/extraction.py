@@ -1,0 +1,246 @@
+"""Frame-feature extraction: videos -> ``<out_dir>/<vid>.npy`` of shape ``(T, feature_dim)``.
+
+Decoding runs in DataLoader worker processes while the main process encodes, so
+the encoder does not wait on the decoder. Every file is written atomically (a
+temporary file in the same folder, then ``os.replace``), so an interrupted run
+leaves no half-written features and a rerun skips what is done.
+"""
+import os
+import os.path as osp
+import sys
+import tempfile
+import time
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from capdistill.datasets.video_io import VideoReadError, list_videos, video_id
+
+
+class _VideoFrames(Dataset):
+    """Decodes one video per item; errors come back as a reason, not an exception."""
+
+    def __init__(self, items, num_frames, fps):
+        self.items = items
+        self.num_frames = num_frames
+        self.fps = fps
+
+    def __len__(self):
+        return len(self.items)
+
+    def __getitem__(self, index):
+        from capdistill.datasets.video_io import read_video_frames
+        vid, path = self.items[index]
+        try:
+            frames = read_video_frames(path, num_frames=self.num_frames, fps=self.fps)
+        except VideoReadError as exc:
+            return vid, path, None, exc.reason
+        except Exception as exc:  # a worker must not die on one bad file
+            return vid, path, None, f'{type(exc).__name__}: {str(exc).splitlines()[0][:200]}'
+        # A tensor travels from the worker through shared memory, not a pickle.
+        return vid, path, torch.from_numpy(frames), None
+
+
+def _identity(item):
+    return item
+
+
+def _normalise_videos(videos):
+    if isinstance(videos, (str, os.PathLike)):
+        return list_videos(videos)
+    if isinstance(videos, dict):
+        return [(str(k), str(v)) for k, v in videos.items()]
+    items = []
+    for entry in videos:
+        if isinstance(entry, (tuple, list)):
+            items.append((str(entry[0]), str(entry[1])))
+        else:
+            items.append((video_id(entry), str(entry)))
+    return items
+
+
+def save_npy_atomic(path, array):
+    """Write ``array`` to ``path`` (.npy) through a temporary file and ``os.replace``."""
+    folder = osp.dirname(osp.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=f'.{osp.basename(path)}.', suffix='.tmp', dir=folder)
+    try:
+        with os.fdopen(fd, 'wb') as f:
+            np.save(f, array)
+        os.replace(tmp, path)
+    except BaseException:
+        if osp.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def _progress(total, enabled):
+    if not enabled:
+        return None
+    try:
+        from tqdm import tqdm
+        return tqdm(total=total, unit='video', dynamic_ncols=True, file=sys.stderr)
+    except ImportError:  # mmengine's bar also shows an ETA
+        from mmengine.utils import ProgressBar
+        bar = ProgressBar(total)
+        bar.update = lambda n=1, _u=bar.update: [_u() for _ in range(n)]
+        bar.set_postfix_str = lambda s: None
+        bar.close = lambda: None
+        return bar
+
+
+def _build_encoder(encoder):
+    if isinstance(encoder, dict):
+        from capdistill.registry import BACKBONES
+        return BACKBONES.build(encoder)
+    return encoder
+
+
+def extract_features(videos, encoder, out_dir, num_frames=15, fps=None, batch_size=64,
+                     workers=2, fp16=False, resume=True, failures_file=None,
+                     device=None, progress=True, verbose=True, shard=None):
+    """Extract frame features of many videos to ``<out_dir>/<vid>.npy``.
+
+    Args:
+        videos: a folder, a list file or one video (see ``list_videos``), a list of
+            paths or ``(video_id, path)`` pairs, or a ``{video_id: path}`` dict.
+        encoder: a frame encoder (``feature_dim``, ``encode_frames``) or its config dict
+            for the ``BACKBONES`` registry.
+        out_dir: output folder (created).
+        num_frames: frames sampled uniformly per video (the default 15 follows SFTCap);
+            set ``None`` and give ``fps`` to sample at a fixed rate instead.
+        batch_size: frames per encoder call; frames of consecutive videos share calls.
+        workers: decoding processes (0: decode in this process).
+        fp16: store float16 (and run the encoder under fp16 autocast on CUDA).
+        resume: skip videos whose output exists.
+        failures_file: where unreadable videos are listed (``vid<TAB>path<TAB>reason``);
+            default ``<out_dir>/../failures.txt``. Rewritten on every run.
+        device: where the encoder runs; default CUDA when available, else CPU.
+        shard: ``(index, count)`` to process every ``count``-th video from ``index``,
+            e.g. one shard per GPU.
+
+    Returns:
+        dict with ``total``, ``done``, ``skipped``, ``failed``, ``frames``,
+        ``frames_per_s``, ``wall_time``, ``encoder_time``, ``wall_encoder_ratio``,
+        ``out_dir`` and ``failures_file``.
+    """
+    start = time.perf_counter()
+    if num_frames is not None and fps is not None:
+        raise ValueError('give num_frames or fps, not both')
+    items = _normalise_videos(videos)
+    if shard is not None:
+        index, count = shard
+        items = items[index::count]
+    out_dir = str(out_dir)
+    os.makedirs(out_dir, exist_ok=True)
+    if failures_file is None:
+        failures_file = osp.join(osp.dirname(osp.abspath(out_dir)), 'failures.txt')
+
+    todo, skipped = [], 0
+    for vid, path in items:
+        if resume and osp.exists(osp.join(out_dir, f'{vid}.npy')):
+            skipped += 1
+        else:
+            todo.append((vid, path))
+
+    encoder = _build_encoder(encoder)
+    if device is None:
+        device = 'cuda' if torch.cuda.is_available() else 'cpu'
+    encoder = encoder.to(device).eval()
+    use_autocast = fp16 and torch.device(device).type == 'cuda'
+    out_dtype = np.float16 if fp16 else np.float32
+
+    failures, done, n_frames, enc_time = [], 0, 0, 0.0
+    pending = []      # (vid, frame count) whose features are not all computed yet
+    frame_buf = []    # decoded frames waiting for the encoder
+    feat_buf = []     # features not yet written
+    buffered = 0
+
+    def encode(count):
+        nonlocal enc_time, frame_buf, buffered
+        frames = torch.cat(frame_buf) if len(frame_buf) > 1 else frame_buf[0]
+        batch, rest = frames[:count], frames[count:]
+        frame_buf = [rest] if len(rest) else []
+        buffered = len(rest)
+        t0 = time.perf_counter()
+        with torch.autocast('cuda', dtype=torch.float16, enabled=use_autocast):
+            feats = encoder.encode_frames(batch)
+        if torch.device(device).type == 'cuda':
+            torch.cuda.synchronize()
+        enc_time += time.perf_counter() - t0
+        feat_buf.append(feats.float().numpy())
+
+    def write_ready():
+        nonlocal done, feat_buf
+        feats = np.concatenate(feat_buf) if len(feat_buf) > 1 else feat_buf[0]
+        offset = 0
+        while pending and offset + pending[0][1] <= len(feats):
+            vid, t = pending.pop(0)
+            save_npy_atomic(osp.join(out_dir, f'{vid}.npy'),
+                            feats[offset:offset + t].astype(out_dtype))
+            offset += t
+            done += 1
+            if bar is not None:
+                bar.update(1)
+        feat_buf = [feats[offset:]] if offset < len(feats) else []
+
+    bar = _progress(len(todo), progress and len(todo) > 0)
+    loader = DataLoader(
+        _VideoFrames(todo, num_frames, fps), batch_size=None, shuffle=False,
+        num_workers=workers, collate_fn=_identity,
+        prefetch_factor=4 if workers > 0 else None,
+        persistent_workers=False)
+    try:
+        for vid, path, frames, reason in loader:
+            if frames is None:
+                failures.append((vid, path, reason))
+                if bar is not None:
+                    bar.update(1)
+                continue
+            pending.append((vid, len(frames)))
+            frame_buf.append(frames)
+            buffered += len(frames)
+            n_frames += len(frames)
+            while buffered >= batch_size:
+                encode(batch_size)
+                write_ready()
+            if bar is not None and enc_time > 0:
+                bar.set_postfix_str(f'{n_frames / (time.perf_counter() - start):.0f} frames/s')
+        if buffered:
+            encode(buffered)
+            write_ready()
+    finally:
+        if bar is not None:
+            bar.close()
+
+    if failures:
+        os.makedirs(osp.dirname(osp.abspath(failures_file)), exist_ok=True)
+        with open(failures_file, 'w', encoding='utf-8') as f:
+            for vid, path, reason in failures:
+                f.write(f'{vid}\t{path}\t{reason}\n')
+    elif osp.exists(failures_file):
+        os.remove(failures_file)  # nothing failed this time: the old list is stale
+
+    wall = time.perf_counter() - start
+    summary = dict(
+        total=len(items), done=done, skipped=skipped, failed=len(failures),
+        frames=n_frames, frames_per_s=n_frames / wall if wall > 0 else 0.0,
+        wall_time=wall, encoder_time=enc_time,
+        wall_encoder_ratio=wall / enc_time if enc_time > 0 else float('nan'),
+        out_dir=out_dir, failures_file=failures_file if failures else None,
+        feature_dim=int(encoder.feature_dim))
+    if verbose:
+        print(format_summary(summary), file=sys.stderr)
+    return summary
+
+
+def format_summary(summary):
+    """One readable line (two with failures) for an ``extract_features`` summary."""
+    line = (f'extracted {summary["done"]}, skipped {summary["skipped"]} (already done), '
+            f'failed {summary["failed"]} of {summary["total"]} videos -> {summary["out_dir"]}; '
+            f'{summary["frames"]} frames in {summary["wall_time"]:.1f} s '
+            f'({summary["frames_per_s"]:.0f} frames/s), encoder {summary["encoder_time"]:.1f} s, '
+            f'wall/encoder {summary["wall_encoder_ratio"]:.2f}')
+    if summary['failed']:
+        line += f'\nunreadable videos listed in {summary["failures_file"]}'
+    return line
