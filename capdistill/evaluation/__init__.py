@@ -6,3 +6,6 @@ __all__ = [
     'score_captions', 'shutdown_meteor', 'DEFAULT_METRICS', 'JavaNotFoundError',
     'MeteorError', 'SpiceModelsMissingError'
 ]
+from .metrics import CaptionMetric  # noqa: E402
+
+__all__ += ['CaptionMetric']
