@@ -11,6 +11,7 @@ Every registry imports its modules lazily through ``locations``.
 import difflib
 import re
 
+from mmengine import registry as mmengine_registry
 from mmengine.registry import DATA_SAMPLERS as MMENGINE_DATA_SAMPLERS
 from mmengine.registry import DATASETS as MMENGINE_DATASETS
 from mmengine.registry import FUNCTIONS as MMENGINE_FUNCTIONS
@@ -88,6 +89,16 @@ DATA_SAMPLERS = Registry('data sampler', parent=MMENGINE_DATA_SAMPLERS, scope=SC
                          locations=['capdistill.datasets'])
 FUNCTIONS = Registry('function', parent=MMENGINE_FUNCTIONS, scope=SCOPE,
                      locations=['capdistill.datasets'])
+
+# Runner parts capdistill does not extend yet; children so the 'capdistill' scope
+# resolves without mmengine's fallback warnings.
+_PASSTHROUGH = ['RUNNERS', 'RUNNER_CONSTRUCTORS', 'LOOPS', 'OPTIMIZERS', 'OPTIM_WRAPPERS',
+                'OPTIM_WRAPPER_CONSTRUCTORS', 'PARAM_SCHEDULERS', 'EVALUATOR',
+                'VISUALIZERS', 'VISBACKENDS', 'LOG_PROCESSORS', 'MODEL_WRAPPERS',
+                'WEIGHT_INITIALIZERS', 'INFERENCERS', 'TASK_UTILS', 'STRATEGIES']
+for _name in _PASSTHROUGH:
+    _root = getattr(mmengine_registry, _name)
+    globals()[_name] = Registry(_root.name, parent=_root, scope=SCOPE)
 
 # What the models assemble themselves.
 BACKBONES = _part_registry('backbone', 'capdistill.models.backbones')

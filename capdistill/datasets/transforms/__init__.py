@@ -1,0 +1,3 @@
+from .loading import LoadFrameFeatures, PackCaptionInputs, read_feature_file, uniform_indices
+
+__all__ = ['LoadFrameFeatures', 'PackCaptionInputs', 'read_feature_file', 'uniform_indices']

@@ -1,0 +1,3 @@
+from .algorithm import DistillAlgorithm
+
+__all__ = ['DistillAlgorithm']

@@ -1,0 +1,98 @@
+"""Per-sample transforms: frame features in, packed model inputs out."""
+import zipfile
+
+import numpy as np
+import torch
+
+from capdistill.registry import TRANSFORMS
+from ..annotations import DataError
+
+
+def uniform_indices(num_stored: int, num_frames: int) -> np.ndarray:
+    """``num_frames`` indices spread evenly over ``num_stored`` frames (linspace)."""
+    if num_stored <= num_frames:
+        return np.arange(num_stored)
+    return np.linspace(0, num_stored - 1, num_frames).round().astype(np.int64)
+
+
+def read_feature_file(path, expected_dim=None):
+    """A ``(frames, dim)`` float32 array from a .npy file, checked."""
+    try:
+        arr = np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise DataError(f'Feature file not found: {path}.') from None
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+        raise DataError(f'{path}: unreadable feature file ({exc}); re-extract it with '
+                        'tools/extract_features.py.') from None
+    if arr.ndim == 1 and arr.size:
+        arr = arr[None]
+    if arr.ndim != 2 or arr.shape[0] == 0:
+        raise DataError(f'{path}: expected features of shape (frames, dim), got '
+                        f'{tuple(arr.shape)}; re-extract it.')
+    if expected_dim is not None and arr.shape[1] != expected_dim:
+        raise DataError(f'{path}: feature dim {arr.shape[1]}, expected {expected_dim}; '
+                        'check feature_dirs and the model\'s in_dim.')
+    if not np.issubdtype(arr.dtype, np.number):
+        raise DataError(f'{path}: non-numeric features ({arr.dtype}).')
+    arr = arr.astype(np.float32, copy=False)
+    if not np.isfinite(arr).all():
+        raise DataError(f'{path}: features contain NaN or Inf; re-extract it.')
+    return arr
+
+
+@TRANSFORMS.register_module()
+class LoadFrameFeatures:
+    """Load each input's features and sample ``num_frames`` uniformly.
+
+    Adds ``<key>`` ``(num_frames, dim)`` and ``<key>_mask`` ``(num_frames,)`` (True
+    for real frames; shorter videos are zero-padded) for every key of
+    ``results['feature_paths']``.
+
+    Args:
+        num_frames (int): frames per video after sampling.
+        feature_dims (dict, optional): expected dim per key, checked on load.
+        cache (bool): keep loaded arrays in memory (per worker process); worth it
+            for small datasets read many epochs.
+    """
+
+    def __init__(self, num_frames=15, feature_dims=None, cache=False):
+        self.num_frames = num_frames
+        self.feature_dims = feature_dims or {}
+        self.cache = {} if cache else None
+
+    def _load(self, path, key):
+        if self.cache is not None and path in self.cache:
+            return self.cache[path]
+        arr = read_feature_file(path, self.feature_dims.get(key))
+        if self.cache is not None:
+            self.cache[path] = arr
+        return arr
+
+    def __call__(self, results):
+        for key, path in results['feature_paths'].items():
+            arr = self._load(path, key)
+            idx = uniform_indices(len(arr), self.num_frames)
+            feats = np.zeros((self.num_frames, arr.shape[1]), dtype=np.float32)
+            feats[:len(idx)] = arr[idx]
+            mask = np.zeros(self.num_frames, dtype=bool)
+            mask[:len(idx)] = True
+            results[key] = feats
+            results[f'{key}_mask'] = mask
+        return results
+
+
+@TRANSFORMS.register_module()
+class PackCaptionInputs:
+    """Split a sample into model ``inputs`` (tensors) and ``data_samples`` (the rest)."""
+
+    meta_keys = ('video_id', 'refs', 'caption', 'tokens', 'weight')
+
+    def __call__(self, results):
+        inputs = {}
+        for key in results['feature_paths']:
+            inputs[key] = torch.from_numpy(results[key])
+            inputs[f'{key}_mask'] = torch.from_numpy(results[f'{key}_mask'])
+        samples = {k: results[k] for k in self.meta_keys if k in results}
+        if 'tokens' in samples:
+            samples['tokens'] = torch.as_tensor(samples['tokens'])
+        return dict(inputs=inputs, data_samples=samples)

@@ -1,0 +1,47 @@
+"""Preparing a config for the Runner: launcher, CPU distributed training, AMP."""
+import os
+
+import torch
+import torch.distributed as dist
+
+
+def setup_distributed(cfg, launcher):
+    """Adjust ``cfg`` for ``launcher`` and start the process group where mmengine cannot.
+
+    mmengine's pytorch launcher calls ``torch.cuda.set_device``, which fails without
+    CUDA, so on CPU the gloo group is initialised here and DDP gets ``device_ids=None``.
+    """
+    cfg.launcher = launcher
+    if launcher == 'none':
+        return cfg
+    if torch.cuda.is_available():
+        cfg.env_cfg.setdefault('dist_cfg', {})['backend'] = 'nccl'
+        return cfg
+    cfg.env_cfg.setdefault('dist_cfg', {})['backend'] = 'gloo'
+    cfg.model_wrapper_cfg = dict(type='MMDistributedDataParallel', device_ids=None,
+                                 broadcast_buffers=False, find_unused_parameters=False)
+    if launcher == 'slurm':
+        _slurm_env()
+    if not dist.is_initialized():
+        dist.init_process_group('gloo')
+    return cfg
+
+
+def _slurm_env():
+    """torchrun-style variables from SLURM's, for the CPU path."""
+    os.environ.setdefault('RANK', os.environ.get('SLURM_PROCID', '0'))
+    os.environ.setdefault('WORLD_SIZE', os.environ.get('SLURM_NTASKS', '1'))
+    os.environ.setdefault('LOCAL_RANK', os.environ.get('SLURM_LOCALID', '0'))
+    os.environ.setdefault('MASTER_PORT', '29500')
+    if 'MASTER_ADDR' not in os.environ:
+        nodes = os.environ.get('SLURM_NODELIST', '127.0.0.1')
+        os.environ['MASTER_ADDR'] = nodes.split(',')[0].split('[')[0]
+
+
+def enable_amp(cfg):
+    """Mixed precision through mmengine's AmpOptimWrapper (bf16 on CPU)."""
+    cfg.optim_wrapper.type = 'AmpOptimWrapper'
+    if not torch.cuda.is_available():
+        cfg.optim_wrapper.setdefault('dtype', 'bfloat16')
+    cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
+    return cfg

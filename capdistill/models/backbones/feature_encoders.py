@@ -1,0 +1,49 @@
+"""Encoders over precomputed frame features: ``(B, T, D)`` + mask -> tokens + mask."""
+import torch
+from torch import nn
+
+from capdistill.registry import BACKBONES
+
+
+@BACKBONES.register_module()
+class FeatureProjector(nn.Module):
+    """Project frame features to the model width and add learned frame positions."""
+
+    def __init__(self, in_dim, embed_dim, num_frames=32, dropout=0.1):
+        super().__init__()
+        self.in_dim = in_dim
+        self.proj = nn.Linear(in_dim, embed_dim)
+        self.norm = nn.LayerNorm(embed_dim)
+        self.pos = nn.Parameter(torch.zeros(1, num_frames, embed_dim))
+        nn.init.normal_(self.pos, std=0.02)
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, feats, mask):
+        if feats.shape[-1] != self.in_dim:
+            raise ValueError(f'FeatureProjector expects {self.in_dim}-dim features, got '
+                             f'{feats.shape[-1]}; set in_dim to match the feature files.')
+        x = self.norm(self.proj(feats)) + self.pos[:, :feats.shape[1]]
+        return self.drop(x), mask
+
+
+@BACKBONES.register_module()
+class TransformerEncoder(nn.Module):
+    """A stack of pre-norm transformer encoder layers over the frame tokens."""
+
+    def __init__(self, embed_dim, depth=2, num_heads=4, mlp_ratio=4.0, dropout=0.1):
+        super().__init__()
+        layer = nn.TransformerEncoderLayer(embed_dim, num_heads, int(embed_dim * mlp_ratio),
+                                           dropout, batch_first=True, norm_first=True)
+        self.layers = nn.TransformerEncoder(layer, depth, enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(embed_dim)
+
+    def forward(self, x, mask):
+        return self.norm(self.layers(x, src_key_padding_mask=~mask)), mask
+
+
+@BACKBONES.register_module()
+class IdentityEncoder(nn.Module):
+    """No temporal encoder: the frame tokens go straight to the caption head."""
+
+    def forward(self, x, mask):
+        return x, mask

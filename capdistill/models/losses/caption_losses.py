@@ -1,0 +1,56 @@
+"""Losses on the ground-truth caption."""
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from capdistill.registry import LOSSES
+
+
+def masked_mean(per_token, mask, weight=None):
+    """Mean over real tokens; ``weight`` ``(B,)`` scales each caption's tokens."""
+    mask = mask.to(per_token.dtype)
+    if weight is not None:
+        mask = mask * weight.to(per_token.dtype)[:, None]
+    return (per_token * mask).sum() / mask.sum().clamp(min=1e-8)
+
+
+@LOSSES.register_module()
+class LabelSmoothingLoss(nn.Module):
+    """KL divergence to a label-smoothed target, as the reference code trains with.
+
+    ``q = 1 - eps`` on the target word and ``eps / (V - 1)`` on every other word;
+    loss ``= sum_v q_v (log q_v - log p_v)`` averaged over non-padding tokens.
+    """
+
+    def __init__(self, smoothing=0.1, ignore_index=0, loss_weight=1.0):
+        super().__init__()
+        self.smoothing = smoothing
+        self.ignore_index = ignore_index
+        self.loss_weight = loss_weight
+
+    def forward(self, logits, targets, weight=None):
+        logp = F.log_softmax(logits.float(), dim=-1)
+        v = logits.shape[-1]
+        eps = self.smoothing
+        on, off = 1.0 - eps, eps / (v - 1)
+        # sum_v q log q is a constant per token; sum_v q log p splits into target/rest.
+        ent = on * torch.log(torch.tensor(on)) + (eps * torch.log(torch.tensor(off))
+                                                   if eps > 0 else 0.0)
+        logp_t = logp.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+        cross = on * logp_t + off * (logp.sum(-1) - logp_t)
+        per_token = ent - cross
+        return self.loss_weight * masked_mean(per_token, targets != self.ignore_index, weight)
+
+
+@LOSSES.register_module()
+class CrossEntropyCaptionLoss(nn.Module):
+    """Token-level cross-entropy over non-padding tokens."""
+
+    def __init__(self, ignore_index=0, loss_weight=1.0):
+        super().__init__()
+        self.ignore_index = ignore_index
+        self.loss_weight = loss_weight
+
+    def forward(self, logits, targets, weight=None):
+        per_token = F.cross_entropy(logits.float().transpose(1, 2), targets, reduction='none')
+        return self.loss_weight * masked_mean(per_token, targets != self.ignore_index, weight)

@@ -1,0 +1,7 @@
+# The reference schedule: Adam, lr 2e-4, 20 epochs, constant learning rate.
+optim_wrapper = dict(type='OptimWrapper', optimizer=dict(type='Adam', lr=2e-4),
+                     clip_grad=dict(max_norm=1.0))
+train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=20, val_interval=1)
+val_cfg = dict(type='ValLoop')
+test_cfg = dict(type='TestLoop')
+param_scheduler = []

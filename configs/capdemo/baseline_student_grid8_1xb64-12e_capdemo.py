@@ -1,0 +1,8 @@
+# The lightweight student trained alone (no teacher) on the coarse (8x8 grid) features.
+_base_ = ['../_base_/models/prefixlm_student.py', '../_base_/datasets/capdemo_grid16-grid8.py',
+          '../_base_/schedules/adam_20e.py', '../_base_/default_runtime.py']
+
+model = dict(visual_encoder=dict(in_dim=192), tokenizer={{_base_.tokenizer}},
+             max_len={{_base_.max_len}})
+optim_wrapper = dict(optimizer=dict(lr=5e-4))
+train_cfg = dict(max_epochs=12, val_interval=12)

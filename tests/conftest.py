@@ -1,0 +1,102 @@
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import capdistill  # noqa: F401
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+COLOURS = ['red', 'green', 'blue', 'yellow']
+ACTIONS = ['moves left', 'moves right', 'spins', 'bounces']
+
+
+def make_tiny_dataset(root, num_videos=12, dims=(('grid8', 24), ('grid16', 48)), frames=6,
+                      seed=0):
+    """A small dataset in the reference layout: features carry the caption's words."""
+    rng = np.random.default_rng(seed)
+    os.makedirs(os.path.join(root, 'language'), exist_ok=True)
+    os.makedirs(os.path.join(root, 'splits'), exist_ok=True)
+    sentences, ids = [], []
+    for i in range(num_videos):
+        vid = f'vid{i:03d}'
+        ids.append(vid)
+        c, a = COLOURS[i % 4], ACTIONS[(i // 4) % 4]
+        for template in ('a {c} ball {a}', 'the {c} object {a}', 'a {c} shape {a}'):
+            sentences.append(dict(video_id=vid, caption=template.format(c=c, a=a)))
+        for name, dim in dims:
+            folder = os.path.join(root, 'visual', name, 'frame_feature')
+            os.makedirs(folder, exist_ok=True)
+            feats = rng.normal(size=(frames, dim)).astype(np.float32)
+            feats[:, i % 4] += 3.0
+            feats[:, 4 + (i // 4) % 4] += 3.0
+            np.save(os.path.join(folder, f'{vid}.npy'), feats)
+    with open(os.path.join(root, 'language', 'tiny_caption.json'), 'w') as f:
+        json.dump(dict(sentences=sentences), f)
+    n_train = num_videos * 2 // 3
+    splits = dict(train=ids[:n_train], valid=ids[n_train:], test=ids[n_train:])
+    for split, split_ids in splits.items():
+        with open(os.path.join(root, 'splits', f'tiny_{split}_list.json'), 'w') as f:
+            json.dump(split_ids, f)
+    return root
+
+
+TINY_CONFIG = '''
+_base_ = ['{repo}/configs/_base_/default_runtime.py', '{repo}/configs/_base_/schedules/adam_20e.py']
+data_root = '{root}'
+tokenizer = dict(type='WordTokenizer', vocab_file='{root}/language/vocab.json',
+                 build_from=dict(ann_file='{root}/language/tiny_caption.json',
+                                 split_file='{root}/splits/tiny_train_list.json'))
+pipeline = [dict(type='LoadFrameFeatures', num_frames=4), dict(type='PackCaptionInputs')]
+_ds = dict(type='CaptionDataset', data_root=data_root, ann_file='language/tiny_caption.json',
+           feature_dirs=dict(feats='visual/grid8/frame_feature',
+                             teacher_feats='visual/grid16/frame_feature'),
+           tokenizer=tokenizer, max_len=6, pipeline=pipeline)
+train_dataloader = dict(batch_size=4, num_workers=0,
+                        sampler=dict(type='DefaultSampler', shuffle=True),
+                        dataset=dict(_ds, split_file='splits/tiny_train_list.json'))
+val_dataloader = dict(batch_size=3, num_workers=0,
+                      sampler=dict(type='DefaultSampler', shuffle=False),
+                      dataset=dict(_ds, split_file='splits/tiny_valid_list.json', test_mode=True))
+test_dataloader = dict(val_dataloader, dataset=dict(_ds, split_file='splits/tiny_test_list.json',
+                                                    test_mode=True))
+val_evaluator = dict(type='CaptionMetric')
+test_evaluator = val_evaluator
+_student = dict(type='Captioner', feature_key='feats',
+                visual_encoder=dict(type='FeatureProjector', in_dim=24, embed_dim=32),
+                encoder=dict(type='IdentityEncoder'),
+                head=dict(type='PrefixLMHead', embed_dim=32, depth=1, num_heads=2),
+                tokenizer=tokenizer, max_len=6)
+_teacher = dict(type='Captioner', feature_key='teacher_feats',
+                visual_encoder=dict(type='FeatureProjector', in_dim=48, embed_dim=32),
+                encoder=dict(type='TransformerEncoder', embed_dim=32, depth=1, num_heads=2),
+                head=dict(type='PrefixLMHead', embed_dim=32, depth=1, num_heads=2),
+                tokenizer=tokenizer, max_len=6)
+model = {model}
+optim_wrapper = dict(optimizer=dict(lr=1e-3))
+train_cfg = dict(max_epochs=2, val_interval=1)
+default_hooks = dict(logger=dict(interval=1))
+'''
+
+
+def write_tiny_config(path, root, model='_teacher', **extra):
+    text = TINY_CONFIG.format(repo=REPO, root=root, model=model)
+    text += ''.join(f'{k} = {v!r}\n' for k, v in extra.items())
+    with open(path, 'w') as f:
+        f.write(text)
+    return str(path)
+
+
+@pytest.fixture(scope='session')
+def tiny_root(tmp_path_factory):
+    return make_tiny_dataset(str(tmp_path_factory.mktemp('tiny')))
+
+
+def run_tool(args, cwd=REPO, timeout=300, env=None):
+    """Run a script under tools/ (or any command) as a subprocess of this interpreter."""
+    full_env = dict(os.environ, PYTHONPATH=REPO, HF_HUB_OFFLINE='1', **(env or {}))
+    cmd = [sys.executable] + list(args) if args[0].endswith('.py') else list(args)
+    return subprocess.run(cmd, cwd=cwd, env=full_env, capture_output=True, text=True,
+                          timeout=timeout)
