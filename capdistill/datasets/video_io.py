@@ -37,7 +37,13 @@ def _open(path):
         container.close()
         raise VideoReadError(path, 'contains no video stream')
     stream = container.streams.video[0]
-    stream.thread_type = 'AUTO'
+    ctx = stream.codec_context
+    # Frame threads pay off for large frames only; for small clips their start-up
+    # costs more than the decoding itself.
+    if (ctx.width or 0) * (ctx.height or 0) >= 640 * 360:
+        stream.thread_type = 'AUTO'
+    else:
+        ctx.thread_count = 1
     return container, stream
 
 
@@ -70,8 +76,19 @@ def _iter_decoded(path):
         container.close()
 
 
-def _to_rgb(frame):
-    return frame.to_ndarray(format='rgb24')
+class _RGB:
+    """Converts frames to RGB arrays, reusing one swscale context per video.
+
+    ``frame.to_ndarray(format='rgb24')`` builds a new context for every frame,
+    which costs more than decoding a small frame.
+    """
+
+    def __init__(self):
+        from av.video.reformatter import VideoReformatter
+        self._reformatter = VideoReformatter()
+
+    def __call__(self, frame):
+        return self._reformatter.reformat(frame, format='rgb24').to_ndarray()
 
 
 def count_frames(path):
@@ -85,12 +102,13 @@ def count_frames(path):
 def _collect(path, wanted):
     """Decode and convert only the frame indices in ``wanted`` (sorted, may repeat)."""
     need = set(int(i) for i in wanted)
+    to_rgb = _RGB()
     got = {}
     n = 0
     for index, _, frame in _iter_decoded(path):
         n = index + 1
         if index in need:
-            got[index] = _to_rgb(frame)
+            got[index] = to_rgb(frame)
             if len(got) == len(need):
                 break
     return got, n
@@ -137,6 +155,7 @@ def read_video_frames(path, num_frames=None, fps=None):
                          for i in wanted])
 
     frames = []
+    to_rgb = _RGB()
     if fps is not None:
         if fps <= 0:
             raise ValueError(f'fps must be > 0, got {fps}')
@@ -148,11 +167,11 @@ def read_video_frames(path, num_frames=None, fps=None):
             if next_time is None:
                 next_time = seconds
             if seconds + 1e-6 >= next_time:
-                frames.append(_to_rgb(frame))
+                frames.append(to_rgb(frame))
                 while next_time <= seconds + 1e-6:
                     next_time += step
     else:
-        frames = [_to_rgb(frame) for _, _, frame in _iter_decoded(path)]
+        frames = [to_rgb(frame) for _, _, frame in _iter_decoded(path)]
     if not frames:
         raise VideoReadError(path, 'contains no decodable frames')
     return np.stack(frames)
