@@ -96,7 +96,9 @@ def tiny_root(tmp_path_factory):
 
 def run_tool(args, cwd=REPO, timeout=300, env=None):
     """Run a script under tools/ (or any command) as a subprocess of this interpreter."""
-    full_env = dict(os.environ, PYTHONPATH=REPO, HF_HUB_OFFLINE='1', **(env or {}))
+    # one thread per process: tiny models gain nothing from more, and lose a lot on busy cores
+    full_env = dict(os.environ, PYTHONPATH=REPO, HF_HUB_OFFLINE='1', OMP_NUM_THREADS='1',
+                    **(env or {}))
     cmd = [sys.executable] + list(args) if args[0].endswith('.py') else list(args)
     return subprocess.run(cmd, cwd=cwd, env=full_env, capture_output=True, text=True,
                           timeout=timeout)

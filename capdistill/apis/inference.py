@@ -1,0 +1,37 @@
+"""Loading a trained captioner for inference."""
+import os.path as osp
+
+from mmengine.config import Config
+from mmengine.registry import DefaultScope
+
+from capdistill.registry import MODELS
+from capdistill.utils import CheckpointError, load_full_checkpoint, state_dict_of
+
+
+def deployed_model(model):
+    """The captioner that runs at test time (the student of a distillation algorithm)."""
+    return getattr(model, 'student', model)
+
+
+def init_captioner(config, checkpoint=None, device='cpu'):
+    """Build the deployed captioner of ``config`` and load ``checkpoint`` into it.
+
+    Accepts a captioner config or a distillation config (its student is returned);
+    the checkpoint is a full mmengine checkpoint of either.
+    """
+    cfg = Config.fromfile(config) if isinstance(config, str) else config
+    model_cfg = cfg.model
+    if model_cfg.get('type') == 'DistillAlgorithm':
+        model_cfg = model_cfg.student
+    with DefaultScope.overwrite_default_scope('capdistill'):
+        model = MODELS.build(model_cfg)
+    if checkpoint is not None:
+        state = state_dict_of(load_full_checkpoint(checkpoint))
+        if any(k.startswith('student.') for k in state):
+            state = {k[len('student.'):]: v for k, v in state.items() if k.startswith('student.')}
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        if missing or unexpected:
+            raise CheckpointError(
+                f'Checkpoint {osp.basename(checkpoint)} does not match config: missing '
+                f'{missing[:3]}, unexpected {unexpected[:3]} ({len(missing)}/{len(unexpected)}).')
+    return model.to(device).eval()

@@ -1,0 +1,123 @@
+"""The command-line tools, run as real subprocesses on a tiny dataset."""
+import json
+import os
+import shutil
+import sys
+
+import pytest
+import torch
+
+from conftest import make_tiny_dataset, run_tool, write_tiny_config
+
+KD_MODEL = ("dict(type='DistillAlgorithm', student=_student, teacher=_teacher, "
+            "teacher_ckpt='{ckpt}', distill_losses=dict(loss_word=dict(type='WordKLLoss', tau=2.0)))")
+
+
+@pytest.fixture(scope='module')
+def trained_teacher(tmp_path_factory, tiny_root):
+    """A one-epoch teacher run through tools/train.py, shared by the tests below."""
+    work = tmp_path_factory.mktemp('teacher')
+    cfg = write_tiny_config(work / 'teacher.py', tiny_root)
+    res = run_tool(['tools/train.py', cfg, '--work-dir', str(work),
+                    '--cfg-options', 'train_cfg.max_epochs=1'])
+    assert res.returncode == 0, res.stderr[-3000:]
+    return cfg, work
+
+
+def test_train_writes_checkpoint_and_metrics(trained_teacher):
+    cfg, work = trained_teacher
+    ckpt = torch.load(work / 'epoch_1.pth', map_location='cpu', weights_only=False)
+    assert ckpt['meta']['epoch'] == 1
+    assert any(k.startswith('head.') for k in ckpt['state_dict'])
+    logs = list(work.glob('*/vis_data/scalars.json'))
+    assert logs, 'no scalars.json written'
+    records = [json.loads(line) for line in open(logs[0])]
+    assert any('CIDEr' in r for r in records) and any('loss' in r for r in records)
+
+
+def test_test_tool_writes_predictions(trained_teacher, tmp_path):
+    cfg, work = trained_teacher
+    out = tmp_path / 'preds.json'
+    res = run_tool(['tools/test.py', cfg, str(work / 'epoch_1.pth'), '--work-dir',
+                    str(tmp_path), '--out', str(out)])
+    assert res.returncode == 0, res.stderr[-3000:]
+    result = json.load(open(out))
+    assert sorted(result['predictions']) == [f'vid{i:03d}' for i in range(8, 12)]
+    assert set(result['aggregate']) >= {'Bleu_4', 'METEOR', 'ROUGE_L', 'CIDEr'}
+
+
+def test_resume_continues_at_next_epoch(trained_teacher, tmp_path):
+    cfg, work = trained_teacher
+    resumed = tmp_path / 'resumed'
+    shutil.copytree(work, resumed)
+    res = run_tool(['tools/train.py', cfg, '--work-dir', str(resumed), '--resume',
+                    '--cfg-options', 'train_cfg.max_epochs=2'])
+    assert res.returncode == 0, res.stderr[-3000:]
+    ckpt = torch.load(resumed / 'epoch_2.pth', map_location='cpu', weights_only=False)
+    # 8 training videos x 3 captions / batch 4 = 6 iterations per epoch
+    assert ckpt['meta']['epoch'] == 2 and ckpt['meta']['iter'] == 12
+    assert 'Epoch(train) [2][1/6]' in res.stdout + res.stderr
+    assert 'Epoch(train) [1][' not in res.stdout + res.stderr
+
+
+def test_distillation_keeps_teacher_frozen(trained_teacher, tiny_root, tmp_path):
+    _, work = trained_teacher
+    teacher_ckpt = work / 'epoch_1.pth'
+    before = torch.load(teacher_ckpt, map_location='cpu', weights_only=False)['state_dict']
+    cfg = write_tiny_config(tmp_path / 'kd.py', tiny_root, model=KD_MODEL.format(ckpt=teacher_ckpt))
+    res = run_tool(['tools/train.py', cfg, '--work-dir', str(tmp_path),
+                    '--cfg-options', 'train_cfg.max_epochs=1'])
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert 'distill.loss_word' in res.stdout + res.stderr
+    after = torch.load(teacher_ckpt, map_location='cpu', weights_only=False)['state_dict']
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    student_ckpt = torch.load(tmp_path / 'epoch_1.pth', map_location='cpu', weights_only=False)
+    assert all(k.startswith('student.') for k in student_ckpt['state_dict'])
+
+
+def test_dist_train_two_processes_on_cpu(tiny_root, tmp_path):
+    cfg = write_tiny_config(tmp_path / 'teacher.py', tiny_root)
+    env = dict(PYTHON=sys.executable, PORT='29731')
+    res = run_tool(['bash', 'tools/dist_train.sh', cfg, '2', '--work-dir', str(tmp_path),
+                    '--cfg-options', 'train_cfg.max_epochs=1'], env=env)
+    assert res.returncode == 0, (res.stdout + res.stderr)[-3000:]
+    log = res.stdout + res.stderr
+    assert 'Distributed training: True' in log
+    # 24 training captions / (2 processes x batch 4) = 3 iterations per process
+    assert 'Epoch(train) [1][3/3]' in log
+    assert (tmp_path / 'epoch_1.pth').is_file()
+
+
+@pytest.mark.parametrize('case', ['config', 'teacher', 'feature', 'type'])
+def test_bad_input_gives_one_clear_line(case, tmp_path, trained_teacher):
+    root = make_tiny_dataset(str(tmp_path / 'data'), num_videos=6)
+    model = '_teacher'
+    if case == 'teacher':
+        model = KD_MODEL.format(ckpt=tmp_path / 'nowhere' / 'teacher.pth')
+    if case == 'feature':
+        os.remove(os.path.join(root, 'visual', 'grid8', 'frame_feature', 'vid001.npy'))
+    if case == 'type':
+        model = "dict(_teacher, encoder=dict(type='TransformerEncodr', embed_dim=32))"
+    cfg = write_tiny_config(tmp_path / 'cfg.py', root, model=model)
+    if case == 'config':
+        cfg = str(tmp_path / 'missing.py')
+    res = run_tool(['tools/train.py', cfg, '--work-dir', str(tmp_path / 'work')])
+    assert res.returncode == 1
+    last = res.stderr.strip().splitlines()[-1]
+    assert last.startswith('error: ') and 'Traceback' not in res.stderr
+    expected = {'config': 'missing.py', 'teacher': 'Teacher checkpoint not found',
+                'feature': 'vid001', 'type': 'Did you mean: TransformerEncoder'}[case]
+    assert expected in last
+
+
+def test_missing_java_is_one_clear_line(trained_teacher, tmp_path):
+    cfg, work = trained_teacher
+    bindir = tmp_path / 'bin'
+    bindir.mkdir()
+    # a PATH with python's own folder but no java
+    os.symlink(sys.executable, bindir / 'python')
+    res = run_tool(['tools/test.py', cfg, str(work / 'epoch_1.pth'), '--work-dir',
+                    str(tmp_path)], env=dict(PATH=str(bindir)))
+    assert res.returncode == 1, res.stderr[-2000:]
+    last = res.stderr.strip().splitlines()[-1]
+    assert 'java' in last.lower() and 'Traceback' not in res.stderr
