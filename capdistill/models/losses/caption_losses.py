@@ -1,9 +1,16 @@
 """Losses on the ground-truth caption."""
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from capdistill.registry import LOSSES
+
+
+def upcast(x):
+    """Half-precision logits are summed in float32; float32/64 stay as they are."""
+    return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
 
 
 def masked_mean(per_token, mask, weight=None):
@@ -29,13 +36,12 @@ class LabelSmoothingLoss(nn.Module):
         self.loss_weight = loss_weight
 
     def forward(self, logits, targets, weight=None):
-        logp = F.log_softmax(logits.float(), dim=-1)
+        logp = F.log_softmax(upcast(logits), dim=-1)
         v = logits.shape[-1]
         eps = self.smoothing
         on, off = 1.0 - eps, eps / (v - 1)
         # sum_v q log q is a constant per token; sum_v q log p splits into target/rest.
-        ent = on * torch.log(torch.tensor(on)) + (eps * torch.log(torch.tensor(off))
-                                                   if eps > 0 else 0.0)
+        ent = on * math.log(on) + (eps * math.log(off) if eps > 0 else 0.0)
         logp_t = logp.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
         cross = on * logp_t + off * (logp.sum(-1) - logp_t)
         per_token = ent - cross
@@ -52,5 +58,5 @@ class CrossEntropyCaptionLoss(nn.Module):
         self.loss_weight = loss_weight
 
     def forward(self, logits, targets, weight=None):
-        per_token = F.cross_entropy(logits.float().transpose(1, 2), targets, reduction='none')
+        per_token = F.cross_entropy(upcast(logits).transpose(1, 2), targets, reduction='none')
         return self.loss_weight * masked_mean(per_token, targets != self.ignore_index, weight)

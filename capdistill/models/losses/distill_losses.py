@@ -3,7 +3,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from capdistill.registry import LOSSES
-from .caption_losses import masked_mean
+from .caption_losses import masked_mean, upcast
 
 
 @LOSSES.register_module()
@@ -21,7 +21,7 @@ class WordKLLoss(nn.Module):
         self.loss_weight = loss_weight
 
     def forward(self, student, teacher, mask):
-        log_s = F.log_softmax(student.float() / self.tau, dim=-1)
-        log_t = F.log_softmax(teacher.float() / self.tau, dim=-1)
+        log_s = F.log_softmax(upcast(student) / self.tau, dim=-1)
+        log_t = F.log_softmax(upcast(teacher) / self.tau, dim=-1)
         per_token = (log_t.exp() * (log_t - log_s)).sum(-1)
         return self.loss_weight * self.tau ** 2 * masked_mean(per_token, mask)
