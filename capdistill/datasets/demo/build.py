@@ -31,7 +31,7 @@ _README = """capdemo: PROCEDURALLY GENERATED demo data for capdistill (not a rea
 Every video was rendered by capdistill/datasets/demo/render.py from seed {seed}:
 one or two flat shapes (circle, square, triangle, cross) in six colours and two sizes,
 doing one action each (moving left/right/up/down, bouncing, growing, shrinking,
-spinning), {frames} frames of {size}x{size} px at {fps} fps, H.264 mp4. The {per}
+spinning), {frames} frames of {size}x{size} px at {fps} fps, MPEG-4 mp4. The {per}
 reference captions per video come from a small grammar with synonyms.
 
 Videos: {n} ({train} train / {valid} valid / {test} test).
