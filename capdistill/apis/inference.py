@@ -1,11 +1,9 @@
 """Loading a trained captioner for inference."""
-import os.path as osp
-
 from mmengine.config import Config
 from mmengine.registry import DefaultScope
 
 from capdistill.registry import MODELS
-from capdistill.utils import CheckpointError, load_full_checkpoint, state_dict_of
+from capdistill.utils import load_full_checkpoint, load_matching_state, state_dict_of
 
 
 def deployed_model(model):
@@ -29,9 +27,5 @@ def init_captioner(config, checkpoint=None, device='cpu'):
         state = state_dict_of(load_full_checkpoint(checkpoint))
         if any(k.startswith('student.') for k in state):
             state = {k[len('student.'):]: v for k, v in state.items() if k.startswith('student.')}
-        missing, unexpected = model.load_state_dict(state, strict=False)
-        if missing or unexpected:
-            raise CheckpointError(
-                f'Checkpoint {osp.basename(checkpoint)} does not match config: missing '
-                f'{missing[:3]}, unexpected {unexpected[:3]} ({len(missing)}/{len(unexpected)}).')
+        load_matching_state(model, state, f'Checkpoint {checkpoint}')
     return model.to(device).eval()

@@ -29,3 +29,24 @@ def state_dict_of(checkpoint):
     if isinstance(checkpoint, dict) and 'state_dict' in checkpoint:
         return checkpoint['state_dict']
     return checkpoint
+
+
+def load_matching_state(model, state, source):
+    """Load ``state`` into ``model``, or raise one readable error if they do not match.
+
+    Checks names and shapes first, so a wrong config is reported as such instead of
+    torch's list of every mismatched tensor.
+    """
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    wrong = [f'{k} {tuple(state[k].shape)} vs {tuple(v.shape)}' for k, v in own.items()
+             if k in state and hasattr(state[k], 'shape') and state[k].shape != v.shape]
+    if missing or unexpected or wrong:
+        parts = [f'{len(x)} {what} (e.g. {x[0]})' for x, what in
+                 ((missing, 'missing'), (unexpected, 'unexpected'), (wrong, 'of another shape'))
+                 if x]
+        raise CheckpointError(f'{source} does not match the model config: '
+                              f'{"; ".join(parts)}. Use the config the checkpoint was trained '
+                              'with.')
+    model.load_state_dict(state)

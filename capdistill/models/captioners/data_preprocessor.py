@@ -2,6 +2,8 @@
 import torch
 from mmengine.model import BaseDataPreprocessor
 
+from mmengine.registry import MODELS as MMENGINE_MODELS
+
 from capdistill.registry import MODELS
 
 
@@ -18,3 +20,9 @@ class CaptionDataPreprocessor(BaseDataPreprocessor):
         if 'weight' in samples:
             samples['weight'] = torch.as_tensor(samples['weight'], dtype=torch.float32)
         return dict(inputs=self.cast_data(inputs), data_samples=self.cast_data(samples))
+
+
+# mmengine's BaseModel builds ``data_preprocessor`` dicts through its root registry; also
+# registering there lets captioners be built outside a 'capdistill' default scope
+# (e.g. as teachers/students by STUDENTS.build, or from plain Python).
+MMENGINE_MODELS.register_module(module=CaptionDataPreprocessor, force=True)

@@ -7,7 +7,7 @@ from mmengine.logging import print_log
 from mmengine.model import BaseModel
 
 from capdistill.registry import LOSSES, MODELS, STUDENTS, TEACHERS
-from capdistill.utils import load_full_checkpoint, state_dict_of
+from capdistill.utils import load_full_checkpoint, load_matching_state, state_dict_of
 
 # Tensors every distillation step offers to the losses, by name.
 DEFAULT_INPUTS = dict(student='s_logits', teacher='t_logits', mask='mask')
@@ -77,10 +77,7 @@ class DistillAlgorithm(BaseModel):
                 f'Teacher checkpoint not found: {path}. Train the teacher first (tools/'
                 'train.py with its config) or set model.teacher_ckpt to its .pth file.')
         state = state_dict_of(load_full_checkpoint(path))
-        missing, unexpected = teacher.load_state_dict(state, strict=False)
-        if missing or unexpected:
-            raise RuntimeError(f'Teacher checkpoint {path} does not match the teacher config: '
-                               f'missing {missing[:3]}, unexpected {unexpected[:3]}.')
+        load_matching_state(teacher, state, f'Teacher checkpoint {path}')
 
     def _apply(self, fn, *args, **kwargs):
         super()._apply(fn, *args, **kwargs)
