@@ -1,1 +1,2 @@
+from .feature_encoders import FeatureProjector, IdentityEncoder, TransformerEncoder
 from .frame_encoders import OpenCLIPVisual, PixelGridEncoder, TimmFrameEncoder
