@@ -1,2 +1,3 @@
 from .feature_encoders import FeatureProjector, IdentityEncoder, TransformerEncoder
 from .frame_encoders import OpenCLIPVisual, PixelGridEncoder, TimmFrameEncoder
+from .temporal_encoders import HAM, EncoderStack, LSTMEncoder, PoolingEncoder

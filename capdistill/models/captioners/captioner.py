@@ -3,7 +3,7 @@ import torch
 from mmengine.model import BaseModel
 
 from capdistill.registry import BACKBONES, HEADS, LOSSES, MODELS, STUDENTS, TEACHERS, TOKENIZERS
-from .decoding import greedy_decode
+from .decoding import decode as run_decode
 
 
 @MODELS.register_module()
@@ -20,7 +20,10 @@ class Captioner(BaseModel):
         caption_loss (dict): loss on the ground-truth caption (``LOSSES``).
         feature_key (str): which input this model reads (e.g. ``teacher_feats``).
         max_len (int): caption words, without BOS/EOS.
-        decode (dict): ``use_cache`` for greedy decoding.
+        decode (dict): decoding settings: ``strategy`` ('greedy' or 'beam'),
+            ``beam_size``, ``length_penalty``, ``min_len``, ``no_repeat_ngram``,
+            ``use_cache`` (False: the reference's slow path, re-running the head for
+            every token) and ``ban_special`` (never generate PAD or BOS; default True).
     """
 
     def __init__(self, visual_encoder, encoder, head, tokenizer,
@@ -36,7 +39,8 @@ class Captioner(BaseModel):
         self.caption_loss = LOSSES.build(caption_loss)
         self.feature_key = feature_key
         self.max_len = max_len
-        self.decode_cfg = dict(use_cache=True, **(decode or {}))
+        self.decode_cfg = dict(strategy='greedy', use_cache=True, ban_special=True)
+        self.decode_cfg.update(decode or {})
 
     def encode(self, inputs):
         """Visual tokens ``(B, N, E)`` and their mask from the batch inputs."""
@@ -67,10 +71,16 @@ class Captioner(BaseModel):
     def generate(self, inputs, **decode):
         """Generated token ids ``(B, <=max_len+1)`` for a batch."""
         cfg = dict(self.decode_cfg, **decode)
+        if cfg.pop('ban_special', True):
+            cfg.setdefault('banned_ids', sorted({self.tokenizer.pad_id, self.tokenizer.bos_id}
+                                                - {self.tokenizer.eos_id}))
         memory, mask = self.encode(inputs)
-        return greedy_decode(self.head, memory, mask, self.tokenizer.bos_id,
-                             self.tokenizer.eos_id, self.max_len + 1,
-                             use_cache=cfg['use_cache'])
+        return run_decode(self.head, memory, mask, self.tokenizer.bos_id,
+                          self.tokenizer.eos_id, self.max_len + 1, **cfg)
+
+    def student_state_dict(self):
+        """The weights a deployed captioner needs (all of them, for a plain captioner)."""
+        return self.state_dict()
 
     def predict(self, inputs, data_samples=None):
         ids = self.generate(inputs)

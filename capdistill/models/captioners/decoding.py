@@ -1,9 +1,85 @@
-"""Caption decoding over any head that has ``forward``/``start``/``step``."""
+"""Caption decoding over any head that has ``forward``/``start``/``step``/``reorder``.
+
+Two strategies, both batched:
+
+* :func:`greedy_decode`: the most likely next word at each step;
+* :func:`beam_search`: ``beam_size`` hypotheses per video, all videos x beams in one
+  batch of ``B * K`` rows through the head's key/value cache.
+
+Both take ``use_cache=False`` for the reference implementation's slow path, which
+re-runs the whole head over the full prefix for every new token (kept for checking).
+
+Score of a finished caption ``y_1..y_L`` (``L`` counts EOS when there is one; a caption
+that reaches ``max_steps`` without EOS ends there)::
+
+    score = sum_t log p(y_t | y_<t) / L ** length_penalty
+
+with ``log p`` the log-softmax over the *whole* vocabulary; banned tokens, EOS before
+``min_len`` and repeated n-grams are excluded from the search but not renormalised.
+"""
 import torch
+
+NEG_INF = float('-inf')
 
 
 @torch.no_grad()
-def greedy_decode(head, memory, mem_mask, bos_id, eos_id, max_steps, use_cache=True):
+def decode(head, memory, mem_mask, bos_id, eos_id, max_steps, strategy='greedy',
+           beam_size=1, **kwargs):
+    """Dispatch on ``strategy`` ('greedy' or 'beam'); beam with ``beam_size`` 1 is greedy."""
+    if strategy == 'greedy' or (strategy == 'beam' and beam_size == 1
+                                and not kwargs.get('no_repeat_ngram')):
+        kwargs.pop('length_penalty', None)
+        kwargs.pop('no_repeat_ngram', None)
+        return greedy_decode(head, memory, mem_mask, bos_id, eos_id, max_steps, **kwargs)
+    if strategy == 'beam':
+        return beam_search(head, memory, mem_mask, bos_id, eos_id, max_steps,
+                           beam_size=beam_size, **kwargs)
+    raise ValueError(f"Unknown decoding strategy {strategy!r}; use 'greedy' or 'beam'.")
+
+
+class _Stepper:
+    """Next-token logits for a growing batch of prefixes, with or without the cache."""
+
+    def __init__(self, head, memory, mem_mask, bos_id, use_cache):
+        self.head, self.use_cache = head, use_cache
+        self.memory, self.mem_mask = memory, mem_mask
+        self.state = head.start(memory, mem_mask) if use_cache else None
+
+    def __call__(self, tokens):
+        """``tokens`` ``(N, t)`` starting with BOS -> logits ``(N, V)`` for position t."""
+        if self.use_cache:
+            return self.head.step(tokens[:, -1], self.state)
+        return self.head(self.memory, self.mem_mask, tokens)[:, -1]
+
+    def reorder(self, index):
+        if self.use_cache:
+            self.state = self.head.reorder(self.state, index)
+        else:
+            self.memory = self.memory.index_select(0, index)
+            self.mem_mask = self.mem_mask.index_select(0, index)
+
+
+def _constrain(logp, hist, eos_id, step, min_len, banned_ids, no_repeat_ngram):
+    """Set -inf on tokens the search may not pick; ``hist`` ``(N, step)`` excludes BOS."""
+    if banned_ids:
+        logp[:, list(banned_ids)] = NEG_INF
+    if step < min_len:
+        logp[:, eos_id] = NEG_INF
+    n = no_repeat_ngram or 0
+    if n > 0 and hist.shape[1] >= n:
+        windows = hist.unfold(1, n, 1)                       # (N, W, n)
+        tail = hist[:, hist.shape[1] - n + 1:]               # (N, n-1)
+        match = (windows[:, :, :-1] == tail[:, None]).all(-1) if n > 1 else \
+            torch.ones(windows.shape[:2], dtype=torch.bool, device=hist.device)
+        hits = torch.zeros_like(logp, dtype=torch.int32)
+        hits.scatter_add_(1, windows[:, :, -1], match.to(torch.int32))
+        logp.masked_fill_(hits > 0, NEG_INF)
+    return logp
+
+
+@torch.no_grad()
+def greedy_decode(head, memory, mem_mask, bos_id, eos_id, max_steps, use_cache=True,
+                  min_len=0, banned_ids=None):
     """Most likely next word at each step, for a batch of videos.
 
     Args:
@@ -11,6 +87,8 @@ def greedy_decode(head, memory, mem_mask, bos_id, eos_id, max_steps, use_cache=T
         use_cache (bool): feed one new token per step through the key/value cache;
             False re-runs the whole head on the full prefix every step, as the
             reference implementation does (slow, kept for checking).
+        min_len (int): EOS is not allowed before this many tokens.
+        banned_ids (iterable, optional): ids never generated (e.g. PAD, BOS).
 
     Returns:
         LongTensor ``(B, <=max_steps)``: generated ids; after EOS, EOS repeats.
@@ -18,15 +96,101 @@ def greedy_decode(head, memory, mem_mask, bos_id, eos_id, max_steps, use_cache=T
     b = memory.shape[0]
     tokens = torch.full((b, 1), bos_id, dtype=torch.long, device=memory.device)
     finished = torch.zeros(b, dtype=torch.bool, device=memory.device)
-    state = head.start(memory, mem_mask) if use_cache else None
-    for _ in range(max_steps):
-        if use_cache:
-            logits = head.step(tokens[:, -1], state)
-        else:
-            logits = head(memory, mem_mask, tokens)[:, -1]
+    stepper = _Stepper(head, memory, mem_mask, bos_id, use_cache)
+    for t in range(max_steps):
+        logits = stepper(tokens)
+        if banned_ids or t < min_len:
+            logits = _constrain(logits.clone(), tokens[:, 1:], eos_id, t, min_len,
+                                banned_ids, 0)
         nxt = logits.argmax(-1).masked_fill(finished, eos_id)
         tokens = torch.cat([tokens, nxt[:, None]], dim=1)
         finished |= nxt == eos_id
         if finished.all():
             break
     return tokens[:, 1:]
+
+
+@torch.no_grad()
+def beam_search(head, memory, mem_mask, bos_id, eos_id, max_steps, beam_size=5,
+                length_penalty=1.0, min_len=0, no_repeat_ngram=0, banned_ids=None,
+                use_cache=True, return_scores=False):
+    """Batched beam search; returns the best caption per video.
+
+    All ``B`` videos x ``K`` beams go through the head as one batch of ``B * K`` rows;
+    each step feeds one token per row through the head's cache and ``reorder``
+    gathers the surviving hypotheses' cache rows. A beam ends (EOS) when EOS is among
+    its own ``K`` most likely next tokens; the ``K`` best non-EOS continuations over
+    all beams of a video survive. A video stops once no live beam
+    can still beat its best finished caption (bounded with ``max_steps``), and the
+    whole search stops when every video has.
+
+    Args:
+        beam_size (int): hypotheses kept per video.
+        length_penalty (float): exponent ``a`` of the length normaliser ``L ** a``
+            (0: raw sum of log-probabilities; 1: mean per token).
+        min_len (int): EOS is not allowed before this many tokens.
+        no_repeat_ngram (int): if > 0, no n-gram of this size occurs twice.
+        banned_ids (iterable, optional): ids never generated.
+        return_scores (bool): also return the best scores ``(B,)``.
+
+    Returns:
+        LongTensor ``(B, <=max_steps)`` (EOS repeated after EOS) [and scores].
+    """
+    b, k, device = memory.shape[0], beam_size, memory.device
+    stepper = _Stepper(head, memory, mem_mask, bos_id, use_cache)
+    # one row per video for the first step, then K rows per video
+    tokens = torch.full((b, 1), bos_id, dtype=torch.long, device=device)
+    beam_scores = torch.zeros(b, 1, device=device)
+    best_scores = torch.full((b,), NEG_INF, device=device)
+    best_tokens = torch.full((b, max_steps), eos_id, dtype=torch.long, device=device)
+    done = torch.zeros(b, dtype=torch.bool, device=device)
+    arange_b = torch.arange(b, device=device)
+    a = float(length_penalty)
+    for t in range(max_steps):
+        length = t + 1
+        logp = torch.log_softmax(stepper(tokens).float(), dim=-1)
+        v = logp.shape[-1]
+        logp = _constrain(logp, tokens[:, 1:], eos_id, t, min_len, banned_ids,
+                          no_repeat_ngram)
+        width = beam_scores.shape[1]
+        cand = (beam_scores.reshape(-1, 1) + logp).view(b, width, v)
+        last = length == max_steps
+        # hypotheses that end at this step: EOS from any beam, or any word at max_steps
+        if last:
+            ends, pos = cand.view(b, -1).max(-1)
+            end_beam, end_word = pos // v, pos % v
+        else:
+            # a beam may end only if EOS is among its own K best next tokens (so K=1
+            # ends exactly where greedy does; K >= vocabulary ends every beam)
+            eos_logp = logp[:, eos_id:eos_id + 1]
+            rank = (logp > eos_logp).sum(-1).view(b, width)
+            eos_cand = cand[:, :, eos_id].masked_fill(rank >= k, NEG_INF)
+            ends, end_beam = eos_cand.max(-1)
+            end_word = torch.full_like(end_beam, eos_id)
+        ends = ends / (length ** a) if a else ends
+        better = (ends > best_scores) & ~done
+        if better.any():
+            rows = arange_b[better]
+            src = rows * width + end_beam[rows]
+            seq = torch.cat([tokens[src, 1:], end_word[rows, None]], dim=1)
+            best_tokens[rows, :length] = seq
+            best_tokens[rows, length:] = eos_id
+            best_scores[rows] = ends[rows]
+        if last:
+            break
+        # survivors: the K best continuations that do not end here
+        cand[:, :, eos_id] = NEG_INF
+        new_scores, idx = cand.view(b, -1).topk(min(k, width * v), dim=-1)
+        new_src = (arange_b[:, None] * width + idx // v).view(-1)
+        new_word = (idx % v).view(-1)
+        # stop a video when no live beam can beat its best finished caption
+        bound = new_scores[:, 0] / (max_steps ** a) if a else new_scores[:, 0]
+        done |= (bound <= best_scores) | new_scores[:, 0].isinf()
+        if done.all():
+            break
+        stepper.reorder(new_src)
+        tokens = torch.cat([tokens.index_select(0, new_src), new_word[:, None]], dim=1)
+        beam_scores = new_scores
+    width = int((best_tokens != eos_id).sum(1).max().item()) + 1
+    out = best_tokens[:, :min(width, max_steps)]
+    return (out, best_scores) if return_scores else out

@@ -5,11 +5,45 @@ Heads expose the same three calls so decoding is head-agnostic:
 to build a decoding state and ``step(tokens, state)`` for one new token per call
 using an incremental key/value cache.
 """
+import os
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from capdistill.registry import HEADS
+
+
+def load_clip_token_embedding(path):
+    """CLIP's ``token_embedding.weight`` ``(49408, W)`` from a local checkpoint file.
+
+    Accepts OpenAI's TorchScript ``.pt`` files and open_clip state dicts (plain or
+    under ``state_dict``). Nothing is downloaded: a missing file is an error.
+    """
+    if not os.path.isfile(path):
+        raise FileNotFoundError(
+            f'CLIP checkpoint not found: {path} (needed for the word embedding; put the '
+            'file under model_zoo/ as model_zoo/README.md says, or set head.clip_embedding=None).')
+    try:
+        state = torch.jit.load(path, map_location='cpu').state_dict()
+    except RuntimeError:
+        state = torch.load(path, map_location='cpu', weights_only=True)
+        state = state.get('state_dict', state)
+    for key, value in state.items():
+        if key.endswith('token_embedding.weight'):
+            return value.float()
+    raise KeyError(f'{path} has no token_embedding.weight; is it a CLIP checkpoint?')
+
+
+def init_word_embedding(embedding, path):
+    """Copy CLIP's token embedding from ``path`` into ``embedding`` (shapes must agree)."""
+    weight = load_clip_token_embedding(path)
+    if weight.shape != embedding.weight.shape:
+        raise ValueError(f'CLIP token embedding in {path} is {tuple(weight.shape)} but the head '
+                         f'needs {tuple(embedding.weight.shape)}: use ClipBPETokenizer and an '
+                         'embed_dim equal to the CLIP text width (512 for ViT-B/32).')
+    with torch.no_grad():
+        embedding.weight.copy_(weight)
 
 
 class SelfAttention(nn.Module):
@@ -68,10 +102,12 @@ class PrefixLMHead(nn.Module):
         depth (int): transformer blocks.
         num_heads (int): attention heads.
         max_len (int): longest caption in tokens, BOS and EOS included.
+        clip_embedding (str, optional): local CLIP checkpoint whose token embedding
+            initialises the word embedding (as the reference does; ClipBPETokenizer only).
     """
 
     def __init__(self, vocab_size, embed_dim, depth=2, num_heads=4, max_len=24,
-                 mlp_ratio=4.0, dropout=0.1):
+                 mlp_ratio=4.0, dropout=0.1, clip_embedding=None):
         super().__init__()
         self.vocab_size = vocab_size
         self.max_len = max_len
@@ -80,6 +116,8 @@ class PrefixLMHead(nn.Module):
         self.type_embed = nn.Parameter(torch.zeros(2, embed_dim))  # visual, word
         nn.init.normal_(self.word_embed.weight, std=0.02)
         nn.init.normal_(self.word_pos, std=0.02)
+        if clip_embedding:
+            init_word_embedding(self.word_embed, clip_embedding)
         self.blocks = nn.ModuleList(Block(embed_dim, num_heads, mlp_ratio, dropout)
                                     for _ in range(depth))
         self.norm = nn.LayerNorm(embed_dim)
@@ -146,4 +184,127 @@ class PrefixLMHead(nn.Module):
             cache['k'] = cache['k'].index_select(0, index)
             cache['v'] = cache['v'].index_select(0, index)
         state['key_mask'] = state['key_mask'].index_select(0, index)
+        return state
+
+
+class CrossAttention(nn.Module):
+    """Multi-head attention from words to the visual tokens (keys/values computed once)."""
+
+    def __init__(self, dim, num_heads, dropout):
+        super().__init__()
+        self.num_heads = num_heads
+        self.q = nn.Linear(dim, dim)
+        self.kv = nn.Linear(dim, dim * 2)
+        self.out = nn.Linear(dim, dim)
+        self.dropout = dropout
+
+    def memory_kv(self, memory):
+        b, m, d = memory.shape
+        k, v = self.kv(memory).view(b, m, 2, self.num_heads, d // self.num_heads).unbind(2)
+        return k.transpose(1, 2), v.transpose(1, 2)
+
+    def forward(self, x, kv, allowed):
+        b, n, d = x.shape
+        q = self.q(x).view(b, n, self.num_heads, d // self.num_heads).transpose(1, 2)
+        y = F.scaled_dot_product_attention(q, kv[0], kv[1], attn_mask=allowed,
+                                           dropout_p=self.dropout if self.training else 0.0)
+        return self.out(y.transpose(1, 2).reshape(b, n, d))
+
+
+class DecoderBlock(nn.Module):
+    """Pre-norm transformer decoder block: causal self-attention, cross-attention, MLP."""
+
+    def __init__(self, dim, num_heads, mlp_ratio=4.0, dropout=0.1):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim)
+        self.self_attn = SelfAttention(dim, num_heads, dropout)
+        self.norm2 = nn.LayerNorm(dim)
+        self.cross_attn = CrossAttention(dim, num_heads, dropout)
+        self.norm3 = nn.LayerNorm(dim)
+        hidden = int(dim * mlp_ratio)
+        self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Dropout(dropout),
+                                 nn.Linear(hidden, dim))
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x, self_allowed, kv, mem_allowed, cache=None):
+        x = x + self.drop(self.self_attn(self.norm1(x), self_allowed, cache))
+        x = x + self.drop(self.cross_attn(self.norm2(x), kv, mem_allowed))
+        return x + self.drop(self.mlp(self.norm3(x)))
+
+
+@HEADS.register_module()
+class TransformerDecoderHead(nn.Module):
+    """A plain transformer decoder: words attend causally to words, and to the visual
+    tokens through cross-attention. Tied input/output word embeddings.
+
+    Same decoding interface as :class:`PrefixLMHead` (``forward``/``start``/``step``/
+    ``reorder``); ``start`` computes every layer's cross-attention keys/values once.
+
+    Args:
+        vocab_size (int): size of the tokenizer's vocabulary.
+        embed_dim (int): model width (the visual tokens must have it too).
+        depth (int): decoder blocks.
+        num_heads (int): attention heads.
+        max_len (int): longest caption in tokens, BOS and EOS included.
+        clip_embedding (str, optional): local CLIP checkpoint for the word embedding.
+    """
+
+    def __init__(self, vocab_size, embed_dim, depth=2, num_heads=4, max_len=24,
+                 mlp_ratio=4.0, dropout=0.1, clip_embedding=None):
+        super().__init__()
+        self.vocab_size = vocab_size
+        self.max_len = max_len
+        self.word_embed = nn.Embedding(vocab_size, embed_dim)
+        self.word_pos = nn.Parameter(torch.zeros(1, max_len, embed_dim))
+        nn.init.normal_(self.word_embed.weight, std=0.02)
+        nn.init.normal_(self.word_pos, std=0.02)
+        if clip_embedding:
+            init_word_embedding(self.word_embed, clip_embedding)
+        self.blocks = nn.ModuleList(DecoderBlock(embed_dim, num_heads, mlp_ratio, dropout)
+                                    for _ in range(depth))
+        self.norm = nn.LayerNorm(embed_dim)
+        self.drop = nn.Dropout(dropout)
+
+    def _words(self, tokens, offset=0):
+        pos = self.word_pos[:, offset:offset + tokens.shape[1]]
+        return self.drop(self.word_embed(tokens) + pos)
+
+    def _logits(self, x):
+        return F.linear(self.norm(x), self.word_embed.weight)
+
+    def forward(self, memory, mem_mask, tokens, return_hidden=False):
+        """Logits ``(B, L, V)`` for every position of ``tokens`` ``(B, L)``."""
+        x = self._words(tokens)
+        n = x.shape[1]
+        causal = torch.ones(n, n, dtype=torch.bool, device=x.device).tril()
+        mem_allowed = mem_mask[:, None, None, :]
+        for blk in self.blocks:
+            x = blk(x, causal, blk.cross_attn.memory_kv(memory), mem_allowed)
+        logits = self._logits(x)
+        return (logits, x) if return_hidden else logits
+
+    def start(self, memory, mem_mask):
+        """A decoding state: cross-attention keys/values per block and an empty cache."""
+        return dict(kv=[blk.cross_attn.memory_kv(memory) for blk in self.blocks],
+                    caches=[dict() for _ in self.blocks], mem_mask=mem_mask, length=0)
+
+    def step(self, tokens, state):
+        """Logits ``(B, V)`` for the next word after feeding ``tokens`` ``(B,)``."""
+        x = self._words(tokens[:, None], offset=state['length'])
+        mem_allowed = state['mem_mask'][:, None, None, :]
+        for blk, kv, cache in zip(self.blocks, state['kv'], state['caches']):
+            x = blk(x, None, kv, mem_allowed, cache)
+        state['length'] += 1
+        return self._logits(x[:, -1])
+
+    @staticmethod
+    def reorder(state, index):
+        """Select rows of a decoding state (beam search re-orders hypotheses)."""
+        state['kv'] = [(k.index_select(0, index), v.index_select(0, index))
+                       for k, v in state['kv']]
+        for cache in state['caches']:
+            if 'k' in cache:
+                cache['k'] = cache['k'].index_select(0, index)
+                cache['v'] = cache['v'].index_select(0, index)
+        state['mem_mask'] = state['mem_mask'].index_select(0, index)
         return state
