@@ -33,7 +33,17 @@ def load_captions(path):
         entries, vid_key, cap_key = data['sentences'], 'video_id', 'caption'
     elif isinstance(data, dict) and 'metadata' in data:
         entries, vid_key, cap_key = data['metadata'], 'video_id', 'sentence'
-    elif isinstance(data, list) and (not data or 'videoID' in data[0]):
+    elif isinstance(data, list) and (not data or isinstance(data[0], dict)
+                                     and 'videoID' in data[0]):
+        seen = {}
+        for i, e in enumerate(data):
+            vid = e.get('videoID') if isinstance(e, dict) else None
+            if vid in seen:
+                raise DataError(f'{path}: duplicate video id {vid!r} (entries {seen[vid]} '
+                                f'and {i}); each VATEX video must appear once.')
+            seen[vid] = i
+            if isinstance(e, dict) and not isinstance(e.get('enCap'), list):
+                raise DataError(f'{path}: entry {i} (video {vid!r}) has no "enCap" list.')
         entries = [dict(videoID=e.get('videoID'), enCap=c)
                    for e in data for c in (e.get('enCap') or [None])]
         vid_key, cap_key = 'videoID', 'enCap'
@@ -56,7 +66,14 @@ def load_official_splits(path):
     """Split name -> ids from the ``"videos"`` entries of MSR-VTT's videodatainfo.json."""
     data = _load_json(path)
     splits = {}
-    for v in data.get('videos', []) if isinstance(data, dict) else []:
+    seen = set()
+    for i, v in enumerate(data.get('videos', []) if isinstance(data, dict) else []):
+        if not isinstance(v, dict) or not isinstance(v.get('video_id'), str):
+            raise DataError(f'{path}: "videos" entry {i} has no "video_id".')
+        if v['video_id'] in seen:
+            raise DataError(f'{path}: duplicate video id {v["video_id"]!r} in "videos" '
+                            f'(entry {i}).')
+        seen.add(v['video_id'])
         name = {'validate': 'valid', 'val': 'valid'}.get(v.get('split'), v.get('split'))
         splits.setdefault(name, []).append(v['video_id'])
     return splits

@@ -8,6 +8,7 @@ from mmengine.logging import print_log
 
 from capdistill.registry import DATASETS, TOKENIZERS
 from .annotations import DataError, load_captions, load_official_splits, load_split
+from .preprocess import load_preprocessed
 
 
 @DATASETS.register_module()
@@ -33,10 +34,31 @@ class CaptionDataset(BaseDataset):
         skip_missing (bool): drop split ids without features or captions with one
             warning instead of stopping.
         allow_pickle (bool): accept a .pkl split file (unpickling runs its code).
+        grade (str, optional): per-caption loss weight: ``'tfidf'`` (mean TF-IDF,
+            normalised within the video) or ``'consensus'`` (leave-one-out CIDEr-D,
+            normalised over the dataset); None gives every caption weight 1.
+        concepts (dict, optional): add the video's object and action concepts (nouns
+            and verbs of its teacher caption) to every sample, e.g.
+            ``dict(max_objects=3, max_actions=3)``; off by default.
+        cache_dir (str, optional): where preprocessed annotations (concepts, grades)
+            are cached; default ``.capdistill_cache/`` beside the annotation file.
     """
+    #: name used to find ``splits/<name>_<split>_list.{json,txt,pkl}`` when no
+    #: split_file is given
+    dataset_name = None
 
     def __init__(self, ann_file, feature_dirs, tokenizer, split_file=None, split='train',
-                 max_len=22, skip_missing=False, allow_pickle=False, **kwargs):
+                 max_len=22, skip_missing=False, allow_pickle=False, grade=None,
+                 concepts=None, cache_dir=None, **kwargs):
+        if grade not in (None, 'tfidf', 'consensus'):
+            raise ValueError(f"grade must be None, 'tfidf' or 'consensus', not {grade!r}.")
+        if concepts is not None and not isinstance(concepts, dict):
+            concepts = {} if concepts is True else None
+        self.grade = grade
+        self.concepts = None if concepts is None else dict(
+            max_objects=concepts.get('max_objects', 3),
+            max_actions=concepts.get('max_actions', 3))
+        self.cache_dir = cache_dir
         self.split_file = split_file
         self.split = split
         self.feature_dirs = dict(feature_dirs)
@@ -53,27 +75,67 @@ class CaptionDataset(BaseDataset):
         if self.split_file:
             return load_split(self._abs(self.split_file), self.allow_pickle)
         splits = load_official_splits(self.ann_file)
-        if self.split not in splits:
-            raise DataError(f'{self.ann_file}: no split_file given and no "videos" entries '
-                            f'with split {self.split!r}; set split_file in the dataset config.')
-        return splits[self.split]
+        if self.split in splits:
+            return splits[self.split]
+        if self.dataset_name:
+            for ext in ('.json', '.txt', '.pkl'):
+                path = self._abs(f'splits/{self.dataset_name}_{self.split}_list{ext}')
+                if osp.isfile(path):
+                    self.split_file = path
+                    return load_split(path, self.allow_pickle)
+        raise DataError(f'{self.ann_file}: no split_file given and no "videos" entries '
+                        f'with split {self.split!r}; set split_file in the dataset config.')
 
-    def _feature_path(self, key, vid):
-        folder = self._abs(self.feature_dirs[key])
-        return osp.join(folder, f'{vid}.npy')
+    def _feature_source(self, key, vid):
+        """``<folder>/<vid>.npy``, or ``(file.h5, vid)`` for an HDF5 feature file."""
+        where = self._abs(self.feature_dirs[key])
+        if where.lower().endswith(('.h5', '.hdf5')):
+            return (where, vid)
+        return osp.join(where, f'{vid}.npy')
+
+    # kept for code that used the old name
+    _feature_path = _feature_source
+
+    def _h5_keys(self):
+        keys = {}
+        for key, where in self.feature_dirs.items():
+            where = self._abs(where)
+            if where.lower().endswith(('.h5', '.hdf5')):
+                if not osp.isfile(where):
+                    raise DataError(f'HDF5 feature file not found: {where} (input {key!r}).')
+                import h5py
+                try:
+                    with h5py.File(where, 'r') as f:
+                        keys[key] = set(f.keys())
+                except OSError as exc:
+                    raise DataError(f'{where}: unreadable HDF5 file ({exc}).') from None
+        return keys
+
+    def _concept_ids(self, words, k):
+        ids = np.full(k, self.tokenizer.pad_id, dtype=np.int64)
+        for i, w in enumerate(words[:k]):
+            enc = self.tokenizer.encode(w)
+            if enc:
+                ids[i] = enc[0]
+        return ids
 
     def load_data_list(self):
         captions = load_captions(self.ann_file)
         ids = self._split_ids(captions)
+        h5_keys = self._h5_keys()
         missing = {}
         for vid in ids:
             if vid not in captions:
                 missing[vid] = f'no captions in {self.ann_file}'
                 continue
             for key in self.feature_dirs:
-                path = self._feature_path(key, vid)
-                if not osp.isfile(path):
-                    missing[vid] = f'no {key} file {path}'
+                src = self._feature_source(key, vid)
+                if key in h5_keys:
+                    if vid not in h5_keys[key]:
+                        missing[vid] = f'no {key} entry in {src[0]}'
+                        break
+                elif not osp.isfile(src):
+                    missing[vid] = f'no {key} file {src}'
                     break
         if missing:
             first = '; '.join(f'{v}: {why}' for v, why in list(missing.items())[:3])
@@ -84,19 +146,31 @@ class CaptionDataset(BaseDataset):
                                 ' or set skip_missing=True to leave them out.')
             print_log(msg + ' They are left out (skip_missing=True).', logger='current',
                       level=30)
+        prep = None
+        if self.grade or self.concepts is not None:
+            prep = load_preprocessed(self.ann_file, self.cache_dir, captions)
         data_list = []
         for vid in ids:
             if vid in missing:
                 continue
-            paths = {k: self._feature_path(k, vid) for k in self.feature_dirs}
+            paths = {k: self._feature_source(k, vid) for k in self.feature_dirs}
             refs = captions[vid]
+            extra = {}
+            if self.concepts is not None:
+                info = prep[vid]
+                nouns = info['nouns'][info['teacher']][:self.concepts['max_objects']]
+                verbs = info['verbs'][info['teacher']][:self.concepts['max_actions']]
+                extra = dict(obj_words=nouns, act_words=verbs,
+                             obj_tokens=self._concept_ids(nouns, self.concepts['max_objects']),
+                             act_tokens=self._concept_ids(verbs, self.concepts['max_actions']))
             if self.test_mode:
-                data_list.append(dict(video_id=vid, refs=refs, feature_paths=paths))
+                data_list.append(dict(video_id=vid, refs=refs, feature_paths=paths, **extra))
                 continue
-            for cap in refs:
+            weights = prep[vid][self.grade] if self.grade else [1.0] * len(refs)
+            for cap, weight in zip(refs, weights):
                 tokens = self.tokenizer.encode_padded(cap, self.max_len)
                 data_list.append(dict(video_id=vid, caption=cap, tokens=tokens,
-                                      weight=1.0, feature_paths=paths))
+                                      weight=float(weight), feature_paths=paths, **extra))
         if not data_list:
             raise DataError(f'{self.ann_file}: the split {self.split_file or self.split!r} '
                             'has no usable videos.')
@@ -105,3 +179,23 @@ class CaptionDataset(BaseDataset):
     def get_video_ids(self):
         """Distinct video ids in order."""
         return list(dict.fromkeys(self.get_data_info(i)['video_id'] for i in range(len(self))))
+
+
+@DATASETS.register_module()
+class MSVDDataset(CaptionDataset):
+    """MSVD in the reference layout; video ids are kept as given (YouTube-style names
+    such as ``-4wsuPCjDBc_5_15`` in the official release, ``videoN`` in others)."""
+    dataset_name = 'msvd'
+
+
+@DATASETS.register_module()
+class MSRVTTDataset(CaptionDataset):
+    """MSR-VTT: the reference layout, or the official videodatainfo.json alone (its
+    ``"videos"`` entries give the 6513/497/2990 split when no split file exists)."""
+    dataset_name = 'msrvtt'
+
+
+@DATASETS.register_module()
+class VATEXDataset(CaptionDataset):
+    """VATEX json (a list of ``{"videoID", "enCap": [...]}``) with frame features."""
+    dataset_name = 'vatex'

@@ -1,3 +1,5 @@
-from .loading import LoadFrameFeatures, PackCaptionInputs, read_feature_file, uniform_indices
+from .loading import (LoadFrameFeatures, PackCaptionInputs, check_features, read_feature_file,
+                      read_features, read_h5_features, uniform_indices)
 
-__all__ = ['LoadFrameFeatures', 'PackCaptionInputs', 'read_feature_file', 'uniform_indices']
+__all__ = ['LoadFrameFeatures', 'PackCaptionInputs', 'read_feature_file', 'uniform_indices',
+           'check_features', 'read_features', 'read_h5_features']

@@ -1,4 +1,5 @@
 """Per-sample transforms: frame features in, packed model inputs out."""
+import os
 import zipfile
 
 import numpy as np
@@ -15,6 +16,24 @@ def uniform_indices(num_stored: int, num_frames: int) -> np.ndarray:
     return np.linspace(0, num_stored - 1, num_frames).round().astype(np.int64)
 
 
+def check_features(arr, where, expected_dim=None):
+    """Validate a ``(frames, dim)`` feature array; ``where`` names it in errors."""
+    if arr.ndim == 1 and arr.size:
+        arr = arr[None]
+    if arr.ndim != 2 or arr.shape[0] == 0:
+        raise DataError(f'{where}: expected features of shape (frames, dim), got '
+                        f'{tuple(arr.shape)}; re-extract it.')
+    if expected_dim is not None and arr.shape[1] != expected_dim:
+        raise DataError(f'{where}: feature dim {arr.shape[1]}, expected {expected_dim}; '
+                        'check feature_dirs and the model\'s in_dim.')
+    if not np.issubdtype(arr.dtype, np.number):
+        raise DataError(f'{where}: non-numeric features ({arr.dtype}).')
+    arr = arr.astype(np.float32, copy=False)
+    if not np.isfinite(arr).all():
+        raise DataError(f'{where}: features contain NaN or Inf; re-extract it.')
+    return arr
+
+
 def read_feature_file(path, expected_dim=None):
     """A ``(frames, dim)`` float32 array from a .npy file, checked."""
     try:
@@ -24,20 +43,45 @@ def read_feature_file(path, expected_dim=None):
     except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
         raise DataError(f'{path}: unreadable feature file ({exc}); re-extract it with '
                         'tools/extract_features.py.') from None
-    if arr.ndim == 1 and arr.size:
-        arr = arr[None]
-    if arr.ndim != 2 or arr.shape[0] == 0:
-        raise DataError(f'{path}: expected features of shape (frames, dim), got '
-                        f'{tuple(arr.shape)}; re-extract it.')
-    if expected_dim is not None and arr.shape[1] != expected_dim:
-        raise DataError(f'{path}: feature dim {arr.shape[1]}, expected {expected_dim}; '
-                        'check feature_dirs and the model\'s in_dim.')
-    if not np.issubdtype(arr.dtype, np.number):
-        raise DataError(f'{path}: non-numeric features ({arr.dtype}).')
-    arr = arr.astype(np.float32, copy=False)
-    if not np.isfinite(arr).all():
-        raise DataError(f'{path}: features contain NaN or Inf; re-extract it.')
-    return arr
+    return check_features(arr, path, expected_dim)
+
+
+_H5 = {}
+
+
+def _h5_file(path):
+    """One read-only handle per file and process (handles do not survive fork)."""
+    key = (path, os.getpid())
+    if key not in _H5:
+        import h5py
+        try:
+            _H5[key] = h5py.File(path, 'r')
+        except OSError as exc:
+            raise DataError(f'{path}: unreadable HDF5 feature file ({exc}).') from None
+    return _H5[key]
+
+
+def read_h5_features(path, vid, expected_dim=None):
+    """A ``(frames, dim)`` float32 array stored under key ``vid`` of HDF5 file ``path``."""
+    f = _h5_file(path)
+    if vid not in f:
+        raise DataError(f'{path}: no entry for video {vid!r}.')
+    try:
+        arr = np.asarray(f[vid][()])
+    except (OSError, TypeError, KeyError) as exc:
+        raise DataError(f'{path}: entry {vid!r} unreadable ({exc}).') from None
+    return check_features(arr, f'{path} [{vid}]', expected_dim)
+
+
+def read_features(source, expected_dim=None):
+    """Features from a .npy path or an ``(h5 file, video id)`` pair."""
+    if isinstance(source, (tuple, list)):
+        return read_h5_features(source[0], source[1], expected_dim)
+    return read_feature_file(source, expected_dim)
+
+
+def _where(source):
+    return f'{source[0]} [{source[1]}]' if isinstance(source, (tuple, list)) else source
 
 
 @TRANSFORMS.register_module()
@@ -59,13 +103,21 @@ class LoadFrameFeatures:
         self.num_frames = num_frames
         self.feature_dims = feature_dims or {}
         self.cache = {} if cache else None
+        self._seen_dims = {}
 
     def _load(self, path, key):
-        if self.cache is not None and path in self.cache:
-            return self.cache[path]
-        arr = read_feature_file(path, self.feature_dims.get(key))
+        ckey = tuple(path) if isinstance(path, list) else path
+        if self.cache is not None and ckey in self.cache:
+            return self.cache[ckey]
+        arr = read_features(path, self.feature_dims.get(key))
+        # without feature_dims, every video of one input must share the first one's dim
+        dim = self._seen_dims.setdefault(key, (arr.shape[1], path))
+        if dim[0] != arr.shape[1]:
+            raise DataError(f'{_where(path)}: feature dim {arr.shape[1]} differs from '
+                            f'{dim[0]} in {_where(dim[1])} (input {key!r}); one input '
+                            'must use one feature set.')
         if self.cache is not None:
-            self.cache[path] = arr
+            self.cache[ckey] = arr
         return arr
 
     def __call__(self, results):
@@ -85,7 +137,9 @@ class LoadFrameFeatures:
 class PackCaptionInputs:
     """Split a sample into model ``inputs`` (tensors) and ``data_samples`` (the rest)."""
 
-    meta_keys = ('video_id', 'refs', 'caption', 'tokens', 'weight')
+    meta_keys = ('video_id', 'refs', 'caption', 'tokens', 'weight', 'obj_tokens',
+                 'act_tokens', 'obj_words', 'act_words')
+    tensor_keys = ('tokens', 'obj_tokens', 'act_tokens')
 
     def __call__(self, results):
         inputs = {}
@@ -93,6 +147,7 @@ class PackCaptionInputs:
             inputs[key] = torch.from_numpy(results[key])
             inputs[f'{key}_mask'] = torch.from_numpy(results[f'{key}_mask'])
         samples = {k: results[k] for k in self.meta_keys if k in results}
-        if 'tokens' in samples:
-            samples['tokens'] = torch.as_tensor(samples['tokens'])
+        for key in self.tensor_keys:
+            if key in samples:
+                samples[key] = torch.as_tensor(samples[key], dtype=torch.long)
         return dict(inputs=inputs, data_samples=samples)
