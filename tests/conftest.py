@@ -62,7 +62,7 @@ val_dataloader = dict(batch_size=3, num_workers=0,
                       dataset=dict(_ds, split_file='splits/tiny_valid_list.json', test_mode=True))
 test_dataloader = dict(val_dataloader, dataset=dict(_ds, split_file='splits/tiny_test_list.json',
                                                     test_mode=True))
-val_evaluator = dict(type='CaptionMetric')
+val_evaluator = dict(type='CaptionMetric', scorers=['Bleu', 'ROUGE_L', 'CIDEr'])
 test_evaluator = val_evaluator
 _student = dict(type='Captioner', feature_key='feats',
                 visual_encoder=dict(type='FeatureProjector', in_dim=24, embed_dim=32),

@@ -118,7 +118,7 @@ def test_caption_metric_drops_duplicates_and_writes_json(tmp_path):
 
 @needs_java
 def test_caption_metric_prefix():
-    metric = CaptionMetric(metrics=('CIDEr', ), prefix='caption')
+    metric = CaptionMetric(scorers=('CIDEr', ), prefix='caption')
     metric.process(None, [dict(video_id=v, pred_caption=PREDS[v], refs=REFS[v])
                           for v in PREDS])
     assert list(metric.evaluate(4)) == ['caption/CIDEr']

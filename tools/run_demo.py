@@ -31,7 +31,7 @@ def parse_args():
 
 def run(cmd, log_path):
     """Run a tool, keep its full log, echo its epoch summaries."""
-    env = dict(os.environ, PYTHONPATH=REPO, HF_HUB_OFFLINE='1')
+    env = dict(os.environ, PYTHONPATH=REPO, HF_HUB_OFFLINE='1', PYTHONUNBUFFERED='1')
     with open(log_path, 'w') as log:
         proc = subprocess.Popen([sys.executable] + cmd, cwd=REPO, env=env, text=True,
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT)

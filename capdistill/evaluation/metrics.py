@@ -39,7 +39,8 @@ class CaptionMetric(BaseMetric):
     keeping the first.
 
     Args:
-        metrics (Sequence[str]): passed to :func:`score_captions`.
+        scorers (Sequence[str]): metric names passed to :func:`score_captions` (not
+            ``metrics``: mmengine reads a ``metrics`` key as an Evaluator config).
         out_file (str, optional): write ``{"predictions": {vid: caption},
             "per_video": {vid: {metric: score}}, "aggregate": {...}}`` here
             (parent folders are created); ``teacher_captions`` is added when
@@ -51,14 +52,14 @@ class CaptionMetric(BaseMetric):
     default_prefix = ''  # plain pycocoevalcap keys (and no missing-prefix warning)
 
     def __init__(self,
-                 metrics: Sequence[str] = DEFAULT_METRICS,
+                 scorers: Sequence[str] = DEFAULT_METRICS,
                  out_file: Optional[str] = None,
                  collect_device: str = 'cpu',
                  prefix: Optional[str] = None,
                  collect_dir: Optional[str] = None) -> None:
         super().__init__(collect_device=collect_device, prefix=prefix,
                          collect_dir=collect_dir)
-        self.metrics = tuple(metrics)
+        self.scorers = tuple(scorers)
         self.out_file = out_file
 
     def process(self, data_batch, data_samples: Sequence) -> None:
@@ -86,7 +87,7 @@ class CaptionMetric(BaseMetric):
             unique.setdefault(result['video_id'], result)
         predictions = {vid: r['pred_caption'] for vid, r in unique.items()}
         references = {vid: r['refs'] for vid, r in unique.items()}
-        scores = score_captions(predictions, references, metrics=self.metrics,
+        scores = score_captions(predictions, references, metrics=self.scorers,
                                 per_video=True)
         if self.out_file:
             self._dump(unique, predictions, scores)
