@@ -1,0 +1,151 @@
+"""Greedy and beam-search decoding: cache vs slow path, beam 1 vs greedy, brute force."""
+import itertools
+
+import pytest
+import torch
+
+from capdistill.models.captioners import (PrefixLMHead, TransformerDecoderHead, beam_search,
+                                          decode, greedy_decode)
+
+BOS, EOS = 1, 2
+HEADS = [PrefixLMHead, TransformerDecoderHead]
+
+
+class EOSBiased(torch.nn.Module):
+    """A head whose EOS logit is raised by ``bias`` (so that captions end early)."""
+
+    def __init__(self, head, bias):
+        super().__init__()
+        self.head, self.bias, self.vocab_size = head, bias, head.vocab_size
+
+    def _add(self, logits):
+        logits = logits.clone()
+        logits[..., EOS] += self.bias
+        return logits
+
+    def forward(self, memory, mask, tokens):
+        return self._add(self.head(memory, mask, tokens))
+
+    def start(self, memory, mask):
+        return self.head.start(memory, mask)
+
+    def step(self, tokens, state):
+        return self._add(self.head.step(tokens, state))
+
+    def reorder(self, state, index):
+        return self.head.reorder(state, index)
+
+
+def make_head(cls, vocab=40, dim=32, seed=0, eos_bias=0.0, scale=5.0):
+    torch.manual_seed(seed)
+    head = cls(vocab_size=vocab, embed_dim=dim, depth=2, num_heads=2, max_len=12).eval()
+    with torch.no_grad():
+        head.word_embed.weight.mul_(scale)  # peaky distributions: varied captions
+    return EOSBiased(head, eos_bias).eval()
+
+
+def make_memory(b=5, n=6, dim=32, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    memory = torch.randn(b, n, dim, generator=g)
+    mask = torch.ones(b, n, dtype=torch.bool)
+    mask[1, 4:] = False
+    mask[3, 2:] = False
+    return memory, mask
+
+
+@pytest.mark.parametrize('cls', HEADS)
+def test_cached_greedy_equals_slow_path(cls):
+    for seed in range(3):
+        head = make_head(cls, seed=seed, eos_bias=1.5)
+        memory, mask = make_memory(seed=seed)
+        fast = greedy_decode(head, memory, mask, BOS, EOS, 10, use_cache=True)
+        slow = greedy_decode(head, memory, mask, BOS, EOS, 10, use_cache=False)
+        assert torch.equal(fast, slow)
+        # logits of each cached step equal the slow path's
+        inner = head.head
+        state = inner.start(memory, mask)
+        tokens = torch.cat([torch.full((5, 1), BOS), fast], 1)
+        full = inner(memory, mask, tokens)
+        for t in range(tokens.shape[1]):
+            step = inner.step(tokens[:, t], state)
+            torch.testing.assert_close(step, full[:, t], atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize('cls', HEADS)
+def test_beam_one_equals_greedy(cls):
+    ends = 0
+    for seed in range(4):
+        head = make_head(cls, seed=seed, eos_bias=1.5)
+        memory, mask = make_memory(seed=seed)
+        greedy = greedy_decode(head, memory, mask, BOS, EOS, 10)
+        beam = beam_search(head, memory, mask, BOS, EOS, 10, beam_size=1, length_penalty=0.0)
+        assert torch.equal(greedy, beam)
+        ends += int((greedy == EOS).any(1).sum())
+    assert ends > 0  # some captions end before max_steps
+
+
+@pytest.mark.parametrize('cls', HEADS)
+def test_beam_cached_equals_slow_and_constraints(cls):
+    head = make_head(cls, eos_bias=1.5)
+    memory, mask = make_memory()
+    kw = dict(beam_size=4, length_penalty=1.0, no_repeat_ngram=2, min_len=3, banned_ids=[0, 1])
+    fast = beam_search(head, memory, mask, BOS, EOS, 9, **kw)
+    slow = beam_search(head, memory, mask, BOS, EOS, 9, use_cache=False, **kw)
+    assert torch.equal(fast, slow)
+    for row in fast.tolist():
+        words = row[:row.index(EOS)] if EOS in row else row
+        assert len(words) >= 3 and not {0, 1} & set(words)
+        bigrams = list(zip(words, words[1:]))
+        assert len(bigrams) == len(set(bigrams))
+    # dispatch: beam of 1 goes to greedy, unknown strategies fail
+    assert torch.equal(decode(head, memory, mask, BOS, EOS, 9, strategy='beam', beam_size=1),
+                       greedy_decode(head, memory, mask, BOS, EOS, 9))
+    with pytest.raises(ValueError):
+        decode(head, memory, mask, BOS, EOS, 9, strategy='sample')
+
+
+def brute_force(head, memory, mask, max_steps, length_penalty, banned):
+    """Best score and sequence per video over every caption the search may produce."""
+    vocab = head.vocab_size
+    allowed = [w for w in range(vocab) if w not in banned]
+    words = [w for w in allowed if w != EOS]
+    best = []
+    for i in range(memory.shape[0]):
+        cands = []
+        for n in range(max_steps):
+            cands += [list(p) + [EOS] for p in itertools.product(words, repeat=n)]
+        cands += [list(p) for p in itertools.product(words, repeat=max_steps)]
+        tokens = torch.tensor([[BOS] + c + [EOS] * (max_steps - len(c)) for c in cands])
+        logp = torch.log_softmax(head(memory[i:i + 1].expand(len(cands), -1, -1),
+                                      mask[i:i + 1].expand(len(cands), -1), tokens), -1)
+        scores = []
+        for j, c in enumerate(cands):
+            s = sum(logp[j, t, c[t]].item() for t in range(len(c)))
+            scores.append(s / len(c) ** length_penalty)
+        j = max(range(len(cands)), key=scores.__getitem__)
+        best.append((scores[j], cands[j]))
+    return best
+
+
+@pytest.mark.parametrize('cls', HEADS)
+@pytest.mark.parametrize('length_penalty', [0.0, 1.0])
+@pytest.mark.parametrize('max_steps,beam', [(3, 5), (4, 8)])
+def test_beam_finds_brute_force_optimum(cls, length_penalty, max_steps, beam):
+    """Vocabulary of 5 (PAD, BOS banned; EOS and 2 words): with a beam as wide as the
+    vocabulary (3 steps), or as the 2**3 live prefixes (4 steps), beam search is exact."""
+    banned = [0, 1]
+    found = 0
+    for seed in range(2):
+        head = make_head(cls, vocab=5, dim=16, seed=seed, scale=2.0, eos_bias=1.0)
+        memory, mask = make_memory(b=4, dim=16, seed=seed)
+        ids, scores = beam_search(head, memory, mask, BOS, EOS, max_steps, beam_size=beam,
+                                  length_penalty=length_penalty, banned_ids=banned,
+                                  return_scores=True)
+        for i, (score, seq) in enumerate(brute_force(head, memory, mask, max_steps,
+                                                     length_penalty, banned)):
+            row = ids[i].tolist()
+            got = row[:row.index(EOS) + 1] if EOS in row else row
+            assert got == seq, (got, seq)
+            assert scores[i].item() == pytest.approx(score, abs=1e-4)
+            found += len(seq) < max_steps or seq[-1] == EOS
+    assert found > 0
