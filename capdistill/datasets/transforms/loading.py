@@ -80,6 +80,41 @@ def read_features(source, expected_dim=None):
     return read_feature_file(source, expected_dim)
 
 
+class TextList:
+    """A sample's list of strings (references, concept words), kept whole by batching.
+
+    mmengine's default ``pseudo_collate`` transposes list fields across a batch (and
+    fails when their lengths differ, as MSVD's reference counts do); this read-only
+    sequence is not a ``collections.abc.Sequence``, so each sample keeps its own list.
+    """
+    __slots__ = ('items',)
+
+    def __init__(self, items=()):
+        self.items = [str(x) for x in items]
+
+    def __len__(self):
+        return len(self.items)
+
+    def __iter__(self):
+        return iter(self.items)
+
+    def __getitem__(self, i):
+        return self.items[i]
+
+    def __eq__(self, other):
+        return list(self) == list(other) if isinstance(other, (list, tuple, TextList)) \
+            else NotImplemented
+
+    def __repr__(self):
+        return f'TextList({self.items!r})'
+
+    def __getstate__(self):
+        return self.items
+
+    def __setstate__(self, state):
+        self.items = state
+
+
 def _where(source):
     return f'{source[0]} [{source[1]}]' if isinstance(source, (tuple, list)) else source
 
@@ -140,6 +175,7 @@ class PackCaptionInputs:
     meta_keys = ('video_id', 'refs', 'caption', 'tokens', 'weight', 'obj_tokens',
                  'act_tokens', 'obj_words', 'act_words')
     tensor_keys = ('tokens', 'obj_tokens', 'act_tokens')
+    text_keys = ('refs', 'obj_words', 'act_words')
 
     def __call__(self, results):
         inputs = {}
@@ -150,4 +186,7 @@ class PackCaptionInputs:
         for key in self.tensor_keys:
             if key in samples:
                 samples[key] = torch.as_tensor(samples[key], dtype=torch.long)
+        for key in self.text_keys:
+            if key in samples:
+                samples[key] = TextList(samples[key])
         return dict(inputs=inputs, data_samples=samples)
