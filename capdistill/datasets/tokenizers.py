@@ -79,7 +79,9 @@ class WordTokenizer(BaseTokenizer):
                         'dict(ann_file=..., split_file=...) to build it from the training '
                         'captions.')
                 built = self.build(self._training_captions(**build_from), min_count)
-                built.save(vocab_file)
+                built.save(vocab_file, meta=dict(min_count=min_count, **build_from))
+            elif build_from is not None:
+                self._check_meta(vocab_file, dict(min_count=min_count, **build_from))
             with open(vocab_file) as f:
                 words = json.load(f)
         self.itos = list(self.specials) + list(words)
@@ -100,13 +102,40 @@ class WordTokenizer(BaseTokenizer):
                        key=lambda w: (-counts[w], w))
         return cls(words=words)
 
-    def save(self, path):
-        """Write the vocabulary atomically (several processes may build it at once)."""
+    @staticmethod
+    def _check_meta(vocab_file, wanted):
+        """Refuse a vocabulary built with other settings than the config asks for.
+
+        The vocabulary is built once and then reused by every later run and by testing;
+        a config that changed ``min_count`` or the training split would otherwise be
+        silently paired with the old vocabulary.
+        """
+        meta_file = vocab_file + '.meta.json'
+        if not os.path.isfile(meta_file):
+            return
+        with open(meta_file) as f:
+            meta = json.load(f)
+        diff = {k: (meta.get(k), v) for k, v in wanted.items()
+                if k in ('min_count', 'split_file') and meta.get(k) != v}
+        if diff:
+            what = ', '.join(f'{k}={old!r} (config: {new!r})' for k, (old, new) in diff.items())
+            raise ValueError(f'{vocab_file} was built with {what}; delete it (and its '
+                             '.meta.json) to rebuild, or point vocab_file elsewhere.')
+
+    def save(self, path, meta=None):
+        """Write the vocabulary atomically (several processes may build it at once).
+
+        ``meta`` (how it was built) goes to ``<path>.meta.json`` beside it.
+        """
         path = os.path.abspath(path)
         os.makedirs(os.path.dirname(path), exist_ok=True)
         tmp = f'{path}.{os.getpid()}.tmp'
         with open(tmp, 'w') as f:
             json.dump(self.itos[len(self.specials):], f, indent=0)
+        if meta is not None:
+            with open(tmp + '.meta', 'w') as f:
+                json.dump(meta, f)
+            os.replace(tmp + '.meta', path + '.meta.json')
         os.replace(tmp, path)
 
     @property
