@@ -1,0 +1,112 @@
+"""Caption video files (or .npy frame features) with a trained captioner.
+
+Examples::
+
+    python tools/caption_video.py CONFIG work_dirs/run/best_CIDEr.pth my_clip.mp4 other.webm
+    python tools/caption_video.py CONFIG student.safetensors clip.mp4 --encoder pixel-grid8
+    python tools/caption_video.py CONFIG ckpt.pth feats.npy          # precomputed features
+
+Frame features must come from the encoder the model was trained on: the config's
+``frame_encoder = dict(type=...)`` entry, else ``--encoder``/``--encoder-cfg``
+(``pixel-grid8`` for the demo student, ``pixel-grid16`` for the demo teacher). CLIP
+presets read their weights from ``model_zoo/clip_model/`` (see model_zoo/README.md).
+"""
+import argparse
+import json
+import os.path as osp
+import sys
+
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+
+import capdistill  # noqa: E402,F401  (compatibility patches first)
+from capdistill.utils.cli import friendly_main  # noqa: E402
+
+
+def parse_args(argv=None):
+    from extract_features import PRESETS
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('config', help='the model config (training or deployment)')
+    parser.add_argument('checkpoint', help='a full checkpoint (.pth) or an exported student '
+                                           '(.safetensors)')
+    parser.add_argument('videos', nargs='+', help='video files or .npy frame features')
+    enc = parser.add_mutually_exclusive_group()
+    enc.add_argument('--encoder', choices=sorted(PRESETS),
+                     help="frame encoder preset (default: the config's frame_encoder)")
+    enc.add_argument('--encoder-cfg', help="frame encoder as a dict literal, e.g. "
+                                           "\"dict(type='PixelGridEncoder', grid=8)\"")
+    parser.add_argument('--encoder-checkpoint', help='weight file of the frame encoder')
+    parser.add_argument('--num-frames', type=int,
+                        help="frames per video (default: the config's, else 15)")
+    parser.add_argument('--beam-size', type=int, help='beam search with this beam size')
+    parser.add_argument('--device', default='cpu')
+    parser.add_argument('--out', help='also write the captions and timings to this json')
+    return parser.parse_args(argv), PRESETS
+
+
+def _encoder_cfg(args, presets):
+    from extract_features import parse_encoder_cfg
+    if args.encoder_cfg:
+        try:
+            cfg = parse_encoder_cfg(args.encoder_cfg)
+        except (SyntaxError, ValueError) as exc:
+            raise ValueError(f'cannot read --encoder-cfg {args.encoder_cfg!r}: {exc}') from None
+    elif args.encoder:
+        cfg = dict(presets[args.encoder][0])
+    else:
+        return None
+    if args.encoder_checkpoint:
+        cfg['checkpoint'] = args.encoder_checkpoint
+    return cfg
+
+
+@friendly_main
+def main(argv=None):
+    args, presets = parse_args(argv)
+    from capdistill.apis.captioning import (CaptionInputError, caption_video,
+                                            init_video_captioner)
+    from capdistill.datasets.video_io import VideoReadError
+
+    for path, what in ((args.config, 'Config'), (args.checkpoint, 'Checkpoint')):
+        if not osp.isfile(path):
+            raise FileNotFoundError(f'{what} file not found: {path}')
+    try:
+        encoder = _encoder_cfg(args, presets)
+    except ValueError as exc:
+        _fail(str(exc))
+    model = init_video_captioner(args.config, args.checkpoint, device=args.device,
+                                 encoder=encoder)
+    decode = dict(strategy='beam', beam_size=args.beam_size) if args.beam_size else {}
+    results, failures = [], []
+    for video in args.videos:
+        try:
+            res = caption_video(model, video, num_frames=args.num_frames, **decode)
+        except VideoReadError as exc:
+            failures.append(f'cannot read video {exc.path}: {exc.reason}; check the file '
+                            '(an mp4/avi/webm/mkv that ffmpeg can decode)')
+            continue
+        except CaptionInputError as exc:
+            _fail(str(exc))
+        results.append(res)
+        print(f'{video}\t{res["caption"]}\t({res["time"]:.3f} s: read {res["read_time"]:.3f}, '
+              f'encode {res["encode_time"]:.3f}, caption {res["caption_time"]:.3f})',
+              flush=True)
+    if results:
+        total = sum(r['time'] for r in results)
+        print(f'{len(results)} video(s) captioned in {total:.2f} s '
+              f'({total / len(results):.3f} s per video)')
+    if args.out:
+        with open(args.out, 'w', encoding='utf-8') as f:
+            json.dump(results, f, indent=2, ensure_ascii=False)
+    if failures:
+        for line in failures[:-1]:
+            print(f'error: {line}', file=sys.stderr)
+        _fail(failures[-1])
+
+
+def _fail(message):
+    print(f'error: {message}', file=sys.stderr)
+    sys.exit(1)
+
+
+if __name__ == '__main__':
+    main()
