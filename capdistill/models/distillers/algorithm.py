@@ -1,16 +1,26 @@
 """The distillation algorithm: a student learning from a frozen teacher."""
 import inspect
+import json
 import os
+import re
 
 import torch
 from mmengine.logging import print_log
 from mmengine.model import BaseModel
 
-from capdistill.registry import LOSSES, MODELS, STUDENTS, TEACHERS
+from capdistill.registry import CONNECTORS, LOSSES, MODELS, STUDENTS, TEACHERS
 from capdistill.utils import load_full_checkpoint, load_matching_state, state_dict_of
+from .recorders import RecorderError, RecorderManager
+from .teacher_cache import TeacherCache, caption_key
 
-# Tensors every distillation step offers to the losses, by name.
+# Tensors every distillation step can offer to the losses, by name (see the class doc).
 DEFAULT_INPUTS = dict(student='s_logits', teacher='t_logits', mask='mask')
+BUILTIN = {
+    's_logits', 't_logits', 'mask', 'targets', 'weight', 's_hidden', 't_hidden',
+    's_word_embed', 't_word_embed', 'seq_logits', 'seq_targets', 'seq_mask'}
+TEACHER_SIDE = {'t_logits', 't_hidden'}
+SEQ_SIDE = {'seq_logits', 'seq_targets', 'seq_mask'}
+_CALL = re.compile(r'^\s*([A-Za-z_]\w*)\s*\((.*)\)\s*$')
 
 
 def _required_args(module):
@@ -20,29 +30,85 @@ def _required_args(module):
             and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
 
 
+def parse_source(expr):
+    """``'obj(s_obj)'`` -> ``(['obj'], 's_obj')``: connectors (outermost first), tensor."""
+    connectors = []
+    expr = expr.strip()
+    while True:
+        match = _CALL.match(expr)
+        if not match:
+            break
+        connectors.append(match.group(1))
+        expr = match.group(2).strip()
+    return connectors, expr
+
+
+class TeacherChangedError(RuntimeError):
+    """The frozen teacher's weights changed during distillation."""
+
+
 @MODELS.register_module()
 class DistillAlgorithm(BaseModel):
-    """Owns a trainable student and a frozen teacher; the Runner trains it like any model.
+    """Owns a trainable student, a frozen teacher and the wiring between them.
 
     The teacher is kept outside the module tree: it is not in the state dict (the
-    checkpoint holds the student only), never wrapped in DDP, always in eval mode,
-    has ``requires_grad=False`` and runs under ``no_grad``. ``.to()``/``.cuda()``
-    still move it.
+    checkpoint holds the student and connectors only), never wrapped in DDP, always
+    in eval mode, has ``requires_grad=False`` and runs under ``no_grad``.
+    ``.to()``/``.cuda()`` still move it. A checksum of its weights is compared every
+    ``teacher_check_interval`` training steps (and by :meth:`check_teacher`); a change
+    raises :class:`TeacherChangedError`.
+
+    Wiring::
+
+        recorders=dict(s_obj=dict(source='student', module='encoder.objects'),
+                       t_tok=dict(source='teacher', module='encoder', output=0)),
+        connectors=dict(obj=dict(type='LinearConnector', in_dim=128, out_dim=256)),
+        distill_losses=dict(loss_obj=dict(type='FeatureMSELoss', loss_weight=0.5,
+                                          inputs=dict(student='obj(s_obj)', teacher='t_tok')))
+
+    A recorder hooks a module instance of ``source`` (see :mod:`.recorders`; keys
+    ``module``, ``output`` to pick a tuple/dict element, ``step`` for modules called
+    once per decoding step). A loss input is a tensor name, optionally wrapped in
+    connectors: ``'b(a(x))'`` applies connector ``a`` then ``b`` to tensor ``x``.
+    Tensor names: the recorders, and
+
+    * ``s_logits``/``t_logits``: teacher-forced logits on the ground-truth caption
+      ``(B, L, V)``; ``s_hidden``/``t_hidden``: the heads' hidden states ``(B, L, E)``;
+    * ``mask`` (True on caption tokens), ``targets`` (next-word ids), ``weight``
+      (per-caption quality grade, ones when the batch has none);
+    * ``s_word_embed``/``t_word_embed``: the heads' word embedding matrices;
+    * ``seq_logits``/``seq_targets``/``seq_mask``: the student's logits on, the ids of,
+      and the mask of the teacher's own beam-search captions (sequence-level KD, see
+      ``seq_kd``);
+    * ``data.<key>``: a batch entry (``data_samples`` first, then ``inputs``), e.g.
+      ``data.obj_tokens``, ``data.feats_mask``.
+
+    Without ``inputs`` a loss gets ``student=s_logits, teacher=t_logits, mask=mask``
+    for the arguments its ``forward`` has. Every check that can run at build time
+    does: unknown recorder modules, unknown tensor or connector names, loss arguments
+    no input feeds, inputs the loss does not take. A recorder that never fires stops
+    the first training step with a :class:`RecorderError`.
 
     Args:
         student (dict): the student captioner (``STUDENTS``).
         teacher (dict): the teacher captioner (``TEACHERS``).
         teacher_ckpt (str): the teacher run's checkpoint (mmengine .pth).
-        distill_losses (dict): name -> loss config (``LOSSES``). A loss config may
-            carry ``inputs=dict(arg=tensor_name)``; the tensors offered are
-            ``s_logits``, ``t_logits`` (teacher-forced logits on the ground-truth
-            caption) and ``mask`` (True on caption tokens).
+        recorders (dict): name -> ``dict(source, module, output=None, step=None)``.
+        connectors (dict): name -> connector config (``CONNECTORS``).
+        distill_losses (dict): name -> loss config (``LOSSES``) with optional ``inputs``.
         student_loss_weight (float): weight of the student's own caption loss.
+        teacher_check_interval (int): steps between teacher checksums (0: never).
+        teacher_cache (dict, optional): ``dict(cache_dir, topk=32, mode='auto')`` caches
+            the teacher outputs the losses use, see :mod:`.teacher_cache`.
+        seq_kd (dict, optional): ``dict(beam_size=3, cache_file=None)``: how the
+            teacher captions of ``seq_*`` are decoded (once per video, then kept in
+            memory and, with ``cache_file``, in a json file reused by later runs).
     """
 
-    def __init__(self, student, teacher, teacher_ckpt=None, distill_losses=None,
-                 student_loss_weight=1.0, data_preprocessor=dict(type='CaptionDataPreprocessor'),
-                 init_cfg=None):
+    def __init__(self, student, teacher, teacher_ckpt=None, recorders=None, connectors=None,
+                 distill_losses=None, student_loss_weight=1.0, teacher_check_interval=100,
+                 teacher_cache=None, seq_kd=None,
+                 data_preprocessor=dict(type='CaptionDataPreprocessor'), init_cfg=None):
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
         self.student = STUDENTS.build(student)
         teacher = TEACHERS.build(teacher)
@@ -55,20 +121,57 @@ class DistillAlgorithm(BaseModel):
         teacher.requires_grad_(False)
         self.__dict__['teacher'] = teacher  # not a submodule, see the class docstring
         self.student_loss_weight = student_loss_weight
+        self.recorders = RecorderManager(dict(student=self.student, teacher=teacher),
+                                         recorders)
+        self.connectors = torch.nn.ModuleDict(
+            {name: CONNECTORS.build(cfg) for name, cfg in (connectors or {}).items()})
         self.distill_losses = torch.nn.ModuleDict()
         self.loss_inputs = {}
         for name, cfg in (distill_losses or {}).items():
             cfg = dict(cfg)
             mapping = cfg.pop('inputs', None)
             loss = LOSSES.build(cfg)
-            mapping = dict(mapping or {k: v for k, v in DEFAULT_INPUTS.items()
-                                       if k in inspect.signature(loss.forward).parameters})
-            unfed = [a for a in _required_args(loss) if a not in mapping]
-            if unfed:
-                raise ValueError(f'distill loss {name!r} ({cfg["type"]}): no input feeds '
-                                 f'argument(s) {unfed}; add them to its inputs=dict(...).')
+            params = inspect.signature(loss.forward).parameters
+            mapping = dict(mapping or {k: v for k, v in DEFAULT_INPUTS.items() if k in params})
+            self._check_mapping(name, cfg['type'], loss, params, mapping)
             self.distill_losses[name] = loss
-            self.loss_inputs[name] = mapping
+            self.loss_inputs[name] = {arg: parse_source(src) for arg, src in mapping.items()}
+        self._used = {t for m in self.loss_inputs.values() for _, t in m.values()}
+        self._checked_recorders = False
+        self.teacher_check_interval = teacher_check_interval
+        self._steps = 0
+        self._teacher_sum = self._teacher_checksum()
+        self.teacher_cache = TeacherCache(**teacher_cache) if teacher_cache else None
+        self.seq_kd = dict(beam_size=3, cache_file=None, **(seq_kd or {}))
+        self._seq_captions = {}
+        cache_file = self.seq_kd['cache_file']
+        if cache_file and os.path.isfile(cache_file):
+            with open(cache_file) as f:
+                self._seq_captions = json.load(f)
+
+    # -- building ----------------------------------------------------------------
+    def _check_mapping(self, name, type_, loss, params, mapping):
+        where = f'distill loss {name!r} ({type_})'
+        unfed = [a for a in _required_args(loss) if a not in mapping]
+        if unfed:
+            raise ValueError(f'{where}: no input feeds argument(s) {unfed}; add them to '
+                             'its inputs=dict(...).')
+        takes_kwargs = any(p.kind == p.VAR_KEYWORD for p in params.values())
+        extra = [a for a in mapping if a not in params]
+        if extra and not takes_kwargs:
+            raise ValueError(f'{where}: forward() has no argument(s) {extra}; it takes '
+                             f'{[p for p in params if p != "self"]}.')
+        for arg, src in mapping.items():
+            conns, tensor = parse_source(src)
+            for conn in conns:
+                if conn not in self.connectors:
+                    raise ValueError(f'{where}: input {arg}={src!r} uses connector {conn!r}, '
+                                     f'which is not in connectors ({sorted(self.connectors)}).')
+            if tensor not in BUILTIN and tensor not in self.recorders \
+                    and not tensor.startswith('data.'):
+                raise ValueError(
+                    f'{where}: input {arg}={src!r} names no tensor {tensor!r}. Use a recorder '
+                    f'({sorted(self.recorders)}), data.<batch key>, or one of {sorted(BUILTIN)}.')
 
     @staticmethod
     def _load_teacher(teacher, path):
@@ -77,11 +180,36 @@ class DistillAlgorithm(BaseModel):
                 f'Teacher checkpoint not found: {path}. Train the teacher first (tools/'
                 'train.py with its config) or set model.teacher_ckpt to its .pth file.')
         state = state_dict_of(load_full_checkpoint(path))
+        if any(k.startswith('student.') for k in state):  # a distilled run as teacher
+            state = {k[8:]: v for k, v in state.items() if k.startswith('student.')}
         load_matching_state(teacher, state, f'Teacher checkpoint {path}')
+
+    # -- the frozen teacher ------------------------------------------------------------
+    @torch.no_grad()
+    def _teacher_checksum(self):
+        total = torch.zeros((), dtype=torch.float64)
+        for i, p in enumerate(self.teacher.state_dict().values()):
+            if p.is_floating_point():
+                q = p.detach().double()
+                total += (q.sum() + (i % 7 + 1) * q.square().sum()).cpu()
+        return float(total)
+
+    def check_teacher(self):
+        """Raise :class:`TeacherChangedError` if the teacher's weights or mode changed."""
+        if any(p.requires_grad for p in self.teacher.parameters()) or self.teacher.training:
+            raise TeacherChangedError('The teacher was unfrozen (requires_grad or train mode '
+                                      'set on it); it must stay frozen during distillation.')
+        now = self._teacher_checksum()
+        if now != self._teacher_sum:
+            raise TeacherChangedError(
+                f'The teacher weights changed during distillation (checksum {now!r}, was '
+                f'{self._teacher_sum!r}). Something updates the teacher: an optimizer given '
+                'its parameters, a hook writing into it, or a shared module with the student.')
 
     def _apply(self, fn, *args, **kwargs):
         super()._apply(fn, *args, **kwargs)
         self.teacher._apply(fn, *args, **kwargs)
+        self._teacher_sum = self._teacher_checksum()
         return self
 
     def train(self, mode=True):
@@ -89,6 +217,7 @@ class DistillAlgorithm(BaseModel):
         self.teacher.eval()
         return self
 
+    # -- forward -----------------------------------------------------------------
     def forward(self, inputs, data_samples=None, mode='tensor'):
         if mode == 'loss':
             return self.loss(inputs, data_samples)
@@ -96,20 +225,130 @@ class DistillAlgorithm(BaseModel):
             return self.student.predict(inputs, data_samples)
         return self.student(inputs, data_samples, mode='tensor')
 
+    def _run(self, model, source, inputs, tokens, hidden):
+        self.recorders.start(source)
+        try:
+            out = model.caption_logits(inputs, tokens, return_hidden=hidden)
+        finally:
+            self.recorders.stop(source)
+        return out if hidden else (out, None)
+
+    def _teacher_tensors(self, inputs, data_samples, tokens, mask):
+        names = {n for n in self._used
+                 if n in TEACHER_SIDE or (n in self.recorders
+                                          and self.recorders.source(n) == 'teacher')}
+        if not names:
+            return {}
+        cache = self.teacher_cache
+        keys = lengths = None
+        if cache is not None:
+            keys = [caption_key(v, t, self.student.tokenizer.pad_id)
+                    for v, t in zip(data_samples['video_id'], tokens.tolist())]
+            lengths = mask.sum(1).tolist()
+            vocab = self.teacher.head.word_embed.num_embeddings \
+                if 't_logits' in names else None
+            cached = cache.load(keys, tokens.shape[1] - 1, vocab, names)
+            if cached is not None:
+                return {k: v.to(tokens.device) for k, v in cached.items()}
+        with torch.no_grad():
+            t_logits, t_hidden = self._run(self.teacher, 'teacher', inputs, tokens,
+                                           't_hidden' in names)
+        out = dict(t_logits=t_logits, t_hidden=t_hidden)
+        for n in names:
+            if n in self.recorders:
+                out[n] = self.recorders.get(n)
+        out = {n: out[n] for n in names}
+        if cache is not None:
+            cache.save(keys, lengths, out)
+        return out
+
+    def _seq_tensors(self, inputs, data_samples, device):
+        """Student logits on the teacher's beam-search captions (decoded once per video)."""
+        vids = [str(v) for v in data_samples['video_id']]
+        todo = sorted({i for i, v in enumerate(vids) if v not in self._seq_captions},
+                      key=lambda i: vids[i])
+        todo = [i for i in todo if vids[i] not in {vids[j] for j in todo if j < i}]
+        if todo:
+            index = torch.tensor(todo, device=device)
+            sub = {k: v.index_select(0, index) if torch.is_tensor(v) else v
+                   for k, v in inputs.items()}
+            ids = self.teacher.generate(sub, strategy='beam',
+                                        beam_size=self.seq_kd['beam_size'])
+            for i, row in zip(todo, ids.tolist()):
+                self._seq_captions[vids[i]] = self.teacher.tokenizer.decode(row)
+            if self.seq_kd['cache_file']:
+                tmp = self.seq_kd['cache_file'] + '.tmp'
+                with open(tmp, 'w') as f:
+                    json.dump(self._seq_captions, f, indent=0, sort_keys=True)
+                os.replace(tmp, self.seq_kd['cache_file'])
+        tok = self.student.tokenizer
+        rows = [[tok.bos_id] + tok.encode(self._seq_captions[v])[:self.student.max_len]
+                + [tok.eos_id] for v in vids]
+        length = max(map(len, rows))
+        seq = torch.full((len(rows), length), tok.pad_id, dtype=torch.long, device=device)
+        for i, row in enumerate(rows):
+            seq[i, :len(row)] = torch.tensor(row, device=device)
+        targets = seq[:, 1:]
+        return dict(seq_logits=self.student.caption_logits(inputs, seq),
+                    seq_targets=targets, seq_mask=targets != tok.pad_id)
+
+    def _resolve(self, tensor, tensors, inputs, data_samples):
+        if tensor in tensors:
+            return tensors[tensor]
+        if tensor in self.recorders:
+            return self.recorders.get(tensor)
+        if tensor.startswith('data.'):
+            key = tensor[5:]
+            for source in (data_samples, inputs):
+                if key in source:
+                    value = source[key]
+                    return value.to(tensors['mask'].device) if torch.is_tensor(value) else value
+            raise KeyError(f'Loss input {tensor!r}: the batch has no {key!r} (data_samples: '
+                           f'{sorted(data_samples)}, inputs: {sorted(inputs)}). Enable it in '
+                           'the dataset (e.g. concepts=..., grade=...).')
+        if tensor == 's_word_embed':
+            return self.student.head.word_embed.weight
+        if tensor == 't_word_embed':
+            return self.teacher.head.word_embed.weight
+        raise KeyError(tensor)
+
     def loss(self, inputs, data_samples):
         tokens = data_samples['tokens']
         targets = tokens[:, 1:]
-        s_logits = self.student.caption_logits(inputs, tokens)
+        mask = targets != self.student.tokenizer.pad_id
+        s_logits, s_hidden = self._run(self.student, 'student', inputs, tokens,
+                                       's_hidden' in self._used)
         losses = {}
+        weight = data_samples.get('weight')
         if self.student_loss_weight:
             losses['student.loss_caption'] = self.student_loss_weight * self.student.caption_loss(
-                s_logits, targets, data_samples.get('weight'))
-        if self.distill_losses:
-            with torch.no_grad():
-                t_logits = self.teacher.caption_logits(inputs, tokens)
-            tensors = dict(s_logits=s_logits, t_logits=t_logits,
-                           mask=targets != self.student.tokenizer.pad_id)
-            for name, loss in self.distill_losses.items():
-                kwargs = {arg: tensors[src] for arg, src in self.loss_inputs[name].items()}
-                losses[f'distill.{name}'] = loss(**kwargs)
+                s_logits, targets, weight)
+        if not self.distill_losses:
+            return losses
+        if weight is None:
+            weight = torch.ones(tokens.shape[0], device=tokens.device)
+        tensors = dict(s_logits=s_logits, s_hidden=s_hidden, mask=mask, targets=targets,
+                       weight=torch.as_tensor(weight, device=tokens.device))
+        tensors.update(self._teacher_tensors(inputs, data_samples, tokens, mask))
+        if self._used & SEQ_SIDE:
+            tensors.update(self._seq_tensors(inputs, data_samples, tokens.device))
+        if not self._checked_recorders:
+            self.recorders.check_fired([n for n in self.recorders
+                                        if self.recorders.source(n) == 'student'
+                                        or n in tensors or self.teacher_cache is None])
+            self._checked_recorders = True
+        for name, loss in self.distill_losses.items():
+            kwargs = {}
+            for arg, (conns, tensor) in self.loss_inputs[name].items():
+                value = self._resolve(tensor, tensors, inputs, data_samples)
+                for conn in reversed(conns):
+                    value = self.connectors[conn](value)
+                kwargs[arg] = value
+            losses[f'distill.{name}'] = loss(**kwargs)
+        self._steps += 1
+        if self.teacher_check_interval and self._steps % self.teacher_check_interval == 0:
+            self.check_teacher()
         return losses
+
+
+__all__ = ['DistillAlgorithm', 'RecorderError', 'TeacherChangedError', 'parse_source']

@@ -1,0 +1,100 @@
+"""Disk cache of teacher outputs for a fixed pass over the training data.
+
+One safetensors file per training caption, keyed by the video id and a hash of the
+caption's token ids (the batch carries no caption index, and the tokens identify the
+caption within its video). What is stored:
+
+* ``t_logits``: the top-``k`` logits and their word ids at each caption position
+  (trimmed to the caption's length). On reading, every other word gets the logit
+  ``-1e4``, i.e. the teacher's distribution is renormalised over its top ``k`` words;
+  ``topk=None`` stores the full distribution (``V`` floats per token).
+* every teacher recorder the losses use, at full size (one tensor per caption).
+
+Limits (documented, not checked): the cache is only right while the teacher's inputs
+for a caption do not change between epochs -- random frame sampling or feature
+augmentation make it stale -- and while the teacher checkpoint is the one it was
+written with (delete the folder after changing either). Reads are per file; for large
+datasets put the folder on a local disk.
+"""
+import hashlib
+import os
+import re
+
+import torch
+from safetensors.torch import load_file, save_file
+
+FILL = -1e4
+
+
+def caption_key(video_id, tokens, pad_id=0):
+    ids = [int(t) for t in tokens if int(t) != pad_id]
+    digest = hashlib.sha1(','.join(map(str, ids)).encode()).hexdigest()[:12]
+    safe = re.sub(r'[^A-Za-z0-9_.-]', '_', str(video_id))
+    return f'{safe}-{digest}'
+
+
+class TeacherCache:
+    """Read/write teacher outputs per caption.
+
+    Args:
+        cache_dir (str): folder of the cache files.
+        topk (int, optional): logits kept per position (None: all).
+        mode (str): ``'auto'`` (read what exists, compute and write the rest),
+            ``'write'`` (always compute and overwrite) or ``'read'`` (every caption
+            must be cached; a missing one is an error).
+    """
+
+    def __init__(self, cache_dir, topk=32, mode='auto'):
+        if mode not in ('auto', 'write', 'read'):
+            raise ValueError(f"teacher_cache mode must be 'auto', 'write' or 'read', not {mode!r}.")
+        self.dir, self.topk, self.mode = cache_dir, topk, mode
+        os.makedirs(cache_dir, exist_ok=True)
+        self.hits = self.misses = 0
+
+    def _path(self, key):
+        return os.path.join(self.dir, key + '.safetensors')
+
+    def load(self, keys, total_len, vocab_size, names):
+        """Batched tensors for ``keys`` or None when any caption is missing."""
+        if self.mode == 'write' or not all(os.path.isfile(self._path(k)) for k in keys):
+            if self.mode == 'read':
+                missing = [k for k in keys if not os.path.isfile(self._path(k))]
+                raise FileNotFoundError(f'Teacher cache {self.dir} lacks {missing[0]} (and '
+                                        f'{len(missing) - 1} more in this batch); run once '
+                                        "with mode='auto' or 'write'.")
+            self.misses += len(keys)
+            return None
+        self.hits += len(keys)
+        items = [load_file(self._path(k)) for k in keys]
+        out = {}
+        if 't_logits' in names:
+            dense = torch.full((len(keys), total_len, vocab_size), FILL)
+            for i, item in enumerate(items):
+                n = item['t_logits.values'].shape[0]
+                dense[i, :n].scatter_(-1, item['t_logits.indices'].long(),
+                                      item['t_logits.values'])
+            out['t_logits'] = dense
+        for name in names:
+            if name != 't_logits':
+                out[name] = torch.stack([item[name] for item in items])
+        return out
+
+    def save(self, keys, lengths, tensors):
+        """Write one file per caption; ``tensors`` are batched teacher outputs."""
+        for i, key in enumerate(keys):
+            item = {}
+            for name, value in tensors.items():
+                if name == 't_logits':
+                    logits = value[i, :lengths[i]].float()
+                    if self.topk is None or self.topk >= logits.shape[-1]:
+                        idx = torch.arange(logits.shape[-1]).expand_as(logits)
+                        vals = logits
+                    else:
+                        vals, idx = logits.topk(self.topk, dim=-1)
+                    item['t_logits.values'] = vals.contiguous().cpu()
+                    item['t_logits.indices'] = idx.to(torch.int32).contiguous().cpu()
+                else:
+                    item[name] = value[i].detach().float().contiguous().cpu()
+            tmp = self._path(key) + '.tmp'
+            save_file(item, tmp)
+            os.replace(tmp, self._path(key))
