@@ -140,10 +140,7 @@ class LoadFrameFeatures:
         self.cache = {} if cache else None
         self._seen_dims = {}
 
-    def _load(self, path, key):
-        ckey = tuple(path) if isinstance(path, list) else path
-        if self.cache is not None and ckey in self.cache:
-            return self.cache[ckey]
+    def _sampled(self, path, key):
         arr = read_features(path, self.feature_dims.get(key))
         # without feature_dims, every video of one input must share the first one's dim
         dim = self._seen_dims.setdefault(key, (arr.shape[1], path))
@@ -151,18 +148,25 @@ class LoadFrameFeatures:
             raise DataError(f'{_where(path)}: feature dim {arr.shape[1]} differs from '
                             f'{dim[0]} in {_where(dim[1])} (input {key!r}); one input '
                             'must use one feature set.')
-        if self.cache is not None:
-            self.cache[ckey] = arr
-        return arr
+        idx = uniform_indices(len(arr), self.num_frames)
+        feats = np.zeros((self.num_frames, arr.shape[1]), dtype=np.float32)
+        feats[:len(idx)] = arr[idx]
+        mask = np.zeros(self.num_frames, dtype=bool)
+        mask[:len(idx)] = True
+        return feats, mask
 
     def __call__(self, results):
         for key, path in results['feature_paths'].items():
-            arr = self._load(path, key)
-            idx = uniform_indices(len(arr), self.num_frames)
-            feats = np.zeros((self.num_frames, arr.shape[1]), dtype=np.float32)
-            feats[:len(idx)] = arr[idx]
-            mask = np.zeros(self.num_frames, dtype=bool)
-            mask[:len(idx)] = True
+            # sampling is deterministic, so the cache keeps the sampled frames only
+            ckey = (key, tuple(path) if isinstance(path, list) else path)
+            if self.cache is not None and ckey in self.cache:
+                feats, mask = self.cache[ckey]
+            else:
+                feats, mask = self._sampled(path, key)
+                if self.cache is not None:
+                    self.cache[ckey] = (feats, mask)
+            # cached arrays are shared, not copied: batching stacks them into new tensors,
+            # and nothing downstream writes into a sample's features
             results[key] = feats
             results[f'{key}_mask'] = mask
         return results
