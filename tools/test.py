@@ -5,9 +5,11 @@ import os.path as osp
 
 import capdistill  # noqa: F401  (compatibility patches first)
 from mmengine.config import Config, DictAction
+from mmengine.dist import is_main_process
 from mmengine.runner import Runner
 
 from capdistill.engine.setup import setup_distributed
+from capdistill.utils import trust_directory
 from capdistill.utils.cli import friendly_main
 
 
@@ -16,7 +18,13 @@ def parse_args():
     parser.add_argument('config', help='test config file path')
     parser.add_argument('checkpoint', help='checkpoint file')
     parser.add_argument('--work-dir', help='where logs and results go')
-    parser.add_argument('--out', help='write predictions and per-video scores to this json')
+    parser.add_argument('--out', help='write predictions, per-video scores and the aggregate '
+                                      'to this json (default <work-dir>/predictions.json)')
+    parser.add_argument('--show-dir', help='write an HTML report (report.html) to this folder')
+    parser.add_argument('--video-dir', help='video files for the report\'s frame strips '
+                                            '(default <data_root>/raw_videos)')
+    parser.add_argument('--teacher-preds', help='predictions json of a teacher run, shown '
+                                                'beside the captions in the report')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override config entries, e.g. test_dataloader.batch_size=8')
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm'], default='none')
@@ -38,13 +46,72 @@ def main():
     cfg.work_dir = args.work_dir or cfg.get('work_dir') or osp.join(
         'work_dirs', osp.splitext(osp.basename(args.config))[0])
     cfg.load_from = args.checkpoint
-    if args.out:
-        evaluator = cfg.test_evaluator
-        evaluators = evaluator if isinstance(evaluator, list) else [evaluator]
-        evaluators[0]['out_file'] = args.out
+    if args.teacher_preds and not osp.isfile(args.teacher_preds):
+        raise FileNotFoundError(f'Teacher predictions file not found: {args.teacher_preds}')
+    out = args.out or osp.join(cfg.work_dir, 'predictions.json')
+    evaluator = cfg.test_evaluator
+    evaluators = evaluator if isinstance(evaluator, list) else [evaluator]
+    evaluators[0]['out_file'] = out
+    trust_directory(cfg.work_dir)
     setup_distributed(cfg, args.launcher)
     runner = Runner.from_cfg(cfg)
-    runner.test()
+    metrics = runner.test()
+    if not is_main_process():
+        return
+    print_table(metrics)
+    if args.show_dir:
+        write_html(runner, cfg, out, args)
+
+
+def print_table(metrics):
+    """The aggregate scores as a two-row table on stdout."""
+    if not metrics:
+        return
+    names = list(metrics)
+    values = [f'{metrics[k]:.4f}' if isinstance(metrics[k], float) else str(metrics[k])
+              for k in names]
+    widths = [max(len(n), len(v)) for n, v in zip(names, values)]
+    print('| ' + ' | '.join(n.ljust(w) for n, w in zip(names, widths)) + ' |')
+    print('|' + '|'.join('-' * (w + 2) for w in widths) + '|')
+    print('| ' + ' | '.join(v.ljust(w) for v, w in zip(values, widths)) + ' |', flush=True)
+
+
+def _references(dataset):
+    refs = {}
+    for i in range(len(dataset)):
+        info = dataset.get_data_info(i)
+        vid = str(info.get('video_id'))
+        if 'refs' in info:
+            refs.setdefault(vid, list(info['refs']))
+        elif 'caption' in info:
+            refs.setdefault(vid, []).append(info['caption'])
+    return refs
+
+
+def write_html(runner, cfg, out, args):
+    """The HTML report of this test run in ``args.show_dir``."""
+    import json
+    from capdistill.evaluation.report import write_report_from_json
+    dataset = runner.test_dataloader.dataset
+    video_dir = args.video_dir
+    if video_dir is None:
+        root = getattr(dataset, 'data_root', None) or cfg.get('data_root')
+        video_dir = osp.join(root, 'raw_videos') if root else None
+    teacher = None
+    if args.teacher_preds:
+        with open(args.teacher_preds, encoding='utf-8') as f:
+            data = json.load(f)
+        teacher = data.get('predictions', data) if isinstance(data, dict) else None
+        if not isinstance(teacher, dict):
+            raise FileNotFoundError(f'{args.teacher_preds}: no {{video id: caption}} mapping; '
+                                    'give a tools/test.py predictions json')
+    html_file = osp.join(args.show_dir, 'report.html')
+    kwargs = dict(video_dir=video_dir,
+                  title=f'{osp.basename(args.config)} / {osp.basename(args.checkpoint)}')
+    if teacher is not None:
+        kwargs['teacher_captions'] = teacher
+    write_report_from_json(out, _references(dataset), html_file, **kwargs)
+    print(f'HTML report written to {html_file}', flush=True)
 
 
 if __name__ == '__main__':

@@ -179,9 +179,9 @@ def _caption_one(model, item, encoder, num_frames, device, decode):
         source = str(item)
         if encoder is None:
             raise CaptionInputError(
-                f'{source}: a video needs a frame encoder; pass encoder=dict(type=...) (the one '
-                'the model was trained on, e.g. PixelGridEncoder grid=8 for the demo student) or '
-                'add frame_encoder = dict(type=...) to the config')
+                f'{source}: a video needs a frame encoder; pass --encoder or '
+                'encoder=dict(type=...) (the one the model was trained on, e.g. PixelGridEncoder '
+                'grid=8 for the demo student) or add frame_encoder = dict(type=...) to the config')
         frames = read_video_frames(source, num_frames=num_frames)
         read_time = time.perf_counter() - start
         t0 = time.perf_counter()
