@@ -8,6 +8,7 @@ from mmengine.config import Config, DictAction
 from mmengine.runner import Runner
 
 from capdistill.engine.setup import enable_amp, setup_distributed
+from capdistill.utils import trust_directory
 from capdistill.utils.cli import friendly_main
 
 
@@ -45,6 +46,7 @@ def main():
         cfg.resume, cfg.load_from = True, None
     elif args.resume:
         cfg.resume, cfg.load_from = True, args.resume
+    trust_directory(cfg.work_dir)
     setup_distributed(cfg, args.launcher)
     runner = Runner.from_cfg(cfg)
     runner.train()

@@ -1,4 +1,5 @@
 """Reading checkpoints with clear errors."""
+import logging
 import os
 import zipfile
 
@@ -9,12 +10,34 @@ class CheckpointError(RuntimeError):
     """A checkpoint file that is missing or cannot be read."""
 
 
+_TRUSTED_DIRS = set()
+_WARNED = set()
+
+
+def trust_directory(path):
+    """Mark a run's own work dir: its full checkpoints load without a warning."""
+    _TRUSTED_DIRS.add(os.path.realpath(path))
+
+
+def _warn_if_foreign(filename):
+    real = os.path.realpath(filename)
+    if real in _WARNED or any(real.startswith(d + os.sep) for d in _TRUSTED_DIRS):
+        return
+    _WARNED.add(real)
+    from mmengine.logging import print_log
+    print_log(f'Loading full checkpoint {filename} from outside this run\'s work dir: this '
+              'unpickles the file, which can execute code from it. Load only checkpoints you '
+              'trust; share models as exported students (safetensors).', logger='current',
+              level=logging.WARNING)
+
+
 def load_full_checkpoint(filename, map_location='cpu'):
     """Load a full mmengine checkpoint (trusted: it may execute code from the file)."""
     filename = os.path.expanduser(str(filename))
     if not os.path.isfile(filename):
         raise CheckpointError(f'Checkpoint not found: {filename}. Check the path, or train '
                               'the model first (tools/train.py writes it to the work dir).')
+    _warn_if_foreign(filename)
     try:
         return torch.load(filename, map_location=map_location, weights_only=False)
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as exc:

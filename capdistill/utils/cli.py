@@ -20,9 +20,10 @@ def one_line(exc):
 def user_errors():
     """Exceptions that mean bad input rather than a bug."""
     from capdistill.datasets.annotations import DataError
+    from capdistill.engine.hooks.run_guards import NonFiniteLossError
     from capdistill.registry import UnknownTypeError
     from capdistill.utils.checkpoint import CheckpointError
-    errors = [DataError, UnknownTypeError, CheckpointError, FileNotFoundError,
+    errors = [DataError, UnknownTypeError, CheckpointError, NonFiniteLossError, FileNotFoundError,
               NotADirectoryError, PermissionError]
     try:
         from capdistill.evaluation.caption_scorer import JavaNotFoundError

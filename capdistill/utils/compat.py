@@ -53,7 +53,47 @@ def patch_checkpoint_loader():
     CheckpointLoader._capdistill_patched = True
 
 
+def patch_atomic_local_writes():
+    """Write local files (checkpoints, ``last_checkpoint``) to a temporary file and rename.
+
+    A run killed during a save then leaves the previous checkpoint intact instead of a
+    truncated one under the final name.
+    """
+    from mmengine.fileio.backends import LocalBackend, register_backend
+    if getattr(LocalBackend, '_capdistill_atomic', False):
+        return
+
+    class AtomicLocalBackend(LocalBackend):
+        _capdistill_atomic = True
+
+        def put(self, obj, filepath):
+            _atomic_write(filepath, obj, 'wb')
+
+        def put_text(self, obj, filepath, encoding='utf-8'):
+            _atomic_write(filepath, obj.encode(encoding), 'wb')
+
+    register_backend('local', AtomicLocalBackend, force=True, prefixes='')
+    LocalBackend._capdistill_atomic = True
+
+
+def _atomic_write(filepath, data, mode):
+    filepath = os.fspath(filepath)
+    folder = os.path.dirname(os.path.abspath(filepath))
+    os.makedirs(folder, exist_ok=True)
+    tmp = os.path.join(folder, f'.{os.path.basename(filepath)}.{os.getpid()}.tmp')
+    try:
+        with open(tmp, mode) as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, filepath)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
 def apply_all():
     os.environ.setdefault('HF_HUB_OFFLINE', '1')
     patch_torchvision()
     patch_checkpoint_loader()
+    patch_atomic_local_writes()

@@ -20,3 +20,6 @@ log_level = 'INFO'
 load_from = None
 resume = False
 randomness = dict(seed=0, deterministic=False)
+
+# Re-seed every epoch (resumed runs replay the same randomness) and stop on NaN/Inf losses.
+custom_hooks = [dict(type='EpochSeedHook'), dict(type='FiniteLossHook')]

@@ -1,0 +1,1 @@
+from .run_guards import EpochSeedHook, FiniteLossHook, NonFiniteLossError  # noqa: F401
