@@ -248,3 +248,18 @@ def test_grades_and_concepts_in_samples(msvd):
     # preprocessing is cached next to the annotations, keyed by the file's hash
     cache = os.listdir(f'{msvd}/language/.capdistill_cache')
     assert len(cache) == 1 and cache[0].startswith('msvd_caption.v1.')
+
+
+def test_dataset_base_configs_load(msvd):
+    from mmengine.config import Config
+    base = os.path.join(os.path.dirname(os.path.dirname(__file__)), 'configs', '_base_',
+                        'datasets')
+    for name in ('msvd_clip-l14-b32', 'msrvtt_clip-l14-b32', 'vatex_clip-l14-b32',
+                 'msrvtt-official_clip-b32'):
+        cfg = Config.fromfile(os.path.join(base, f'{name}.py'))
+        assert cfg.test_dataloader.dataset.test_mode
+    cfg = Config.fromfile(os.path.join(base, 'msvd_clip-l14-b32.py'))
+    ds_cfg = dict(cfg.train_dataloader.dataset, data_root=msvd,
+                  tokenizer=_tok(msvd, 'language/msvd_caption.json'))
+    ds = DATASETS.build(ds_cfg)
+    assert len(ds) == 7 and ds[0]['data_samples']['obj_tokens'].shape == (3,)

@@ -74,15 +74,16 @@ class CaptionDataset(BaseDataset):
     def _split_ids(self, captions):
         if self.split_file:
             return load_split(self._abs(self.split_file), self.allow_pickle)
-        splits = load_official_splits(self.ann_file)
-        if self.split in splits:
-            return splits[self.split]
+        # split files of the reference layout win over the official file's "videos"
         if self.dataset_name:
             for ext in ('.json', '.txt', '.pkl'):
                 path = self._abs(f'splits/{self.dataset_name}_{self.split}_list{ext}')
                 if osp.isfile(path):
                     self.split_file = path
                     return load_split(path, self.allow_pickle)
+        splits = load_official_splits(self.ann_file)
+        if self.split in splits:
+            return splits[self.split]
         raise DataError(f'{self.ann_file}: no split_file given and no "videos" entries '
                         f'with split {self.split!r}; set split_file in the dataset config.')
 
