@@ -25,6 +25,7 @@ setup(
         'safetensors>=0.4',
         'numpy>=1.24',
         'tqdm>=4.60',
+        'lemminflect>=0.2.3',  # English lexicon for the offline concept tagger
     ],
     extras_require={
         'tests': ['pytest>=7', 'hypothesis>=6.80', 'h5py>=3.8'],
