@@ -263,3 +263,15 @@ def test_dataset_base_configs_load(msvd):
                   tokenizer=_tok(msvd, 'language/msvd_caption.json'))
     ds = DATASETS.build(ds_cfg)
     assert len(ds) == 7 and ds[0]['data_samples']['obj_tokens'].shape == (3,)
+
+
+def test_browse_and_benchmark_tools(tiny_root, tmp_path):
+    from conftest import run_tool, write_tiny_config
+    cfg = write_tiny_config(tmp_path / 'cfg.py', tiny_root)
+    res = run_tool(['tools/analysis/browse_dataset.py', cfg, '--split', 'train'])
+    assert res.returncode == 0, res.stderr
+    assert 'videos: 8 in the split' in res.stdout and 'captions per video: min 3' in res.stdout
+    assert 'objects (' in res.stdout and 'missing teacher_feats features' in res.stdout
+    res = run_tool(['tools/analysis/benchmark_loader.py', cfg, '--steps', '2', '--warmup', '1'])
+    assert res.returncode in (0, 1), res.stderr
+    assert 'loader / step time' in res.stdout and 'train step' in res.stdout
