@@ -142,7 +142,7 @@ class DistillAlgorithm(BaseModel):
         self._steps = 0
         self._teacher_sum = self._teacher_checksum()
         self.teacher_cache = TeacherCache(**teacher_cache) if teacher_cache else None
-        self.seq_kd = dict(beam_size=3, cache_file=None, **(seq_kd or {}))
+        self.seq_kd = dict(dict(beam_size=3, cache_file=None), **(seq_kd or {}))
         self._seq_captions = {}
         cache_file = self.seq_kd['cache_file']
         if cache_file and os.path.isfile(cache_file):
@@ -277,7 +277,9 @@ class DistillAlgorithm(BaseModel):
             for i, row in zip(todo, ids.tolist()):
                 self._seq_captions[vids[i]] = self.teacher.tokenizer.decode(row)
             if self.seq_kd['cache_file']:
-                tmp = self.seq_kd['cache_file'] + '.tmp'
+                folder = os.path.dirname(os.path.abspath(self.seq_kd['cache_file']))
+                os.makedirs(folder, exist_ok=True)
+                tmp = f"{self.seq_kd['cache_file']}.{os.getpid()}.tmp"
                 with open(tmp, 'w') as f:
                     json.dump(self._seq_captions, f, indent=0, sort_keys=True)
                 os.replace(tmp, self.seq_kd['cache_file'])
@@ -302,6 +304,8 @@ class DistillAlgorithm(BaseModel):
             for source in (data_samples, inputs):
                 if key in source:
                     value = source[key]
+                    if isinstance(value, (list, tuple)) and value and torch.is_tensor(value[0]):
+                        value = torch.stack(list(value))
                     return value.to(tensors['mask'].device) if torch.is_tensor(value) else value
             raise KeyError(f'Loss input {tensor!r}: the batch has no {key!r} (data_samples: '
                            f'{sorted(data_samples)}, inputs: {sorted(inputs)}). Enable it in '
