@@ -15,8 +15,16 @@ def init_captioner(config, checkpoint=None, device='cpu'):
     """Build the deployed captioner of ``config`` and load ``checkpoint`` into it.
 
     Accepts a captioner config or a distillation config (its student is returned);
-    the checkpoint is a full mmengine checkpoint of either.
+    the checkpoint is a full mmengine checkpoint of either. An exported student
+    (``tools/export_student.py``: a ``.safetensors`` checkpoint, or its ``.json``/folder
+    as ``config`` with no checkpoint) is loaded from its own json config, without
+    unpickling; ``config`` is then ignored.
     """
+    from .export import is_export, load_exported_student
+    if is_export(checkpoint):
+        return load_exported_student(checkpoint, device)
+    if checkpoint is None and isinstance(config, str) and is_export(config):
+        return load_exported_student(config, device)
     cfg = Config.fromfile(config) if isinstance(config, str) else config
     model_cfg = cfg.model
     if model_cfg.get('type') == 'DistillAlgorithm':
