@@ -52,6 +52,7 @@ def main():
     evaluator = cfg.test_evaluator
     evaluators = evaluator if isinstance(evaluator, list) else [evaluator]
     evaluators[0]['out_file'] = out
+    check_scorers(evaluators)
     trust_directory(cfg.work_dir)
     setup_distributed(cfg, args.launcher)
     runner = Runner.from_cfg(cfg)
@@ -61,6 +62,18 @@ def main():
     print_table(metrics)
     if args.show_dir:
         write_html(runner, cfg, out, args)
+
+
+def check_scorers(evaluators):
+    """Missing Java or SPICE models are reported before the test run, in one line."""
+    from capdistill.evaluation.caption_scorer import (DEFAULT_METRICS, SpiceModelsMissingError,
+                                                      check_available)
+    for ev in evaluators:
+        if 'scorers' in ev or str(ev.get('type', '')).endswith('CaptionMetric'):
+            try:
+                check_available(ev.get('scorers', DEFAULT_METRICS))
+            except SpiceModelsMissingError as exc:
+                raise FileNotFoundError(str(exc)) from None
 
 
 def print_table(metrics):

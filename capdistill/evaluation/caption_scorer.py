@@ -40,7 +40,7 @@ import numpy as np
 
 __all__ = [
     'score_captions', 'JavaNotFoundError', 'MeteorError', 'SpiceModelsMissingError',
-    'DEFAULT_METRICS', 'shutdown_meteor'
+    'DEFAULT_METRICS', 'shutdown_meteor', 'check_available'
 ]
 
 DEFAULT_METRICS = ('Bleu', 'METEOR', 'ROUGE_L', 'CIDEr')
@@ -96,7 +96,22 @@ def _check_spice():
         raise SpiceModelsMissingError(
             f'SPICE needs the Stanford CoreNLP 3.6.0 models ({", ".join(missing)}) in '
             f'{lib}: copy them there from stanford-corenlp-full-2015-12-09.zip; '
-            'capdistill will not download them, or drop SPICE from `metrics`.')
+            'capdistill will not download them; or drop SPICE from `metrics` '
+            '(CaptionMetric: `scorers`).')
+
+
+def check_available(metrics=DEFAULT_METRICS):
+    """Fail now, not after a long test run, if ``metrics`` cannot be computed here.
+
+    Raises:
+        ValueError: an unknown metric name.
+        JavaNotFoundError: no ``java`` on PATH.
+        SpiceModelsMissingError: SPICE asked for without its Stanford models.
+    """
+    metrics = _normalise_metrics(metrics)
+    _require_java(metrics)
+    if 'SPICE' in metrics:
+        _check_spice()
 
 
 def _normalise_metrics(metrics):
