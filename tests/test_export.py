@@ -1,0 +1,101 @@
+"""Student export: safetensors + json, loaded without unpickling, same captions."""
+import json
+import os
+
+import pytest
+import torch
+from mmengine.config import Config
+from mmengine.registry import DefaultScope
+from safetensors.torch import load_file
+
+from capdistill.apis.export import export_student, load_exported_student
+from capdistill.apis.inference import init_captioner
+from capdistill.registry import MODELS
+from conftest import run_tool, write_tiny_config
+
+DISTILL = ("dict(type='DistillAlgorithm', student=_student, teacher=_teacher, "
+           "recorders=dict(s=dict(source='student', module='visual_encoder', output=0), "
+           "t=dict(source='teacher', module='encoder', output=0)), "
+           "connectors=dict(c=dict(type='LinearConnector', in_dim=32, out_dim=32)), "
+           "distill_losses=dict(kd=dict(type='WordKLLoss'), f=dict(type='FeatureMSELoss', "
+           "inputs=dict(student='c(s)', teacher='t'))))")
+
+
+def _batch(n=3, t=4):
+    g = torch.Generator().manual_seed(1)
+    return dict(feats=torch.randn(n, t, 24, generator=g),
+                feats_mask=torch.ones(n, t, dtype=torch.bool))
+
+
+def _trained_like(model):
+    g = torch.Generator().manual_seed(2)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.5 * torch.randn(p.shape, generator=g))
+    return model.eval()
+
+
+@pytest.fixture
+def distill_run(tmp_path, tiny_root):
+    cfg_path = write_tiny_config(tmp_path / 'kd.py', tiny_root, model=DISTILL)
+    cfg = Config.fromfile(cfg_path)
+    with DefaultScope.overwrite_default_scope('capdistill'):
+        algo = _trained_like(MODELS.build(cfg.model))
+    ckpt = tmp_path / 'epoch_1.pth'
+    torch.save(dict(state_dict=algo.state_dict(), meta=dict()), ckpt)
+    return cfg_path, str(ckpt), algo
+
+
+def test_export_tool_writes_student_only_and_loads_without_unpickling(
+        distill_run, tmp_path, monkeypatch):
+    cfg_path, ckpt, algo = distill_run
+    out = tmp_path / 'export'
+    proc = run_tool(['tools/export_student.py', ckpt, cfg_path, '--out', str(out),
+                     '--name', 'tiny_student'])
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert sorted(os.listdir(out)) == ['tiny_student.json', 'tiny_student.safetensors']
+    weights = load_file(str(out / 'tiny_student.safetensors'))
+    assert weights.keys() == algo.student.state_dict().keys()
+    assert not any(k.startswith(('teacher', 'connectors', 'student.')) for k in weights)
+    meta = json.load(open(out / 'tiny_student.json'))
+    assert meta['model']['type'] == 'Captioner'
+    assert 'words' in meta['model']['tokenizer'] and 'vocab_file' not in meta['model']['tokenizer']
+
+    def no_unpickling(*args, **kwargs):
+        raise AssertionError('torch.load called while loading an export')
+
+    monkeypatch.setattr(torch, 'load', no_unpickling)
+    expected = algo.student.generate(_batch())
+    for loaded in (load_exported_student(str(out)),
+                   load_exported_student(str(out / 'tiny_student.json')),
+                   init_captioner(None, str(out / 'tiny_student.safetensors'))):
+        assert not loaded.training
+        assert torch.equal(loaded.generate(_batch()), expected)
+        caps = loaded.predict(_batch())
+        assert [c['pred_caption'] for c in caps] == [
+            algo.student.tokenizer.decode(r) for r in expected.tolist()]
+
+
+def test_sftcap_exports_its_student_path(tmp_path):
+    tok = dict(type='WordTokenizer', words=['a', 'red', 'ball', 'spins'])
+    cfg = dict(type='SFTCap', feature_key='feats', tokenizer=tok, max_len=5,
+               visual_encoder=dict(type='FeatureProjector', in_dim=24, embed_dim=16),
+               teacher_encoder=dict(type='TransformerEncoder', embed_dim=16, depth=1,
+                                    num_heads=2),
+               encoder=dict(type='HAM', embed_dim=16, num_actions=2, num_heads=2),
+               head=dict(type='PrefixLMHead', embed_dim=16, depth=1, num_heads=2))
+    with DefaultScope.overwrite_default_scope('capdistill'):
+        model = _trained_like(MODELS.build(cfg))
+    ckpt = tmp_path / 'sftcap.pth'
+    torch.save(dict(state_dict=model.state_dict()), ckpt)
+    st, js = export_student(Config(dict(model=cfg)), str(ckpt), str(tmp_path / 'out'), 'sft')
+    assert not any(k.startswith('teacher_encoder') for k in load_file(st))
+    loaded = load_exported_student(st)
+    assert type(loaded).__name__ == 'Captioner'
+    assert torch.equal(loaded.generate(_batch()), model.generate(_batch()))
+
+
+def test_missing_export_file_is_a_clear_error(tmp_path):
+    (tmp_path / 'x.safetensors').write_bytes(b'')
+    with pytest.raises(Exception, match='model config not found'):
+        load_exported_student(str(tmp_path / 'x.safetensors'))
