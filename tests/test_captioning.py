@@ -121,25 +121,33 @@ def test_real_clips_through_the_cli(grid2, tmp_path):
     assert all(r['caption'] and r['time'] > 0 for r in results)
 
 
-@pytest.mark.parametrize('case', ['missing', 'corrupt', 'mismatch', 'weights'])
-def test_bad_input_gives_one_clear_line(case, grid2, tmp_path):
+def test_unreadable_videos_are_named_and_the_rest_captioned(grid2, tmp_path):
+    _, cfg, ckpt = grid2
+    good = write_video(tmp_path / 'ok.mp4')
+    broken = tmp_path / 'broken.mp4'
+    broken.write_bytes(os.urandom(2048))
+    res = run_tool(['tools/caption_video.py', cfg, ckpt, str(tmp_path / 'nowhere.mp4'), good,
+                    str(broken)])
+    assert res.returncode == 1, res.stdout + res.stderr[-2000:]
+    assert res.stdout.startswith(good)
+    errors = res.stderr.strip().splitlines()[-2:]
+    assert 'Traceback' not in res.stderr
+    assert errors[0].startswith('error: cannot read video') and 'nowhere.mp4: no such' in errors[0]
+    assert errors[1].startswith('error: cannot read video') and 'broken.mp4' in errors[1]
+
+
+@pytest.mark.parametrize('case', ['mismatch', 'weights'])
+def test_bad_model_gives_one_clear_line(case, grid2, tmp_path):
     root, cfg, ckpt = grid2
     video = write_video(tmp_path / 'ok.mp4')
     extra = []
-    expected = {'missing': 'nowhere.mp4', 'corrupt': 'broken.mp4',
-                'mismatch': 'does not match the model config',
-                'weights': 'model_zoo/clip_model/ViT-B-32.pt'}[case]
-    if case == 'missing':
-        video = str(tmp_path / 'nowhere.mp4')
-    elif case == 'corrupt':
-        video = str(tmp_path / 'broken.mp4')
-        with open(video, 'wb') as f:
-            f.write(os.urandom(2048))
-    elif case == 'mismatch':
+    if case == 'mismatch':
         # the checkpoint of a 12-d model against a config of the 48-d default teacher
         cfg = write_tiny_config(tmp_path / 'other.py', root)
+        expected = 'does not match the model config'
     else:
         extra = ['--encoder', 'clip-b32']
+        expected = 'weight file not found: model_zoo/clip_model/ViT-B-32.pt'
     res = run_tool(['tools/caption_video.py', cfg, ckpt, video, *extra])
     assert res.returncode == 1, res.stdout + res.stderr[-2000:]
     last = res.stderr.strip().splitlines()[-1]
