@@ -1,0 +1,80 @@
+"""Loss-weight schedules, student EMA, sample captions and the teacher check in a run."""
+import math
+import types
+
+import pytest
+import torch
+from mmengine.config import Config
+from mmengine.runner import Runner
+
+from capdistill.engine.hooks import LossWeightScheduleHook, resolve_target, schedule_value
+from conftest import write_tiny_config
+
+MODEL = ("dict(type='DistillAlgorithm', student=_student, teacher=_teacher, "
+         "distill_losses=dict(loss_word=dict(type='WordKLLoss', tau=2.0, loss_weight=0.0)))")
+
+
+def test_schedule_values_by_hand():
+    assert schedule_value('constant', 0.7, 2.0, 5.0) == 2.0
+    assert schedule_value('linear', 0.25, 0.0, 2.0) == pytest.approx(0.5)
+    assert schedule_value('cosine', 0.0, 1.0, 0.0) == pytest.approx(1.0)
+    assert schedule_value('cosine', 0.5, 1.0, 0.0) == pytest.approx(0.5)
+    assert schedule_value('cosine', 1 / 3, 1.0, 0.0) == pytest.approx(0.75)
+    assert schedule_value('linear', 2.0, 0.0, 2.0) == 2.0          # clamped after the span
+    assert schedule_value('step', 0.5, 1.0, 0.0, (0.6,)) == 1.0
+    assert schedule_value('step', 0.6, 1.0, 0.0, (0.6,)) == 0.0
+    with pytest.raises(ValueError, match='policy'):
+        schedule_value('exp', 0.5, 1, 2)
+
+
+def test_targets_resolve_to_weights():
+    losses = {'loss_word': types.SimpleNamespace(loss_weight=1.0)}
+    sft = types.SimpleNamespace(t=0.5, lam_o=0.1)
+    model = types.SimpleNamespace(distill_losses=losses, student_loss_weight=1.0, student=sft)
+    assert resolve_target(model, 'student') == (model, 'student_loss_weight')
+    assert resolve_target(model, 'distill.loss_word') == (losses['loss_word'], 'loss_weight')
+    assert resolve_target(model, 'loss_word') == (losses['loss_word'], 'loss_weight')
+    assert resolve_target(model, 't') == (sft, 't')
+    assert resolve_target(model, 'student.lam_o') == (sft, 'lam_o')
+    with pytest.raises(ValueError, match="no target 'nope'"):
+        resolve_target(model, 'nope')
+    hook = LossWeightScheduleHook(dict(t=dict(policy='linear', start=0.5, end=0.0,
+                                              begin_frac=0.5)))
+    assert hook.value_at('t', 25, 100) == 0.5
+    assert hook.value_at('t', 75, 100) == pytest.approx(0.25)
+
+
+def test_hooks_in_a_distillation_run(tmp_path, tiny_root):
+    cfg_path = write_tiny_config(tmp_path / 'kd.py', tiny_root, model=MODEL)
+    cfg = Config.fromfile(cfg_path)
+    cfg.work_dir = str(tmp_path / 'work')
+    cfg.train_cfg = dict(by_epoch=True, max_epochs=2, val_interval=2)
+    cfg.default_hooks.checkpoint = dict(type='CheckpointHook', interval=2)
+    cfg.val_evaluator = dict(type='CaptionMetric', scorers=['Bleu'])
+    cfg.custom_hooks = [
+        dict(type='LossWeightScheduleHook', schedules=dict(
+            loss_word=dict(policy='linear', start=0.0, end=1.0),
+            student=dict(policy='cosine', start=1.0, end=0.5))),
+        dict(type='StudentEMAHook', momentum=0.5),
+        dict(type='CaptionSamplesHook', num_samples=2),
+        dict(type='TeacherFrozenCheckHook')]
+    runner = Runner.from_cfg(cfg)
+    runner.train()
+    model = runner.model
+    n = runner.max_iters
+    assert model.distill_losses['loss_word'].loss_weight == pytest.approx((n - 1) / n)
+    assert model.student_loss_weight == pytest.approx(
+        0.5 + 0.5 * (1 + math.cos(math.pi * (n - 1) / n)) / 2)
+    ema = [h for h in runner.hooks if type(h).__name__ == 'StudentEMAHook'][0]
+    assert ema.src_model is model.student
+    assert not any(k.startswith('teacher') for k in ema.ema_model.state_dict())
+    ckpt = torch.load(str(tmp_path / 'work' / 'epoch_2.pth'), weights_only=False)
+    assert all(k.startswith('module.') or k == 'steps' for k in ckpt['ema_state_dict'])
+    assert all(k.startswith('student.') for k in ckpt['state_dict'])
+    # the checkpoint's student holds the averaged weights, the live student the raw ones
+    key = 'student.head.word_embed.weight'
+    assert torch.equal(ckpt['state_dict'][key], ema.ema_model.module.head.word_embed.weight)
+    files = [h.baseFilename for h in runner.logger.handlers if hasattr(h, 'baseFilename')]
+    log = open(files[0]).read()
+    assert 'train/weight.loss_word' in runner.message_hub.log_scalars
+    assert 'Sample captions' in log and 'teacher:' in log and 'reference:' in log
