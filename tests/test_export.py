@@ -68,7 +68,8 @@ def test_export_tool_writes_student_only_and_loads_without_unpickling(
     expected = algo.student.generate(_batch())
     for loaded in (load_exported_student(str(out)),
                    load_exported_student(str(out / 'tiny_student.json')),
-                   init_captioner(None, str(out / 'tiny_student.safetensors'))):
+                   init_captioner(None, str(out / 'tiny_student.safetensors')),
+                   MODELS.build(dict(type='ExportedStudent', path=str(out)))):
         assert not loaded.training
         assert torch.equal(loaded.generate(_batch()), expected)
         caps = loaded.predict(_batch())
