@@ -84,3 +84,25 @@ def test_mismatched_teacher_checkpoint_is_reported(tmp_path):
         MODELS.build(dict(type='DistillAlgorithm', student=_captioner(6, 8, 'feats', WORDS),
                           teacher=_captioner(10, 16, 'teacher_feats', WORDS),
                           teacher_ckpt=str(ckpt)))
+
+
+def test_distilled_run_can_serve_as_teacher(algorithm, tmp_path):
+    algo, _ = algorithm
+    ckpt = tmp_path / 'distilled.pth'
+    # a distillation checkpoint holds student.* (and connectors.*): its student loads
+    torch.save(dict(state_dict=algo.state_dict()), ckpt)
+    with DefaultScope.overwrite_default_scope('capdistill'):
+        second = MODELS.build(dict(
+            type='DistillAlgorithm', student=_captioner(6, 8, 'feats', WORDS),
+            teacher=_captioner(6, 8, 'feats', WORDS), teacher_ckpt=str(ckpt)))
+    for k, v in algo.student.state_dict().items():
+        assert torch.equal(second.teacher.state_dict()[k], v)
+
+
+def test_no_distill_losses_means_no_teacher_forward(algorithm, monkeypatch):
+    algo, _ = algorithm
+    algo.distill_losses = torch.nn.ModuleDict()
+    algo._used = set()
+    monkeypatch.setattr(algo.teacher, 'caption_logits',
+                        lambda *a, **k: (_ for _ in ()).throw(AssertionError('teacher ran')))
+    assert set(algo(*_batch(), mode='loss')) == {'student.loss_caption'}
