@@ -26,7 +26,8 @@ class LabelSmoothingLoss(nn.Module):
     """KL divergence to a label-smoothed target, as the reference code trains with.
 
     ``q = 1 - eps`` on the target word and ``eps / (V - 1)`` on every other word;
-    loss ``= sum_v q_v (log q_v - log p_v)`` averaged over non-padding tokens.
+    loss ``= sum_v q_v (log q_v - log p_v)`` averaged over non-padding tokens
+    (Szegedy et al., CVPR 2016; the SFTCap reference code's caption loss).
     """
 
     def __init__(self, smoothing=0.1, ignore_index=0, loss_weight=1.0):
@@ -50,7 +51,10 @@ class LabelSmoothingLoss(nn.Module):
 
 @LOSSES.register_module()
 class CrossEntropyCaptionLoss(nn.Module):
-    """Token-level cross-entropy over non-padding tokens."""
+    """Token-level cross-entropy over non-padding tokens (maximum likelihood):
+    ``L = -sum_{b,i} w_b m_{b,i} log p(y_{b,i}) / sum_{b,i} w_b m_{b,i}`` with ``m`` the
+    non-padding mask and ``w`` the optional per-caption weight (1 without one).
+    """
 
     def __init__(self, ignore_index=0, loss_weight=1.0):
         super().__init__()
