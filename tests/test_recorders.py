@@ -105,7 +105,8 @@ def test_connector_wiring_trains_connector_and_student():
 
 
 @pytest.mark.parametrize('change,match', [
-    (dict(recorders=dict(s=dict(source='student', module='visual_encodr'), t=FEAT['recorders']['t'])),
+    (dict(recorders=dict(s=dict(source='student', module='visual_encodr'),
+                         t=FEAT['recorders']['t'])),
      "no module 'visual_encodr'.*Did you mean: visual_encoder"),
     (dict(connectors={}), "connector 'up'"),
     (dict(distill_losses=dict(feat=dict(type='FeatureMSELoss', inputs=dict(student='up(s)')))),

@@ -99,7 +99,8 @@ class RelationalLoss(nn.Module):
     def __init__(self, mode='similarity', loss_weight=1.0):
         super().__init__()
         if mode not in ('similarity', 'distance'):
-            raise ValueError(f"RelationalLoss mode must be 'similarity' or 'distance', not {mode!r}.")
+            raise ValueError("RelationalLoss mode must be 'similarity' or 'distance', "
+                             f'not {mode!r}.')
         self.mode = mode
         self.loss_weight = loss_weight
 
