@@ -78,6 +78,7 @@ def main():
     os.chdir(REPO)
     start = time.time()
     from capdistill.datasets.demo import make_demo_dataset
+    from capdistill.utils import trust_directory
     print(f'[demo] data: {args.data_root} (procedurally generated capdemo videos)', flush=True)
     make_demo_dataset(args.data_root)
     demo_dir = osp.join(args.work_root, 'demo')
@@ -99,6 +100,7 @@ def main():
             osp.join(demo_dir, f'{stem}.test.log'))
         with open(out) as f:
             scores = json.load(f)['aggregate']
+        trust_directory(work_dir)
         params, ms = measure(config, ckpt)
         rows.append(dict(model=name, params=params, ms=ms, **{k: scores[k] for k in COLUMNS},
                          seconds=time.time() - t0))

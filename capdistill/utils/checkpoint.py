@@ -1,6 +1,6 @@
 """Reading checkpoints with clear errors."""
-import logging
 import os
+import warnings
 import zipfile
 
 import torch
@@ -8,6 +8,10 @@ import torch
 
 class CheckpointError(RuntimeError):
     """A checkpoint file that is missing or cannot be read."""
+
+
+class UntrustedCheckpointWarning(UserWarning):
+    """A full (pickled) checkpoint loaded from outside the run's own work dir."""
 
 
 _TRUSTED_DIRS = set()
@@ -24,11 +28,10 @@ def _warn_if_foreign(filename):
     if real in _WARNED or any(real.startswith(d + os.sep) for d in _TRUSTED_DIRS):
         return
     _WARNED.add(real)
-    from mmengine.logging import print_log
-    print_log(f'Loading full checkpoint {filename} from outside this run\'s work dir: this '
-              'unpickles the file, which can execute code from it. Load only checkpoints you '
-              'trust; share models as exported students (safetensors).', logger='current',
-              level=logging.WARNING)
+    warnings.warn(f'Loading full checkpoint {filename} from outside this run\'s work dir: this '
+                  'unpickles the file, which can execute code from it. Load only checkpoints '
+                  'you trust; share models as exported students (safetensors).',
+                  UntrustedCheckpointWarning, stacklevel=3)
 
 
 def load_full_checkpoint(filename, map_location='cpu'):

@@ -1,0 +1,142 @@
+"""Runs that can be repeated, killed, resumed and distributed without changing results."""
+import json
+import os
+import signal
+import sys
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from capdistill.engine.hooks.run_guards import FiniteLossHook, NonFiniteLossError
+from capdistill.utils import CheckpointError, load_full_checkpoint, trust_directory
+from capdistill.utils.checkpoint import UntrustedCheckpointWarning
+from conftest import REPO, run_tool, write_tiny_config
+
+EPOCHS = ['--cfg-options', 'train_cfg.max_epochs=3']
+
+
+def _train(cfg, work, *extra):
+    res = run_tool(['tools/train.py', cfg, '--work-dir', str(work)] + list(extra))
+    return res
+
+
+def _weights(path):
+    return load_full_checkpoint(path)['state_dict']
+
+
+def _last_val(work):
+    records = []
+    for log in sorted(work.glob('*/vis_data/scalars.json')):
+        records += [json.loads(line) for line in open(log)]
+    return [r for r in records if 'CIDEr' in r][-1]
+
+
+@pytest.fixture(scope='module')
+def uninterrupted(tmp_path_factory, tiny_root):
+    work = tmp_path_factory.mktemp('full')
+    cfg = write_tiny_config(work / 'cfg.py', tiny_root)
+    res = _train(cfg, work, *EPOCHS)
+    assert res.returncode == 0, res.stderr[-3000:]
+    return cfg, work
+
+
+def test_same_seed_gives_bitwise_identical_weights(uninterrupted, tmp_path):
+    cfg, work = uninterrupted
+    res = _train(cfg, tmp_path, *EPOCHS)
+    assert res.returncode == 0, res.stderr[-3000:]
+    a, b = _weights(work / 'epoch_3.pth'), _weights(tmp_path / 'epoch_3.pth')
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_killed_run_resumes_to_the_same_result(uninterrupted, tiny_root, tmp_path):
+    _, full = uninterrupted
+    cfg = write_tiny_config(tmp_path / 'cfg.py', tiny_root)
+    killing = tmp_path / 'killing.py'
+    killing.write_text(
+        f"_base_ = ['{cfg}']\n"
+        "custom_imports = dict(imports=['tests.plugins.kill_hook'], allow_failed_imports=False)\n"
+        "custom_hooks = [dict(type='EpochSeedHook'), dict(type='FiniteLossHook'),\n"
+        "                dict(type='KillAtIterHook', iteration=9)]\n")
+    work = tmp_path / 'work'
+    res = _train(str(killing), work, *EPOCHS)
+    assert res.returncode == -signal.SIGKILL, res.stderr[-2000:]
+    # 6 iterations per epoch: killed in the middle of epoch 2, after epoch 1 was saved
+    assert (work / 'epoch_1.pth').is_file() and not (work / 'epoch_2.pth').exists()
+    res = _train(cfg, work, '--resume', *EPOCHS)
+    assert res.returncode == 0, res.stderr[-3000:]
+    a, b = _weights(full / 'epoch_3.pth'), _weights(work / 'epoch_3.pth')
+    assert max((a[k] - b[k]).abs().max().item() for k in a) <= 1e-6
+    va, vb = _last_val(full), _last_val(work)
+    assert va['step'] == vb['step'] == 3
+    assert all(abs(va[k] - vb[k]) <= 1e-6 for k in ('Bleu_4', 'ROUGE_L', 'CIDEr'))
+
+
+def test_truncated_checkpoint_gives_a_clear_error(uninterrupted, tmp_path):
+    cfg, work = uninterrupted
+    broken = tmp_path / 'broken.pth'
+    data = (work / 'epoch_3.pth').read_bytes()
+    broken.write_bytes(data[:len(data) // 2])
+    with pytest.raises(CheckpointError, match='damaged or incomplete'):
+        load_full_checkpoint(broken)
+    res = run_tool(['tools/test.py', cfg, str(broken), '--work-dir', str(tmp_path)])
+    assert res.returncode == 1 and 'Traceback' not in res.stderr
+    assert res.stderr.strip().splitlines()[-1].startswith('error: ')
+
+
+def test_checkpoint_writes_are_atomic(tmp_path, monkeypatch):
+    from mmengine.runner.checkpoint import save_checkpoint
+    path = tmp_path / 'latest.pth'
+    save_checkpoint({'w': torch.ones(3)}, str(path))
+
+    def crash(*args):
+        raise OSError('disk gone')
+
+    monkeypatch.setattr(os, 'fsync', crash)  # dies after writing, before the rename
+    with pytest.raises(OSError):
+        save_checkpoint({'w': torch.zeros(1000)}, str(path))
+    assert torch.equal(load_full_checkpoint(path)['w'], torch.ones(3))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['latest.pth']
+
+
+def test_foreign_full_checkpoint_warns(tmp_path):
+    path = tmp_path / 'other' / 'model.pth'
+    path.parent.mkdir()
+    torch.save({'w': torch.ones(1)}, path)
+    with pytest.warns(UntrustedCheckpointWarning, match='execute code'):
+        load_full_checkpoint(path)
+    own = tmp_path / 'own'
+    own.mkdir()
+    torch.save({'w': torch.ones(1)}, own / 'model.pth')
+    trust_directory(own)
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter('error', UntrustedCheckpointWarning)
+        load_full_checkpoint(own / 'model.pth')
+
+
+def test_nan_loss_stops_with_step_term_and_videos():
+    runner = SimpleNamespace(iter=41, epoch=2)
+    batch = dict(data_samples=dict(video_id=['vid007', 'vid003']))
+    hook = FiniteLossHook()
+    hook.after_train_iter(runner, 0, batch, dict(loss=torch.tensor(1.0)))
+    with pytest.raises(NonFiniteLossError) as err:
+        hook.after_train_iter(runner, 0, batch, dict(loss=torch.tensor(float('nan')),
+                                                      **{'distill.loss_word': torch.tensor(float('inf'))}))
+    msg = str(err.value)
+    assert "'loss'" in msg and 'iteration 42' in msg and 'vid007, vid003' in msg
+
+
+def test_ddp_gradients_equal_single_process(tmp_path):
+    probe = os.path.join(REPO, 'tests', 'ddp_grad_probe.py')
+    single, dist = tmp_path / 'single.pt', tmp_path / 'dist.pt'
+    res = run_tool([probe, str(single)])
+    assert res.returncode == 0, res.stderr[-2000:]
+    res = run_tool([sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node=2',
+                    '--master_port=29677', probe, str(dist)])
+    assert res.returncode == 0, res.stderr[-2000:]
+    a = torch.load(single, weights_only=True)
+    b = torch.load(dist, weights_only=True)
+    assert a.keys() == b.keys() and len(a) > 10
+    assert max((a[k] - b[k]).abs().max().item() for k in a) <= 1e-6
+    assert sum(a[k].abs().sum().item() for k in a) > 0
