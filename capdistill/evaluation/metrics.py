@@ -9,7 +9,7 @@ from mmengine.logging import print_log
 
 from capdistill.registry import METRICS
 
-from .caption_scorer import DEFAULT_METRICS, score_captions
+from .caption_scorer import DEFAULT_METRICS, check_available, score_captions
 
 __all__ = ['CaptionMetric']
 
@@ -59,6 +59,8 @@ class CaptionMetric(BaseMetric):
                  collect_dir: Optional[str] = None) -> None:
         super().__init__(collect_device=collect_device, prefix=prefix,
                          collect_dir=collect_dir)
+        # fail when the run is built, not after the first epoch
+        check_available(scorers)
         self.scorers = tuple(scorers)
         self.out_file = out_file
 

@@ -26,8 +26,9 @@ def user_errors():
     errors = [DataError, UnknownTypeError, CheckpointError, NonFiniteLossError, FileNotFoundError,
               NotADirectoryError, PermissionError]
     try:
-        from capdistill.evaluation.caption_scorer import JavaNotFoundError
-        errors.append(JavaNotFoundError)
+        from capdistill.evaluation.caption_scorer import (JavaNotFoundError,
+                                                          SpiceModelsMissingError)
+        errors += [JavaNotFoundError, SpiceModelsMissingError]
     except ImportError:
         pass
     return tuple(errors)
