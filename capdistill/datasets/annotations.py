@@ -35,23 +35,18 @@ def load_captions(path):
         entries, vid_key, cap_key = data['metadata'], 'video_id', 'sentence'
     elif isinstance(data, list) and (not data or isinstance(data[0], dict)
                                      and 'videoID' in data[0]):
-        seen = {}
-        for i, e in enumerate(data):
-            vid = e.get('videoID') if isinstance(e, dict) else None
-            if vid in seen:
-                raise DataError(f'{path}: duplicate video id {vid!r} (entries {seen[vid]} '
-                                f'and {i}); each VATEX video must appear once.')
-            seen[vid] = i
-            if isinstance(e, dict) and not isinstance(e.get('enCap'), list):
-                raise DataError(f'{path}: entry {i} (video {vid!r}) has no "enCap" list.')
-        entries = [dict(videoID=e.get('videoID'), enCap=c)
-                   for e in data for c in (e.get('enCap') or [None])]
-        vid_key, cap_key = 'videoID', 'enCap'
+        entries, vid_key, cap_key = _vatex_entries(path, data), 'videoID', 'enCap'
     else:
         raise DataError(f'{path}: unknown caption layout; expected a "sentences" (MSR-VTT) '
                         'or "metadata" (MSVD) list, or a VATEX list with "videoID"/"enCap".')
+    if not isinstance(entries, list):
+        raise DataError(f'{path}: the caption entries must be a list, got '
+                        f'{type(entries).__name__}.')
     captions = OrderedDict()
     for i, entry in enumerate(entries):
+        if not isinstance(entry, dict):
+            raise DataError(f'{path}: entry {i} is not an object with {vid_key!r} and '
+                            f'{cap_key!r}.')
         vid, cap = entry.get(vid_key), entry.get(cap_key)
         if not isinstance(vid, str) or not vid:
             raise DataError(f'{path}: entry {i} has no {vid_key!r}.')
@@ -60,6 +55,23 @@ def load_captions(path):
                             'fix or remove that entry.')
         captions.setdefault(vid, []).append(cap.strip())
     return captions
+
+
+def _vatex_entries(path, data):
+    """One ``{videoID, enCap}`` entry per caption, checking the per-video lists."""
+    seen, entries = {}, []
+    for i, e in enumerate(data):
+        if not isinstance(e, dict):
+            raise DataError(f'{path}: entry {i} is not an object with "videoID"/"enCap".')
+        vid = e.get('videoID')
+        if vid in seen:
+            raise DataError(f'{path}: duplicate video id {vid!r} (entries {seen[vid]} '
+                            f'and {i}); each VATEX video must appear once.')
+        seen[vid] = i
+        if not isinstance(e.get('enCap'), list) or not e['enCap']:
+            raise DataError(f'{path}: entry {i} (video {vid!r}) has no "enCap" list.')
+        entries += [dict(videoID=vid, enCap=c) for c in e['enCap']]
+    return entries
 
 
 def load_official_splits(path):
@@ -97,8 +109,12 @@ def load_split(path, allow_pickle=False):
     elif ext == '.json':
         ids = _load_json(path)
     elif ext == '.txt':
-        with open(path, encoding='utf-8') as f:
-            ids = [line.strip() for line in f if line.strip()]
+        try:
+            with open(path, encoding='utf-8') as f:
+                ids = [line.strip() for line in f if line.strip()]
+        except UnicodeDecodeError as exc:
+            raise DataError(f'{path}: not UTF-8 text ({exc.reason} at byte {exc.start}); '
+                            'a .txt split holds one video id per line.') from None
     else:
         raise DataError(f'{path}: unsupported split format {ext!r} (use .json, .txt or .pkl).')
     if not isinstance(ids, (list, tuple)) or not all(isinstance(i, str) for i in ids):

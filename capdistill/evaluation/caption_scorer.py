@@ -317,7 +317,8 @@ class _FastCider:
         for refs in crefs:
             for ngram in set([g for ref in refs for g in ref]):
                 doc_freq[ngram] += 1
-        assert len(ctest) >= max(doc_freq.values())
+        # references that tokenise to nothing leave no n-grams at all
+        assert len(ctest) >= max(doc_freq.values(), default=0)
         ref_len = np.log(float(len(crefs)))
         log_cache = {}
 
