@@ -42,7 +42,7 @@ class FiniteLossHook(Hook):
 
     def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
         for name, value in (outputs or {}).items():
-            value = float(value.mean()) if torch.is_tensor(value) else float(value)
+            value = float(value.detach().mean()) if torch.is_tensor(value) else float(value)
             if not math.isfinite(value):
                 samples = (data_batch or {}).get('data_samples') or {}
                 ids = list(samples.get('video_id', []))
