@@ -41,11 +41,11 @@ def friendly_main(main):
     def wrapper(*args, **kwargs):
         try:
             return main(*args, **kwargs)
-        except KeyError as exc:
+        except user_errors() as exc:
+            _fail(exc)
+        except KeyError as exc:  # mmengine's own unknown-type error
             if unknown_type_message(str(exc)) is None:
                 raise
-            _fail(exc)
-        except user_errors() as exc:
             _fail(exc)
 
     return wrapper

@@ -28,8 +28,8 @@ class CaptionDataPreprocessor(BaseDataPreprocessor):
     @staticmethod
     def _whole_lists(values, batch):
         # Datasets wrap per-sample string lists in TextList so that collation keeps them
-        # whole; a plain list here was transposed by pseudo_collate and is unusable.
-        if len(values) != batch or not all(isinstance(v, TextList) for v in values):
+        # whole; pseudo_collate transposes plain lists into tuples, which are unusable.
+        if len(values) != batch or not all(isinstance(v, (TextList, list)) for v in values):
             raise ValueError('Per-sample string lists (references) reached the model '
                              'transposed by the collate function; wrap them in '
                              'capdistill.datasets.transforms.TextList in the pipeline.')
