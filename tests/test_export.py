@@ -100,3 +100,19 @@ def test_missing_export_file_is_a_clear_error(tmp_path):
     (tmp_path / 'x.safetensors').write_bytes(b'')
     with pytest.raises(Exception, match='model config not found'):
         load_exported_student(str(tmp_path / 'x.safetensors'))
+
+
+def test_test_tool_scores_an_exported_student_like_its_checkpoint(distill_run, tmp_path):
+    cfg_path, ckpt, _ = distill_run
+    out = tmp_path / 'export'
+    assert run_tool(['tools/export_student.py', ckpt, cfg_path, '--out', str(out),
+                     '--name', 's']).returncode == 0
+    scores = []
+    for weights in (ckpt, str(out / 's.safetensors')):
+        preds = tmp_path / f'{len(scores)}.json'
+        proc = run_tool(['tools/test.py', cfg_path, weights, '--work-dir', str(tmp_path / 'w'),
+                         '--out', str(preds)])
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        scores.append(json.load(open(preds)))
+    assert scores[0]['predictions'] == scores[1]['predictions']
+    assert scores[0]['aggregate'] == scores[1]['aggregate']

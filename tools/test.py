@@ -45,7 +45,12 @@ def main():
         cfg.merge_from_dict(args.cfg_options)
     cfg.work_dir = args.work_dir or cfg.get('work_dir') or osp.join(
         'work_dirs', osp.splitext(osp.basename(args.config))[0])
-    cfg.load_from = args.checkpoint
+    if args.checkpoint.endswith('.safetensors'):
+        # an exported student: built from its own json, loaded without unpickling
+        cfg.model = dict(type='ExportedStudent', path=args.checkpoint)
+        cfg.load_from = None
+    else:
+        cfg.load_from = args.checkpoint
     if args.teacher_preds and not osp.isfile(args.teacher_preds):
         raise FileNotFoundError(f'Teacher predictions file not found: {args.teacher_preds}')
     out = args.out or osp.join(cfg.work_dir, 'predictions.json')
