@@ -5,7 +5,7 @@
 # / '.actions'; student: 'encoder.objects' / 'encoder.actions').
 _base_ = ['../_base_/models/sftcap_teacher_clip-l14.py',
           '../_base_/models/sftcap_student_clip-b32.py',
-          '../_base_/datasets/msvd_l14-b32.py', '../_base_/schedules/adam_20e.py',
+          '../_base_/datasets/msvd_clip-l14-b32.py', '../_base_/schedules/adam_20e.py',
           '../_base_/default_runtime.py']
 model = dict(
     _delete_=True,

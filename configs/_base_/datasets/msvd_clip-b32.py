@@ -1,5 +1,5 @@
 # MSVD, CLIP ViT-B/32 frame features only (the shared-weight SFTCap training).
-_base_ = ['./msvd_l14-b32.py']
+_base_ = ['./msvd_clip-l14-b32.py']
 feature_dirs = dict(_delete_=True, feats='visual/clip_b32/frame_feature')
 _dataset = dict(feature_dirs=feature_dirs)
 train_dataloader = dict(dataset=dict(feature_dirs=feature_dirs))
