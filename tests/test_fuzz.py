@@ -8,7 +8,6 @@ import os
 import tempfile
 
 import numpy as np
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 

@@ -1,14 +1,12 @@
 """Evaluate a checkpoint on the test split of a config."""
 import argparse
-import os
 import os.path as osp
 
 import capdistill  # noqa: F401  (compatibility patches first)
-from mmengine.config import Config, DictAction
 from mmengine.dist import is_main_process
 from mmengine.runner import Runner
 
-from capdistill.engine.setup import setup_distributed
+from capdistill.engine.setup import add_common_args, load_config, setup_distributed
 from capdistill.utils import trust_directory
 from capdistill.utils.cli import friendly_main
 
@@ -25,13 +23,8 @@ def parse_args():
                                             '(default <data_root>/raw_videos)')
     parser.add_argument('--teacher-preds', help='predictions json of a teacher run, shown '
                                                 'beside the captions in the report')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
-                        help='override config entries, e.g. test_dataloader.batch_size=8')
-    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm'], default='none')
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    args = parser.parse_args()
-    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
-    return args
+    add_common_args(parser, 'test_dataloader.batch_size=8')
+    return parser.parse_args()
 
 
 @friendly_main
@@ -40,11 +33,7 @@ def main():
     for path, what in ((args.config, 'Config'), (args.checkpoint, 'Checkpoint')):
         if not osp.isfile(path):
             raise FileNotFoundError(f'{what} file not found: {path}')
-    cfg = Config.fromfile(args.config)
-    if args.cfg_options:
-        cfg.merge_from_dict(args.cfg_options)
-    cfg.work_dir = args.work_dir or cfg.get('work_dir') or osp.join(
-        'work_dirs', osp.splitext(osp.basename(args.config))[0])
+    cfg = load_config(args)
     if args.checkpoint.endswith('.safetensors'):
         # an exported student: built from its own json, loaded without unpickling
         cfg.model = dict(type='ExportedStudent', path=args.checkpoint)

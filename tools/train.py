@@ -1,13 +1,11 @@
 """Train a captioner or a distillation algorithm from a config."""
 import argparse
-import os
-import os.path as osp
 
 import capdistill  # noqa: F401  (compatibility patches first)
-from mmengine.config import Config, DictAction
 from mmengine.runner import Runner
 
-from capdistill.engine.setup import enable_amp, setup_distributed
+from capdistill.engine.setup import (add_common_args, enable_amp, load_config,
+                                     setup_distributed)
 from capdistill.utils import trust_directory
 from capdistill.utils.cli import friendly_main
 
@@ -20,26 +18,14 @@ def parse_args():
                         help='resume from CHECKPOINT, or from the latest one in the work '
                              'dir when no path is given')
     parser.add_argument('--amp', action='store_true', help='mixed-precision training')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
-                        help='override config entries, e.g. model.student.max_len=20')
-    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm'], default='none')
-    # torchrun sets LOCAL_RANK; older launchers pass either spelling
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    args = parser.parse_args()
-    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
-    return args
+    add_common_args(parser, 'model.student.max_len=20')
+    return parser.parse_args()
 
 
 @friendly_main
 def main():
     args = parse_args()
-    if not osp.isfile(args.config):
-        raise FileNotFoundError(f'Config file not found: {args.config}')
-    cfg = Config.fromfile(args.config)
-    if args.cfg_options:
-        cfg.merge_from_dict(args.cfg_options)
-    cfg.work_dir = args.work_dir or cfg.get('work_dir') or osp.join(
-        'work_dirs', osp.splitext(osp.basename(args.config))[0])
+    cfg = load_config(args)
     if args.amp:
         enable_amp(cfg)
     if args.resume == 'auto':

@@ -1,5 +1,4 @@
 """One dataset class for every caption corpus in the reference layout."""
-import os
 import os.path as osp
 
 import numpy as np

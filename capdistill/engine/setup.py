@@ -45,3 +45,30 @@ def enable_amp(cfg):
         cfg.optim_wrapper.setdefault('dtype', 'bfloat16')
     cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
     return cfg
+
+
+def add_common_args(parser, cfg_example):
+    """The options tools/train.py and tools/test.py share."""
+    from mmengine.config import DictAction
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+                        help=f'override config entries, e.g. {cfg_example}')
+    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm'], default='none')
+    # torchrun sets LOCAL_RANK; older launchers pass either spelling
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    return parser
+
+
+def load_config(args):
+    """The config of ``args.config`` with ``--cfg-options`` applied and a work dir set."""
+    import os.path as osp
+
+    from mmengine.config import Config
+    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
+    if not osp.isfile(args.config):
+        raise FileNotFoundError(f'Config file not found: {args.config}')
+    cfg = Config.fromfile(args.config)
+    if args.cfg_options:
+        cfg.merge_from_dict(args.cfg_options)
+    cfg.work_dir = args.work_dir or cfg.get('work_dir') or osp.join(
+        'work_dirs', osp.splitext(osp.basename(args.config))[0])
+    return cfg

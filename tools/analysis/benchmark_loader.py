@@ -27,7 +27,7 @@ def parse_args():
 def main():
     args = parse_args()
     import torch
-    from mmengine.config import Config, DictAction  # noqa: F401
+    from mmengine.config import Config
     from mmengine.optim import build_optim_wrapper
     from mmengine.registry import init_default_scope
     from mmengine.runner import Runner

@@ -7,7 +7,6 @@ distillation and evaluation run end to end on a laptop, in seconds.
 import json
 import os
 import os.path as osp
-import shutil
 import time
 
 import numpy as np
