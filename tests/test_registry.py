@@ -37,7 +37,7 @@ def test_runner_registry_message_gets_suggestions():
 
 def test_config_inheritance_and_overrides():
     cfg = Config.fromfile(
-        f'{REPO}/configs/capdemo/wordkd_teacher-to-student_grid16-grid8_1xb64-12e_capdemo.py')
+        f'{REPO}/configs/capdemo/wordkd_teacher-to-student_grid16-grid8_1xb64-8e_capdemo.py')
     # from _base_/schedules, overridden by the student config
     assert cfg.optim_wrapper.optimizer.type == 'Adam'
     assert cfg.optim_wrapper.optimizer.lr == 5e-4

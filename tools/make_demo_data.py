@@ -1,6 +1,6 @@
 """Generate capdemo, the procedurally generated demo data set (videos, captions, features).
 
-    python tools/make_demo_data.py                      # data/capdemo, 600 videos
+    python tools/make_demo_data.py                      # data/capdemo, 1200 videos
     python tools/make_demo_data.py --num-videos 40 --root /tmp/capdemo --force
 """
 import argparse
@@ -14,7 +14,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--root', default='data/capdemo')
     parser.add_argument('--seed', type=int, default=0)
-    parser.add_argument('--num-videos', type=int, default=600)
+    parser.add_argument('--num-videos', type=int, default=1200)
     parser.add_argument('--workers', type=int, default=1, help='decoding processes')
     parser.add_argument('--force', action='store_true', help='rebuild even if complete')
     args = parser.parse_args(argv)

@@ -14,9 +14,9 @@ import time
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 RUNS = [
-    ('teacher', 'configs/capdemo/baseline_teacher_grid16_1xb64-12e_capdemo.py'),
-    ('student (scratch)', 'configs/capdemo/baseline_student_grid8_1xb64-12e_capdemo.py'),
-    ('student + word KD', 'configs/capdemo/wordkd_teacher-to-student_grid16-grid8_1xb64-12e_capdemo.py'),
+    ('teacher', 'configs/capdemo/baseline_teacher_grid16_1xb64-8e_capdemo.py'),
+    ('student (scratch)', 'configs/capdemo/baseline_student_grid8_1xb64-8e_capdemo.py'),
+    ('student + word KD', 'configs/capdemo/wordkd_teacher-to-student_grid16-grid8_1xb64-8e_capdemo.py'),
 ]
 COLUMNS = ['Bleu_4', 'METEOR', 'ROUGE_L', 'CIDEr']
 

@@ -22,8 +22,8 @@ import sys
 import time
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-TEACHER = ('teacher (grid16, 12e)', 'configs/capdemo/baseline_teacher_grid16_1xb64-12e_capdemo.py',
-           'work_dirs/baseline_teacher_grid16_1xb64-12e_capdemo/epoch_12.pth')
+TEACHER = ('teacher (grid16, 8e)', 'configs/capdemo/baseline_teacher_grid16_1xb64-8e_capdemo.py',
+           'work_dirs/baseline_teacher_grid16_1xb64-8e_capdemo/epoch_8.pth')
 RUNS = [
     ('scratch student', 'baseline_student_grid8_1xb64-6e_capdemo.py'),
     ('word KD (KL, tau 2)', 'wordkd_teacher-to-student_grid16-grid8_1xb64-6e_capdemo.py'),

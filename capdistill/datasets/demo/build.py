@@ -148,7 +148,7 @@ def _write_json(path, obj, indent=None):
     os.replace(tmp, path)
 
 
-def make_demo_dataset(root='data/capdemo', seed=0, num_videos=600, force=False,
+def make_demo_dataset(root='data/capdemo', seed=0, num_videos=1200, force=False,
                       workers=1, verbose=True):
     """Render, caption, split and extract features of the capdemo data set.
 

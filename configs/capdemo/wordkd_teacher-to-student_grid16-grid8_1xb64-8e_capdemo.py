@@ -1,5 +1,5 @@
 # Word-level KD: the student learns from the frozen teacher's next-word distributions.
-_base_ = ['./baseline_student_grid8_1xb64-12e_capdemo.py']
+_base_ = ['./baseline_student_grid8_1xb64-8e_capdemo.py']
 
 _teacher = dict(
     type='Captioner', feature_key='teacher_feats',
@@ -13,6 +13,6 @@ model = dict(
     type='DistillAlgorithm',
     student={{_base_.model}},
     teacher=_teacher,
-    teacher_ckpt='work_dirs/baseline_teacher_grid16_1xb64-12e_capdemo/epoch_12.pth',
+    teacher_ckpt='work_dirs/baseline_teacher_grid16_1xb64-8e_capdemo/epoch_8.pth',
     student_loss_weight=1.0,
     distill_losses=dict(loss_word=dict(type='WordKLLoss', tau=2.0, loss_weight=1.0)))
