@@ -37,20 +37,11 @@ def run(cmd, log_path):
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         for line in proc.stdout:
             log.write(line)
-            if 'Epoch(' in line and ('CIDEr' in line or _epoch_end(line)):
+            if 'Saving checkpoint at' in line or ('Epoch(' in line and 'CIDEr' in line):
                 print('   ', line.split(' - ')[-1].strip()[:160], flush=True)
         if proc.wait() != 0:
             tail = ''.join(open(log_path).readlines()[-15:])
             sys.exit(f'{" ".join(cmd[:2])} failed; last lines of {log_path}:\n{tail}')
-
-
-def _epoch_end(line):
-    # "Epoch(train) [3][32/32]" marks the last iteration of an epoch
-    try:
-        cur, total = line.split('][', 1)[1].split(']')[0].split('/')
-        return cur == total
-    except (IndexError, ValueError):
-        return False
 
 
 def measure(config, checkpoint):
