@@ -121,3 +121,22 @@ def test_missing_java_is_one_clear_line(trained_teacher, tmp_path):
     assert res.returncode == 1, res.stderr[-2000:]
     last = res.stderr.strip().splitlines()[-1]
     assert 'java' in last.lower() and 'Traceback' not in res.stderr
+
+
+def test_amp_on_cpu_trains_under_bfloat16_autocast(tiny_root, tmp_path):
+    cfg = write_tiny_config(tmp_path / 'teacher.py', tiny_root)
+    res = run_tool(['tools/train.py', cfg, '--work-dir', str(tmp_path), '--amp',
+                    '--cfg-options', 'train_cfg.max_epochs=1'])
+    assert res.returncode == 0, res.stderr[-3000:]
+    log = res.stdout + res.stderr
+    assert "type='CPUAutocastOptimWrapper'" in log
+    assert (tmp_path / 'epoch_1.pth').is_file()
+
+
+def test_cpu_autocast_wrapper_runs_the_forward_in_bfloat16():
+    from capdistill.engine.amp import CPUAutocastOptimWrapper
+    lin = torch.nn.Linear(4, 4)
+    wrapper = CPUAutocastOptimWrapper(torch.optim.SGD(lin.parameters(), lr=0.1))
+    with wrapper.optim_context(lin):
+        out = lin(torch.randn(2, 4))
+    assert out.dtype == torch.bfloat16

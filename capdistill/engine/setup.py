@@ -39,11 +39,13 @@ def _slurm_env():
 
 
 def enable_amp(cfg):
-    """Mixed precision through mmengine's AmpOptimWrapper (bf16 on CPU)."""
-    cfg.optim_wrapper.type = 'AmpOptimWrapper'
-    if not torch.cuda.is_available():
-        cfg.optim_wrapper.setdefault('dtype', 'bfloat16')
-    cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
+    """Mixed precision: mmengine's AmpOptimWrapper on GPU, bfloat16 autocast on CPU."""
+    if torch.cuda.is_available():
+        cfg.optim_wrapper.type = 'AmpOptimWrapper'
+        cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
+    else:
+        from . import amp  # noqa: F401  (registers CPUAutocastOptimWrapper)
+        cfg.optim_wrapper.type = 'CPUAutocastOptimWrapper'
     return cfg
 
 
