@@ -70,6 +70,13 @@ class SelfAttention(nn.Module):
         return self.out(y.transpose(1, 2).reshape(b, n, d))
 
 
+def mlp(dim, mlp_ratio, dropout):
+    """The feed-forward part of a transformer block."""
+    hidden = int(dim * mlp_ratio)
+    return nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Dropout(dropout),
+                         nn.Linear(hidden, dim))
+
+
 class Block(nn.Module):
     """Pre-norm transformer block with a cacheable self-attention."""
 
@@ -78,9 +85,7 @@ class Block(nn.Module):
         self.norm1 = nn.LayerNorm(dim)
         self.attn = SelfAttention(dim, num_heads, dropout)
         self.norm2 = nn.LayerNorm(dim)
-        hidden = int(dim * mlp_ratio)
-        self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Dropout(dropout),
-                                 nn.Linear(hidden, dim))
+        self.mlp = mlp(dim, mlp_ratio, dropout)
         self.drop = nn.Dropout(dropout)
 
     def forward(self, x, allowed, cache=None):
@@ -88,8 +93,42 @@ class Block(nn.Module):
         return x + self.drop(self.mlp(self.norm2(x)))
 
 
+class TiedWordHead(nn.Module):
+    """Word embedding + positions in, logits out through the same (tied) embedding.
+
+    The part both caption heads share; subclasses add their blocks and the decoding
+    calls ``forward``/``start``/``step``/``reorder``.
+    """
+
+    def __init__(self, vocab_size, embed_dim, max_len, dropout, clip_embedding):
+        super().__init__()
+        self.vocab_size = vocab_size
+        self.max_len = max_len
+        self.word_embed = nn.Embedding(vocab_size, embed_dim)
+        self.word_pos = nn.Parameter(torch.zeros(1, max_len, embed_dim))
+        nn.init.normal_(self.word_embed.weight, std=0.02)
+        nn.init.normal_(self.word_pos, std=0.02)
+        if clip_embedding:
+            init_word_embedding(self.word_embed, clip_embedding)
+        self.norm = nn.LayerNorm(embed_dim)
+        self.drop = nn.Dropout(dropout)
+
+    def _words(self, tokens, offset=0):
+        return self.word_embed(tokens) + self.word_pos[:, offset:offset + tokens.shape[1]]
+
+    def _logits(self, x):
+        return F.linear(self.norm(x), self.word_embed.weight)
+
+    @staticmethod
+    def _reorder_caches(caches, index):
+        for cache in caches:
+            if 'k' in cache:
+                cache['k'] = cache['k'].index_select(0, index)
+                cache['v'] = cache['v'].index_select(0, index)
+
+
 @HEADS.register_module()
-class PrefixLMHead(nn.Module):
+class PrefixLMHead(TiedWordHead):
     """BERT-style decoder over ``[frame tokens; global token; words]``.
 
     Frame tokens and the global (mean-pooled) token attend to each other; each word
@@ -108,20 +147,10 @@ class PrefixLMHead(nn.Module):
 
     def __init__(self, vocab_size, embed_dim, depth=2, num_heads=4, max_len=24,
                  mlp_ratio=4.0, dropout=0.1, clip_embedding=None):
-        super().__init__()
-        self.vocab_size = vocab_size
-        self.max_len = max_len
-        self.word_embed = nn.Embedding(vocab_size, embed_dim)
-        self.word_pos = nn.Parameter(torch.zeros(1, max_len, embed_dim))
+        super().__init__(vocab_size, embed_dim, max_len, dropout, clip_embedding)
         self.type_embed = nn.Parameter(torch.zeros(2, embed_dim))  # visual, word
-        nn.init.normal_(self.word_embed.weight, std=0.02)
-        nn.init.normal_(self.word_pos, std=0.02)
-        if clip_embedding:
-            init_word_embedding(self.word_embed, clip_embedding)
         self.blocks = nn.ModuleList(Block(embed_dim, num_heads, mlp_ratio, dropout)
                                     for _ in range(depth))
-        self.norm = nn.LayerNorm(embed_dim)
-        self.drop = nn.Dropout(dropout)
 
     # -- pieces ----------------------------------------------------------------
     def _prefix(self, memory, mem_mask):
@@ -132,11 +161,7 @@ class PrefixLMHead(nn.Module):
         return self.drop(prefix), prefix_mask
 
     def _words(self, tokens, offset=0):
-        pos = self.word_pos[:, offset:offset + tokens.shape[1]]
-        return self.drop(self.word_embed(tokens) + pos + self.type_embed[1])
-
-    def _logits(self, x):
-        return F.linear(self.norm(x), self.word_embed.weight)
+        return self.drop(super()._words(tokens, offset) + self.type_embed[1])
 
     # -- teacher forcing ----------------------------------------------------------
     def forward(self, memory, mem_mask, tokens, return_hidden=False):
@@ -180,9 +205,7 @@ class PrefixLMHead(nn.Module):
     @staticmethod
     def reorder(state, index):
         """Select rows of a decoding state (beam search re-orders hypotheses)."""
-        for cache in state['caches']:
-            cache['k'] = cache['k'].index_select(0, index)
-            cache['v'] = cache['v'].index_select(0, index)
+        TiedWordHead._reorder_caches(state['caches'], index)
         state['key_mask'] = state['key_mask'].index_select(0, index)
         return state
 
@@ -221,9 +244,7 @@ class DecoderBlock(nn.Module):
         self.norm2 = nn.LayerNorm(dim)
         self.cross_attn = CrossAttention(dim, num_heads, dropout)
         self.norm3 = nn.LayerNorm(dim)
-        hidden = int(dim * mlp_ratio)
-        self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Dropout(dropout),
-                                 nn.Linear(hidden, dim))
+        self.mlp = mlp(dim, mlp_ratio, dropout)
         self.drop = nn.Dropout(dropout)
 
     def forward(self, x, self_allowed, kv, mem_allowed, cache=None):
@@ -233,7 +254,7 @@ class DecoderBlock(nn.Module):
 
 
 @HEADS.register_module()
-class TransformerDecoderHead(nn.Module):
+class TransformerDecoderHead(TiedWordHead):
     """A plain transformer decoder: words attend causally to words, and to the visual
     tokens through cross-attention. Tied input/output word embeddings.
 
@@ -251,26 +272,12 @@ class TransformerDecoderHead(nn.Module):
 
     def __init__(self, vocab_size, embed_dim, depth=2, num_heads=4, max_len=24,
                  mlp_ratio=4.0, dropout=0.1, clip_embedding=None):
-        super().__init__()
-        self.vocab_size = vocab_size
-        self.max_len = max_len
-        self.word_embed = nn.Embedding(vocab_size, embed_dim)
-        self.word_pos = nn.Parameter(torch.zeros(1, max_len, embed_dim))
-        nn.init.normal_(self.word_embed.weight, std=0.02)
-        nn.init.normal_(self.word_pos, std=0.02)
-        if clip_embedding:
-            init_word_embedding(self.word_embed, clip_embedding)
+        super().__init__(vocab_size, embed_dim, max_len, dropout, clip_embedding)
         self.blocks = nn.ModuleList(DecoderBlock(embed_dim, num_heads, mlp_ratio, dropout)
                                     for _ in range(depth))
-        self.norm = nn.LayerNorm(embed_dim)
-        self.drop = nn.Dropout(dropout)
 
     def _words(self, tokens, offset=0):
-        pos = self.word_pos[:, offset:offset + tokens.shape[1]]
-        return self.drop(self.word_embed(tokens) + pos)
-
-    def _logits(self, x):
-        return F.linear(self.norm(x), self.word_embed.weight)
+        return self.drop(super()._words(tokens, offset))
 
     def forward(self, memory, mem_mask, tokens, return_hidden=False):
         """Logits ``(B, L, V)`` for every position of ``tokens`` ``(B, L)``."""
@@ -302,9 +309,6 @@ class TransformerDecoderHead(nn.Module):
         """Select rows of a decoding state (beam search re-orders hypotheses)."""
         state['kv'] = [(k.index_select(0, index), v.index_select(0, index))
                        for k, v in state['kv']]
-        for cache in state['caches']:
-            if 'k' in cache:
-                cache['k'] = cache['k'].index_select(0, index)
-                cache['v'] = cache['v'].index_select(0, index)
+        TiedWordHead._reorder_caches(state['caches'], index)
         state['mem_mask'] = state['mem_mask'].index_select(0, index)
         return state
