@@ -148,23 +148,31 @@ def beam_search(head, memory, mem_mask, bos_id, eos_id, max_steps, beam_size=5,
     a = float(length_penalty)
     for t in range(max_steps):
         length = t + 1
+        # Scores are normalised over the whole vocabulary, before the constraints; after
+        # that only each beam's few best words are needed, so no (B, K*V) candidate sum
+        # or top-k is materialised.
         logp = torch.log_softmax(stepper(tokens).float(), dim=-1)
         v = logp.shape[-1]
         logp = _constrain(logp, tokens[:, 1:], eos_id, t, min_len, banned_ids,
                           no_repeat_ngram)
         width = beam_scores.shape[1]
-        cand = (beam_scores.reshape(-1, 1) + logp).view(b, width, v)
         last = length == max_steps
+        # each beam's k+1 best words: its k best non-EOS words are among them, and so is
+        # EOS when EOS ranks among its k best
+        top_val, top_idx = logp.topk(min(k + 1, v), dim=-1)
+        top_cand = (beam_scores.reshape(-1, 1) + top_val).view(b, width, -1)
         # hypotheses that end at this step: EOS from any beam, or any word at max_steps
         if last:
-            ends, pos = cand.view(b, -1).max(-1)
-            end_beam, end_word = pos // v, pos % v
+            ends, pos = top_cand[:, :, 0].max(-1)
+            end_beam = pos
+            end_word = top_idx.view(b, width, -1)[arange_b, end_beam, 0]
         else:
             # a beam may end only if EOS is among its own K best next tokens (so K=1
             # ends exactly where greedy does; K >= vocabulary ends every beam)
-            eos_logp = logp[:, eos_id:eos_id + 1]
-            rank = (logp > eos_logp).sum(-1).view(b, width)
-            eos_cand = cand[:, :, eos_id].masked_fill(rank >= k, NEG_INF)
+            eos_logp = logp[:, eos_id]
+            kth = top_val[:, min(k, v) - 1]
+            eos_cand = (beam_scores.reshape(-1) + eos_logp).view(b, width)
+            eos_cand = eos_cand.masked_fill((eos_logp < kth).view(b, width), NEG_INF)
             ends, end_beam = eos_cand.max(-1)
             end_word = torch.full_like(end_beam, eos_id)
         ends = ends / (length ** a) if a else ends
@@ -179,10 +187,11 @@ def beam_search(head, memory, mem_mask, bos_id, eos_id, max_steps, beam_size=5,
         if last:
             break
         # survivors: the K best continuations that do not end here
-        cand[:, :, eos_id] = NEG_INF
-        new_scores, idx = cand.view(b, -1).topk(min(k, width * v), dim=-1)
-        new_src = (arange_b[:, None] * width + idx // v).view(-1)
-        new_word = (idx % v).view(-1)
+        top_cand = top_cand.masked_fill((top_idx == eos_id).view(b, width, -1), NEG_INF)
+        per_beam = top_cand.shape[-1]
+        new_scores, idx = top_cand.view(b, -1).topk(min(k, width * per_beam), dim=-1)
+        new_src = (arange_b[:, None] * width + idx // per_beam).view(-1)
+        new_word = top_idx.view(b, -1).gather(1, idx).view(-1)
         # stop a video when no live beam can beat its best finished caption
         bound = new_scores[:, 0] / (max_steps ** a) if a else new_scores[:, 0]
         done |= (bound <= best_scores) | new_scores[:, 0].isinf()
