@@ -87,10 +87,11 @@ def cost(config, checkpoint, videos):
     from mmengine.config import Config
 
     from capdistill.apis.inference import init_captioner
+    from capdistill.evaluation.cost import count_parameters
     torch.set_num_threads(1)
     cfg = Config.fromfile(osp.join(REPO, config))
     model = init_captioner(cfg, checkpoint)
-    params = sum(p.numel() for p in model.parameters())
+    params = count_parameters(model)
     ds = cfg.test_dataloader.dataset
     folder = osp.join(ds.data_root, ds.feature_dirs[model.feature_key])
     times = []
