@@ -18,9 +18,10 @@ It is faster because of how the work is scheduled, not what is computed:
 * METEOR's requests are streamed to the JVM from a writer thread instead of
   one round trip per video, and METEOR runs in a thread while BLEU, ROUGE-L and
   CIDEr run in Python: the JVM works outside the GIL;
-* CIDEr-D runs through :class:`_FastCider`, which performs the same floating
-  point operations in the same order as pycocoevalcap's ``CiderScorer`` without
-  its per-element numpy overhead.
+* BLEU, ROUGE-L and CIDEr-D run through :mod:`.fast_scorers`, which find the
+  same integers (n-gram matches, subsequence lengths) with less interpreter work
+  and perform the same floating point operations in the same order as
+  pycocoevalcap's scorers.
 
 Inputs are sanitised before tokenisation: every line break (``\\n``, ``\\r``,
 ``\\u2028``, ...) becomes a space. pycocoevalcap replaces only ``\\n``; the
@@ -34,9 +35,8 @@ import shutil
 import subprocess
 import tempfile
 import threading
-from collections import defaultdict
 
-import numpy as np
+from .fast_scorers import FastBleu, FastCider, FastRouge, NgramTable
 
 __all__ = [
     'score_captions', 'JavaNotFoundError', 'MeteorError', 'SpiceModelsMissingError',
@@ -283,91 +283,6 @@ def shutdown_meteor():
 
 
 # ----------------------------------------------------------------------------
-# CIDEr-D: pycocoevalcap's arithmetic, less interpreter overhead
-# ----------------------------------------------------------------------------
-def _precook(words, n=4):
-    counts = defaultdict(int)
-    for k in range(1, n + 1):
-        for i in range(len(words) - k + 1):
-            counts[tuple(words[i:i + k])] += 1
-    return counts
-
-
-class _FastCider:
-    """CIDEr-D with the same result as ``pycocoevalcap.cider.Cider`` (n=4, sigma=6).
-
-    Every float is produced by the same operation on the same operands, in the
-    same order, as ``CiderScorer``: ``np.log`` is called once per distinct
-    document frequency, ``pow(x, 2)`` on the same numpy scalars, cosine terms
-    summed in the hypothesis' n-gram order, the Gaussian length penalty as the
-    same Python expression, and per-video terms accumulated in numpy arrays.
-    n-grams absent from a reference add ``min(x, 0.0) * 0.0 == 0.0`` there and
-    are skipped.
-    """
-
-    def __init__(self, n=4, sigma=6.0):
-        self.n = n
-        self.sigma = sigma
-
-    def compute_score(self, gts, res, ids):
-        n_max = self.n
-        crefs = [[_precook(r.split(), n_max) for r in gts[i]] for i in ids]
-        ctest = [_precook(res[i][0].split(), n_max) for i in ids]
-        doc_freq = defaultdict(float)
-        for refs in crefs:
-            for ngram in set([g for ref in refs for g in ref]):
-                doc_freq[ngram] += 1
-        # references that tokenise to nothing leave no n-grams at all
-        assert len(ctest) >= max(doc_freq.values(), default=0)
-        ref_len = np.log(float(len(crefs)))
-        log_cache = {}
-
-        def counts2vec(cnts):
-            vec = [{} for _ in range(n_max)]
-            norm = [0.0] * n_max
-            length = 0
-            for ngram, term_freq in cnts.items():
-                df_count = max(1.0, doc_freq.get(ngram, 0.0))
-                df = log_cache.get(df_count)
-                if df is None:
-                    df = log_cache[df_count] = np.log(df_count)
-                k = len(ngram) - 1
-                value = float(term_freq) * (ref_len - df)
-                vec[k][ngram] = value
-                norm[k] += pow(value, 2)
-                if k == 1:
-                    length += term_freq
-            return vec, [np.sqrt(x) for x in norm], length
-
-        two_sigma2 = 2 * self.sigma**2
-        scores = []
-        for test, refs in zip(ctest, crefs):
-            vec, norm, length = counts2vec(test)
-            hyp_items = [list(v.items()) for v in vec]
-            score = np.array([0.0] * n_max)
-            for ref in refs:
-                vec_ref, norm_ref, length_ref = counts2vec(ref)
-                delta = float(length - length_ref)
-                penalty = np.e**(-(delta**2) / two_sigma2)
-                val = np.array([0.0] * n_max)
-                for k in range(n_max):
-                    ref_k = vec_ref[k]
-                    for ngram, hyp_value in hyp_items[k]:
-                        ref_value = ref_k.get(ngram)
-                        if ref_value is not None:
-                            val[k] += min(hyp_value, ref_value) * ref_value
-                    if norm[k] != 0 and norm_ref[k] != 0:
-                        val[k] /= (norm[k] * norm_ref[k])
-                    val[k] *= penalty
-                score += val
-            score_avg = np.mean(score)
-            score_avg /= len(refs)
-            score_avg *= 10.0
-            scores.append(score_avg)
-        return np.mean(np.array(scores)), np.array(scores)
-
-
-# ----------------------------------------------------------------------------
 # Public entry point
 # ----------------------------------------------------------------------------
 def _check_inputs(predictions, references):
@@ -448,14 +363,13 @@ def score_captions(predictions, references, metrics=DEFAULT_METRICS, per_video=F
                                          daemon=True)
         meteor_thread.start()
     try:
+        table = NgramTable(gts, res, ids) if {'Bleu', 'CIDEr'} & set(metrics) else None
         if 'Bleu' in metrics:
-            from pycocoevalcap.bleu.bleu import Bleu
-            results['Bleu'] = Bleu(4).compute_score(gts, res, verbose=0)
+            results['Bleu'] = FastBleu(4).compute_score(gts, res, ids, table)
         if 'ROUGE_L' in metrics:
-            from pycocoevalcap.rouge.rouge import Rouge
-            results['ROUGE_L'] = Rouge().compute_score(gts, res)
+            results['ROUGE_L'] = FastRouge().compute_score(gts, res, ids)
         if 'CIDEr' in metrics:
-            results['CIDEr'] = _FastCider().compute_score(gts, res, ids)
+            results['CIDEr'] = FastCider().compute_score(gts, res, ids, table)
         if 'SPICE' in metrics:
             from pycocoevalcap.spice.spice import Spice
             score, video_scores = Spice().compute_score(gts, res)
