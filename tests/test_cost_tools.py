@@ -31,3 +31,22 @@ def test_benchmark_and_flops(tmp_path, tiny_root):
     assert os.path.isfile(tmp_path / 'b.json')
     out = flops_main([cfg])
     assert out['teacher']['forward'] > out['deployed']['forward'] > 0
+
+
+def test_flop_counter_counts_cpu_attention_and_lstm():
+    import torch
+    import torch.nn.functional as F
+
+    from capdistill.evaluation.cost import flop_counter
+    q, k = torch.randn(2, 4, 7, 16), torch.randn(2, 4, 9, 16)
+    v = torch.randn(2, 4, 9, 8)
+    with flop_counter() as counter:
+        F.scaled_dot_product_attention(q, k, v)
+    # q k^T: 2*7*9*16 per head, then (.) v: 2*7*9*8 per head, 8 heads in all
+    assert counter.get_total_flops() == 8 * (2 * 7 * 9 * 16 + 2 * 7 * 9 * 8)
+
+    lstm = torch.nn.LSTM(6, 5, bidirectional=True, batch_first=True)
+    with torch.no_grad(), flop_counter() as counter:
+        lstm(torch.randn(3, 4, 6))
+    # two directions x 12 (time, batch) steps x (4H x I + 4H x H) multiply-adds
+    assert counter.get_total_flops() == 2 * 12 * 2 * (20 * 6 + 20 * 5)

@@ -37,32 +37,70 @@ def flops_per_video(model, inputs, tokens):
 
     Returns ``dict(forward=..., greedy=...)``: one teacher-forced forward over
     ``tokens`` (encoder + head over the whole caption) and one cached greedy decode
-    (encoder + prefix + one token per step until every caption ends). Only matrix
-    products and attention are counted (FlopCounterMode's registry), 2 FLOPs per MAC.
+    (encoder + prefix + one token per step until every caption ends). Matrix products,
+    attention and recurrent layers are counted (FlopCounterMode's registry plus
+    :func:`extra_flop_formulas`), 2 FLOPs per multiply-add; element-wise work is not.
     """
-    from torch.utils.flop_counter import FlopCounterMode
     batch = tokens.shape[0]
     out = {}
     # FlopCounterMode's module tracker trips over no-grad tensors that require grad
     flags = [p.requires_grad for p in model.parameters()]
     model.requires_grad_(False)
     try:
-        out = _count(model, inputs, tokens, batch, FlopCounterMode)
+        out = _count(model, inputs, tokens, batch)
     finally:
         for p, f in zip(model.parameters(), flags):
             p.requires_grad_(f)
     return out
 
 
-def _count(model, inputs, tokens, batch, FlopCounterMode):
+def _count(model, inputs, tokens, batch):
     out = {}
-    with FlopCounterMode(display=False) as counter:
+    with flop_counter() as counter:
         model.caption_logits(inputs, tokens)
     out['forward'] = counter.get_total_flops() / batch
-    with FlopCounterMode(display=False) as counter:
+    with flop_counter() as counter:
         model.generate(inputs, strategy='greedy', use_cache=True)
     out['greedy'] = counter.get_total_flops() / batch
     return out
+
+
+def _attention_flops(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs):
+    """``softmax(q k^T) v``: two matrix products over every (query, key) pair."""
+    *lead, s_q, d_qk = query_shape
+    s_k, d_v = key_shape[-2], value_shape[-1]
+    n = 1
+    for size in lead:
+        n *= size
+    return 2 * n * s_q * s_k * (d_qk + d_v)
+
+
+def _rnn_layer_flops(input_shape, w_ih_shape, w_hh_shape, *args, out_shape=None, **kwargs):
+    """One direction of one recurrent layer: input and hidden projections per step."""
+    steps = 1
+    for size in input_shape[:-1]:  # (time, batch) in either order
+        steps *= size
+    return 2 * steps * (w_ih_shape[0] * w_ih_shape[1] + w_hh_shape[0] * w_hh_shape[1])
+
+
+def extra_flop_formulas():
+    """FlopCounterMode formulas for CPU kernels it does not count by itself.
+
+    PyTorch's registry knows the GPU attention kernels and matrix products, but on
+    CPU scaled-dot-product attention runs ``_scaled_dot_product_flash_attention_for_cpu``
+    and LSTMs/GRUs run ``mkldnn_rnn_layer``; without these both count as 0.
+    """
+    aten = torch.ops.aten
+    formulas = {aten._scaled_dot_product_flash_attention_for_cpu: _attention_flops}
+    if hasattr(aten, 'mkldnn_rnn_layer'):
+        formulas[aten.mkldnn_rnn_layer] = _rnn_layer_flops
+    return formulas
+
+
+def flop_counter():
+    """A ``FlopCounterMode`` that also counts CPU attention and recurrent layers."""
+    from torch.utils.flop_counter import FlopCounterMode
+    return FlopCounterMode(display=False, custom_mapping=extra_flop_formulas())
 
 
 @torch.no_grad()

@@ -1,7 +1,7 @@
 """Parameters and FLOPs per video of a captioner config.
 
-FLOPs are counted by ``torch.utils.flop_counter.FlopCounterMode`` (matrix products and
-attention, 2 FLOPs per multiply-add) over (1) one teacher-forced forward of a
+FLOPs are counted by ``torch.utils.flop_counter.FlopCounterMode`` (matrix products,
+attention and recurrent layers, CPU kernels included; 2 FLOPs per multiply-add) over (1) one teacher-forced forward of a
 full-length caption and (2) one cached greedy decode; with random weights no caption
 ends early, so (2) covers all ``max_len + 1`` steps. For a distillation config both the
 deployed student and the teacher are reported.
