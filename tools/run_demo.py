@@ -13,6 +13,7 @@ import sys
 import time
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+sys.path.insert(0, REPO)  # tools.analysis
 RUNS = [
     ('teacher', 'configs/capdemo/baseline_teacher_grid16_1xb64-8e_capdemo.py'),
     ('student (scratch)', 'configs/capdemo/baseline_student_grid8_1xb64-8e_capdemo.py'),
@@ -44,24 +45,48 @@ def run(cmd, log_path):
             sys.exit(f'{" ".join(cmd[:2])} failed; last lines of {log_path}:\n{tail}')
 
 
-def measure(config, checkpoint):
-    """Parameters and ms per video (greedy, batch 1, CPU) of the deployed model."""
+def measure(config, checkpoint, beam_size=5):
+    """Costs of the deployed model on test videos (CPU, one thread).
+
+    Parameters (deployed, and in training with the teacher), FLOPs per video of a
+    teacher-forced full-length caption, and median ms per video of greedy and beam
+    decoding at batch 1 and 32.
+    """
     import torch
     from mmengine.config import Config
     from mmengine.registry import DefaultScope
 
+    from tools.analysis.benchmark import build
+
     from capdistill.apis import init_captioner
-    from capdistill.evaluation.cost import count_parameters, latency_per_video
+    from capdistill.evaluation.cost import (count_parameters, dummy_batch, flops_per_video,
+                                            latency_per_video)
     from capdistill.registry import DATASETS
 
     torch.set_num_threads(1)
     cfg = Config.fromfile(config)
     model = init_captioner(cfg, checkpoint)
+    _, teacher, whole = build(config)
     with DefaultScope.overwrite_default_scope('capdistill'):
         dataset = DATASETS.build(cfg.test_dataloader.dataset)
-    batch = model.data_preprocessor(dict(inputs={k: [v] for k, v in dataset[0]['inputs'].items()}))
-    ms = 1000 * latency_per_video(model, batch['inputs'], repeats=20)
-    return count_parameters(model), ms
+
+    def batch_of(n):
+        items = [dataset[i]['inputs'] for i in range(min(n, len(dataset)))]
+        return model.data_preprocessor(dict(inputs={k: [it[k] for it in items]
+                                                    for k in items[0]}))['inputs']
+
+    inputs, tokens = dummy_batch(model, 2, next(iter(batch_of(1).values())).shape[1])
+    cost = dict(params=count_parameters(model),
+                params_training=count_parameters(whole) + (
+                    count_parameters(teacher) if teacher is not None else 0),
+                flops=flops_per_video(model, inputs, tokens)['forward'])
+    for bs in (1, 32):
+        inputs = batch_of(bs)
+        repeats = 20 if bs == 1 else 5
+        cost[f'greedy_b{bs}'] = 1000 * latency_per_video(model, inputs, repeats=repeats)
+        cost[f'beam_b{bs}'] = 1000 * latency_per_video(model, inputs, repeats=repeats,
+                                                       strategy='beam', beam_size=beam_size)
+    return cost
 
 
 def main():
@@ -92,8 +117,7 @@ def main():
         with open(out) as f:
             scores = json.load(f)['aggregate']
         trust_directory(work_dir)
-        params, ms = measure(config, ckpt)
-        rows.append(dict(model=name, params=params, ms=ms, **{k: scores[k] for k in COLUMNS},
+        rows.append(dict(model=name, **measure(config, ckpt), **{k: scores[k] for k in COLUMNS},
                          seconds=time.time() - t0))
     table = format_table(rows)
     print('\n' + table)
@@ -104,12 +128,20 @@ def main():
 
 
 def format_table(rows):
-    head = '| model | params | ms/video | BLEU-4 | METEOR | ROUGE-L | CIDEr |'
-    lines = [head, '|' + '---|' * 7]
+    """Markdown table: scores (x100), parameters, FLOPs and ms per video."""
+    head = ('| model | BLEU-4 | METEOR | ROUGE-L | CIDEr | params (training) | MFLOPs/video '
+            '| greedy b1 | beam5 b1 | greedy b32 | beam5 b32 |')
+    lines = [head, '|' + '---|' * 11]
     for r in rows:
-        lines.append(f'| {r["model"]} | {r["params"] / 1e6:.2f} M | {r["ms"]:.1f} | '
-                     f'{100 * r["Bleu_4"]:.1f} | {100 * r["METEOR"]:.1f} | '
-                     f'{100 * r["ROUGE_L"]:.1f} | {100 * r["CIDEr"]:.1f} |')
+        lines.append(f'| {r["model"]} | {100 * r["Bleu_4"]:.1f} | {100 * r["METEOR"]:.1f} | '
+                     f'{100 * r["ROUGE_L"]:.1f} | {100 * r["CIDEr"]:.1f} | '
+                     f'{r["params"] / 1e6:.2f} M ({r["params_training"] / 1e6:.2f} M) | '
+                     f'{r["flops"] / 1e6:.1f} | {r["greedy_b1"]:.1f} | {r["beam_b1"]:.1f} | '
+                     f'{r["greedy_b32"]:.2f} | {r["beam_b32"]:.2f} |')
+    lines.append('')
+    lines.append('params: deployed (in training, teacher included); MFLOPs: one teacher-forced '
+                 'full-length caption; greedy/beam5 bN: median ms per video at batch N on one '
+                 'CPU thread.')
     return '\n'.join(lines)
 
 
