@@ -22,8 +22,8 @@ class Captioner(BaseModel):
         max_len (int): caption words, without BOS/EOS.
         decode (dict): decoding settings: ``strategy`` ('greedy' or 'beam'),
             ``beam_size``, ``length_penalty``, ``min_len``, ``no_repeat_ngram``,
-            ``use_cache`` (False: the reference's slow path, re-running the head for
-            every token) and ``ban_special`` (never generate PAD or BOS; default True).
+            ``use_cache`` (False: the reference's slow loop, re-running the head over
+            a full-length caption buffer for every token) and ``ban_special`` (never generate PAD or BOS; default True).
     """
 
     def __init__(self, visual_encoder, encoder, head, tokenizer,

@@ -6,8 +6,10 @@ Two strategies, both batched:
 * :func:`beam_search`: ``beam_size`` hypotheses per video, all videos x beams in one
   batch of ``B * K`` rows through the head's key/value cache.
 
-Both take ``use_cache=False`` for the reference implementation's slow path, which
-re-runs the whole head over the full prefix for every new token (kept for checking).
+Both take ``use_cache=False`` for the reference implementation's decoding loop (kept
+for checking): for every new token the whole head runs over a caption buffer of the full
+``max_steps`` length (the words so far, then filler that the causal mask hides) and
+computes logits at every position, of which the current one is used.
 
 Score of a finished caption ``y_1..y_L`` (``L`` counts EOS when there is one; a caption
 that reaches ``max_steps`` without EOS ends there)::
@@ -40,16 +42,22 @@ def decode(head, memory, mem_mask, bos_id, eos_id, max_steps, strategy='greedy',
 class _Stepper:
     """Next-token logits for a growing batch of prefixes, with or without the cache."""
 
-    def __init__(self, head, memory, mem_mask, bos_id, use_cache):
+    def __init__(self, head, memory, mem_mask, bos_id, use_cache, max_steps):
         self.head, self.use_cache = head, use_cache
         self.memory, self.mem_mask = memory, mem_mask
         self.state = head.start(memory, mem_mask) if use_cache else None
+        self.length, self.filler = max_steps, bos_id
 
     def __call__(self, tokens):
         """``tokens`` ``(N, t)`` starting with BOS -> logits ``(N, V)`` for position t."""
         if self.use_cache:
             return self.head.step(tokens[:, -1], self.state)
-        return self.head(self.memory, self.mem_mask, tokens)[:, -1]
+        # the reference loop: a fixed-length buffer, the whole head, every position's
+        # logits; positions after t cannot change position t (causal attention)
+        n, t = tokens.shape
+        buffer = tokens.new_full((n, max(self.length, t)), self.filler)
+        buffer[:, :t] = tokens
+        return self.head(self.memory, self.mem_mask, buffer)[:, t - 1]
 
     def reorder(self, index):
         if self.use_cache:
@@ -85,8 +93,8 @@ def greedy_decode(head, memory, mem_mask, bos_id, eos_id, max_steps, use_cache=T
     Args:
         max_steps (int): most tokens generated per caption, EOS included.
         use_cache (bool): feed one new token per step through the key/value cache;
-            False re-runs the whole head on the full prefix every step, as the
-            reference implementation does (slow, kept for checking).
+            False re-runs the whole head over a full-length caption buffer every
+            step, as the reference implementation does (slow, kept for checking).
         min_len (int): EOS is not allowed before this many tokens.
         banned_ids (iterable, optional): ids never generated (e.g. PAD, BOS).
 
@@ -96,7 +104,7 @@ def greedy_decode(head, memory, mem_mask, bos_id, eos_id, max_steps, use_cache=T
     b = memory.shape[0]
     tokens = torch.full((b, 1), bos_id, dtype=torch.long, device=memory.device)
     finished = torch.zeros(b, dtype=torch.bool, device=memory.device)
-    stepper = _Stepper(head, memory, mem_mask, bos_id, use_cache)
+    stepper = _Stepper(head, memory, mem_mask, bos_id, use_cache, max_steps)
     for t in range(max_steps):
         logits = stepper(tokens)
         if banned_ids or t < min_len:
@@ -137,7 +145,7 @@ def beam_search(head, memory, mem_mask, bos_id, eos_id, max_steps, beam_size=5,
         LongTensor ``(B, <=max_steps)`` (EOS repeated after EOS) [and scores].
     """
     b, k, device = memory.shape[0], beam_size, memory.device
-    stepper = _Stepper(head, memory, mem_mask, bos_id, use_cache)
+    stepper = _Stepper(head, memory, mem_mask, bos_id, use_cache, max_steps)
     # one row per video for the first step, then K rows per video
     tokens = torch.full((b, 1), bos_id, dtype=torch.long, device=device)
     beam_scores = torch.zeros(b, 1, device=device)
