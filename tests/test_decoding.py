@@ -149,3 +149,35 @@ def test_beam_finds_brute_force_optimum(cls, length_penalty, max_steps, beam):
             assert scores[i].item() == pytest.approx(score, abs=1e-4)
             found += len(seq) < max_steps or seq[-1] == EOS
     assert found > 0
+
+
+def test_row_topk_matches_torch_topk_on_wide_rows():
+    from capdistill.models.captioners.decoding import row_topk
+    g = torch.Generator().manual_seed(0)
+    for v in (49408, 49407, 5000, 30):  # whole chunks, a partial last chunk, narrow rows
+        x = torch.randn(9, v, generator=g)
+        x[:, ::7] = float('-inf')  # banned words
+        x[3, -1] = 50.0  # the best word in the partial last chunk
+        values, index = row_topk(x, 6)
+        expected = x.topk(6, dim=-1)
+        assert torch.equal(values, expected[0]) and torch.equal(index, expected[1])
+    # ties: equal values, each index pointing at its value
+    x = torch.zeros(2, 49408)
+    x[:, 100] = 4.0
+    values, index = row_topk(x, 6)
+    assert values.tolist() == [[4.0, 0, 0, 0, 0, 0]] * 2
+    assert torch.equal(x.gather(1, index), values) and index[:, 0].tolist() == [100, 100]
+
+
+@pytest.mark.parametrize('cls', HEADS)
+def test_beam_on_a_wide_vocabulary(cls, monkeypatch):
+    """4,000 words: the chunked top-k and the reused logits buffer are in play."""
+    from capdistill.models.captioners import decoding
+    head = make_head(cls, vocab=4000, eos_bias=3.0)
+    memory, mask = make_memory()
+    kw = dict(beam_size=5, length_penalty=1.0, banned_ids=[0, 1])
+    fast = beam_search(head, memory, mask, BOS, EOS, 9, **kw)
+    slow = beam_search(head, memory, mask, BOS, EOS, 9, use_cache=False, **kw)
+    monkeypatch.setattr(decoding, 'row_topk', lambda x, k: x.topk(k, dim=-1))
+    plain = beam_search(head, memory, mask, BOS, EOS, 9, **kw)
+    assert torch.equal(fast, slow) and torch.equal(fast, plain)

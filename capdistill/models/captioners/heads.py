@@ -116,8 +116,10 @@ class TiedWordHead(nn.Module):
     def _words(self, tokens, offset=0):
         return self.word_embed(tokens) + self.word_pos[:, offset:offset + tokens.shape[1]]
 
-    def _logits(self, x):
-        return F.linear(self.norm(x), self.word_embed.weight)
+    def _logits(self, x, out=None):
+        if out is None:
+            return F.linear(self.norm(x), self.word_embed.weight)
+        return torch.matmul(self.norm(x), self.word_embed.weight.t(), out=out)
 
     @staticmethod
     def _reorder_caches(caches, index):
@@ -192,7 +194,11 @@ class PrefixLMHead(TiedWordHead):
         return dict(caches=caches, key_mask=prefix_mask, length=0)
 
     def step(self, tokens, state):
-        """Logits ``(B, V)`` for the next word after feeding ``tokens`` ``(B,)``."""
+        """Logits ``(B, V)`` for the next word after feeding ``tokens`` ``(B,)``.
+
+        If ``state['logits_out']`` holds a ``(B, V)`` tensor, the logits are written
+        there (decoding loops reuse one buffer instead of allocating one per step).
+        """
         x = self._words(tokens[:, None], offset=state['length'])
         state['key_mask'] = torch.cat(
             [state['key_mask'], state['key_mask'].new_ones(x.shape[0], 1)], dim=1)
@@ -200,7 +206,7 @@ class PrefixLMHead(TiedWordHead):
         for blk, cache in zip(self.blocks, state['caches']):
             x = blk(x, allowed, cache)
         state['length'] += 1
-        return self._logits(x[:, -1])
+        return self._logits(x[:, -1], out=state.get('logits_out'))
 
     @staticmethod
     def reorder(state, index):
@@ -296,13 +302,17 @@ class TransformerDecoderHead(TiedWordHead):
                     caches=[dict() for _ in self.blocks], mem_mask=mem_mask, length=0)
 
     def step(self, tokens, state):
-        """Logits ``(B, V)`` for the next word after feeding ``tokens`` ``(B,)``."""
+        """Logits ``(B, V)`` for the next word after feeding ``tokens`` ``(B,)``.
+
+        If ``state['logits_out']`` holds a ``(B, V)`` tensor, the logits are written
+        there (decoding loops reuse one buffer instead of allocating one per step).
+        """
         x = self._words(tokens[:, None], offset=state['length'])
         mem_allowed = state['mem_mask'][:, None, None, :]
         for blk, kv, cache in zip(self.blocks, state['kv'], state['caches']):
             x = blk(x, None, kv, mem_allowed, cache)
         state['length'] += 1
-        return self._logits(x[:, -1])
+        return self._logits(x[:, -1], out=state.get('logits_out'))
 
     @staticmethod
     def reorder(state, index):
