@@ -7,8 +7,9 @@ path of SFTCap) it reports, in one run:
 * FLOPs per video (torch FlopCounterMode): one teacher-forced forward over a full-length
   caption, and one cached greedy decode;
 * latency per video at each batch size (default 1 and 32): cached greedy, beam 5, and
-  the reference's slow greedy (whole head re-run per token) with the speedup ratio and a
-  check that both greedy paths give identical tokens; the beam5/greedy ratio;
+  the reference's slow greedy loop (the whole head over a full-length caption buffer for
+  every token) with the speedup ratio and a check that both greedy paths give identical
+  tokens; the beam5/greedy ratio;
 * for a distillation config, the same for the teacher, and teacher/student ratios.
 
 Random weights are fine for timing (no checkpoint needed); with random weights no
