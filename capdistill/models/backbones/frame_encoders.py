@@ -16,6 +16,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from capdistill.registry import BACKBONES
+from capdistill.utils.checkpoint import CheckpointError
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -115,14 +116,24 @@ def _read_state_dict(path):
     archive (OpenAI's CLIP releases); the second value says whether it was TorchScript."""
     if str(path).endswith('.safetensors'):
         from safetensors.torch import load_file
-        return load_file(path), False
+        try:
+            return load_file(path), False
+        except Exception as exc:  # safetensors raises its own error types
+            raise CheckpointError(f'{path} cannot be read as safetensors ({exc}); '
+                                  'is the file complete?') from exc
     try:
         scripted = torch.jit.load(path, map_location='cpu')
         state = {k: v for k, v in scripted.state_dict().items()}
         return state, True
     except (RuntimeError, ValueError):
         pass
-    state = torch.load(path, map_location='cpu', weights_only=True)
+    try:
+        state = torch.load(path, map_location='cpu', weights_only=True)
+    except Exception as exc:  # truncated zip, pickle with code, not a torch file at all
+        raise CheckpointError(f'{path} cannot be read as a weight file '
+                              f'({type(exc).__name__}); is the file complete?') from exc
+    if not isinstance(state, dict):
+        raise CheckpointError(f'{path} holds a {type(state).__name__}, not a state dict.')
     for key in ('state_dict', 'model', 'module'):
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]
@@ -130,6 +141,22 @@ def _read_state_dict(path):
         state = {k[len('module.'):] if k.startswith('module.') else k: v
                  for k, v in state.items()}
     return state, False
+
+
+def _check_fits(path, state, own, model_name):
+    """Raise a one-line CheckpointError unless ``state`` has every tensor of ``own``
+    with the same shape."""
+    wrong = [k for k, v in state.items() if k in own and tuple(v.shape) != tuple(own[k].shape)]
+    missing = [k for k in own if k not in state]
+    if wrong:
+        detail = (f'{wrong[0]} is {tuple(state[wrong[0]].shape)} but {model_name} needs '
+                  f'{tuple(own[wrong[0]].shape)}')
+    elif missing:
+        detail = f'missing {len(missing)} tensors, e.g. {missing[0]}'
+    else:
+        return
+    raise CheckpointError(f'{path}: weights do not fit {model_name} ({detail}); check the '
+                          'model name that goes with this file.')
 
 
 @BACKBONES.register_module()
@@ -179,12 +206,10 @@ class OpenCLIPVisual(FrameEncoder):
             visual_state = {k[len('visual.'):]: v for k, v in state.items()
                             if k.startswith('visual.')}
             if not visual_state:
-                raise ValueError(f'{checkpoint}: no "visual.*" weights in this file; '
-                                 'is it a CLIP checkpoint?')
-            missing, unexpected = self.visual.load_state_dict(visual_state, strict=False)
-            if missing:
-                raise ValueError(f'{checkpoint}: weights do not fit {model_name}; '
-                                 f'missing {len(missing)} keys, e.g. {missing[0]}')
+                raise CheckpointError(f'{checkpoint}: no "visual.*" weights in this file; '
+                                      'is it a CLIP checkpoint?')
+            _check_fits(checkpoint, visual_state, self.visual.state_dict(), model_name)
+            self.visual.load_state_dict(visual_state, strict=False)
         self.model_name = model_name
         self.normalize = normalize
         image_size = self.visual.image_size
@@ -232,12 +257,8 @@ class TimmFrameEncoder(FrameEncoder):
         if checkpoint is not None:
             state, _ = _read_state_dict(checkpoint)
             own = self.model.state_dict()
-            state = {k: v for k, v in state.items()
-                     if k in own and own[k].shape == v.shape}
-            missing = [k for k in own if k not in state]
-            if missing:
-                raise ValueError(f'{checkpoint}: weights do not fit {model_name}; '
-                                 f'missing {len(missing)} keys, e.g. {missing[0]}')
+            state = {k: v for k, v in state.items() if k in own}  # drops the classifier
+            _check_fits(checkpoint, state, own, model_name)
             self.model.load_state_dict(state, strict=True)
         cfg = resolve_data_config({}, model=self.model)
         self.model_name = model_name
