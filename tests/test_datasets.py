@@ -12,6 +12,7 @@ from mmengine.registry import init_default_scope
 from capdistill.datasets import DataError, load_captions, load_split
 from capdistill.datasets.transforms import LoadFrameFeatures, read_feature_file, uniform_indices
 from capdistill.registry import DATASETS
+from capdistill.datasets.preprocess import VERSION
 
 init_default_scope('capdistill')
 PIPE = [dict(type='LoadFrameFeatures', num_frames=4), dict(type='PackCaptionInputs')]
@@ -247,7 +248,7 @@ def test_grades_and_concepts_in_samples(msvd):
     assert all(0 <= x <= 1 for x in w) and max(w) == 1.0
     # preprocessing is cached next to the annotations, keyed by the file's hash
     cache = os.listdir(f'{msvd}/language/.capdistill_cache')
-    assert len(cache) == 1 and cache[0].startswith('msvd_caption.v1.')
+    assert len(cache) == 1 and cache[0].startswith(f'msvd_caption.v{VERSION}.')
 
 
 def test_dataset_base_configs_load(msvd):

@@ -42,15 +42,19 @@ _HAVE = frozenset('has have had having'.split())
 _NUM = frozenset('zero two three four five six seven eight nine ten eleven twelve '
                  'twenty hundred thousand dozen'.split())
 _ADV = frozenset('very also just then together now again away back really quickly '
-                 'slowly not too still only even around'.split())
+                 'slowly not too still only even around upwards downwards leftwards '
+                 'rightwards forwards backwards sideways'.split())
 # Caption words the general lexicon gets wrong for this register.
 _FORCE = {'video': NOUN, 'clip': NOUN, 'cartoon': NOUN, 'people': NOUN, 'man': NOUN,
           'men': NOUN, 'woman': NOUN, 'women': NOUN, 'kids': NOUN, 'kid': NOUN,
           'guy': NOUN, 'lady': NOUN, 'person': NOUN, 'dog': NOUN, 'cat': NOUN,
-          'ball': NOUN, 'water': NOUN, 'game': NOUN, 'old': OTHER,
-          'young': OTHER, 'new': OTHER, 'little': OTHER, 'big': OTHER, 'small': OTHER,
-          'black': OTHER, 'white': OTHER, 'red': OTHER, 'blue': OTHER, 'green': OTHER,
-          'yellow': OTHER, 'other': OTHER, 'front': NOUN, 'top': NOUN}
+          'ball': NOUN, 'water': NOUN, 'game': NOUN, 'front': NOUN, 'top': NOUN}
+# adjectives the lexicon also lists as nouns or verbs; as adjectives they make the next
+# word a noun ("a big ring", "a green cross")
+_FORCE.update(dict.fromkeys('old young new little big small black white red blue green '
+                            'yellow other'.split(), 'ADJ'))
+_DIRECTIONS = frozenset(['left', 'right'])
+_RELATIVE = frozenset(['that', 'which', 'who'])
 _CLOSED = _DET | _PREP | _PRON | _CONJ | _BE | _MODAL | _NUM | _ADV
 
 
@@ -76,6 +80,14 @@ def _candidates(word):
         else:
             tags = {NOUN}
     return frozenset(tags)
+
+
+def _is_ing_form(word):
+    """``running`` (of *run*), not ``ring`` or ``thing``."""
+    if not word.endswith('ing'):
+        return False
+    import lemminflect
+    return lemminflect.getAllLemmas(word).get('VERB', (word, ))[0] != word
 
 
 def _is_participle(word):
@@ -129,6 +141,17 @@ def _tag_one(word, raw, prev, prev_tag, nxt, tags, words, i, verb_in_clause):
         return VERB
     nxt_c = _candidates(nxt) if nxt and nxt not in _CLOSED else frozenset()
     nominal_next = NOUN in nxt_c and nxt not in _FORCE or _FORCE.get(nxt) == NOUN
+    # "a purple cross contracts (on the screen)": the next word is the clause's verb,
+    # so this one is its subject noun, not an adjective before a noun
+    after = words[i + 2] if i + 2 < len(words) else None
+    verb_next = (nominal_next and VERB in nxt_c and _is_finite(nxt) and not verb_in_clause
+                 and (after is None or after in _CLOSED or after in _DIRECTIONS))
+    if word in _DIRECTIONS and prev_tag == VERB:  # "moves left", "turns right"
+        return OTHER
+    # "a square that goes up": a finite verb right after a relative pronoun
+    if prev in _RELATIVE and has_v and _is_finite(word) and len(tags) > 1 \
+            and tags[-2] == NOUN:
+        return VERB
     # after "be": progressive / passive verb, else a predicate noun or adjective
     if prev in _BE or prev_tag == 'BE' or prev in ('being', 'been'):
         if has_v and _is_participle(word):
@@ -146,7 +169,7 @@ def _tag_one(word, raw, prev, prev_tag, nxt, tags, words, i, verb_in_clause):
         return NOUN if has_n else VERB
     if prev_tag in ('DET', 'ADJ', 'PREP') or prev in _NUM or prev_tag == NOUN and (
             prev and prev.endswith("'s")):
-        if has_a and nominal_next:
+        if has_a and nominal_next and not (has_n and verb_next):
             return 'ADJ'
         if has_n:
             return NOUN
@@ -156,7 +179,7 @@ def _tag_one(word, raw, prev, prev_tag, nxt, tags, words, i, verb_in_clause):
             return VERB
         if before == NOUN and has_n:
             return NOUN
-    if has_v and word.endswith('ing'):
+    if has_v and _is_ing_form(word):
         return VERB
     if prev_tag == NOUN and has_v and not verb_in_clause:
         if _is_finite(word) or not word.endswith('s'):

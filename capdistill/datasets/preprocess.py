@@ -14,7 +14,7 @@ import os.path as osp
 
 from .annotations import load_captions
 
-VERSION = 1  # bump when concepts or grades change meaning
+VERSION = 2  # bump when concepts or grades change meaning
 
 
 def _file_hash(path):
