@@ -10,9 +10,9 @@ from mmengine.dataset import pseudo_collate
 from mmengine.registry import init_default_scope
 
 from capdistill.datasets import DataError, load_captions, load_split
+from capdistill.datasets.preprocess import VERSION
 from capdistill.datasets.transforms import LoadFrameFeatures, read_feature_file, uniform_indices
 from capdistill.registry import DATASETS
-from capdistill.datasets.preprocess import VERSION
 
 init_default_scope('capdistill')
 PIPE = [dict(type='LoadFrameFeatures', num_frames=4), dict(type='PackCaptionInputs')]
