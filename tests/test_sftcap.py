@@ -93,6 +93,10 @@ def test_capdemo_configs_train_and_predict(path, tiny):
     if m.type == 'SFTCap':
         assert {'loss_caption_teacher', 'loss_caption_student', 'loss_obj_student',
                 'loss_act_teacher'} <= set(losses)
+    else:  # (b): object-, action- and word-level distillation terms, all non-zero
+        terms = {k.split('.')[-1]: float(v) for k, v in losses.items()}
+        assert {'loss_word', 'loss_obj', 'loss_act'} <= set(terms), sorted(losses)
+        assert terms['loss_word'] > 0 and terms['loss_obj'] > 0 and terms['loss_act'] > 0
     model.eval()
     preds = model.val_step(data)
     assert len(preds) == 3 and all('pred_caption' in p and p['video_id'] for p in preds)
