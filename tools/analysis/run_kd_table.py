@@ -88,7 +88,10 @@ def cost(config, checkpoint, videos):
 
     from capdistill.apis.inference import init_captioner
     from capdistill.evaluation.cost import count_parameters
+    from capdistill.utils import trust_directory
     torch.set_num_threads(1)
+    if checkpoint:  # this script's own runs
+        trust_directory(osp.dirname(checkpoint))
     cfg = Config.fromfile(osp.join(REPO, config))
     model = init_captioner(cfg, checkpoint)
     params = count_parameters(model)
