@@ -145,6 +145,13 @@ def test_vatex_json_h5_features_and_txt_split(tmp_path):
     _write(f'{root}/vatex_caption.json', ann)
     with open(f'{root}/train.txt', 'a') as f:
         f.write('nofeat\n')
+    # the captions changed, so the vocabulary built from the old ones is refused
+    with pytest.raises(DataError, match='built from another version of'):
+        DATASETS.build(dict(type='VATEXDataset', data_root=root, ann_file='vatex_caption.json',
+                            split_file='train.txt', feature_dirs=dict(feats='feats.h5'),
+                            tokenizer=_tok(root, 'vatex_caption.json'), pipeline=PIPE))
+    for name in ('vocab.json', 'vocab.json.meta.json'):
+        os.remove(f'{root}/{name}')
     with pytest.raises(DataError, match=r"1 of 4 videos.*nofeat: no feats entry in .*feats\.h5"):
         DATASETS.build(dict(type='VATEXDataset', data_root=root, ann_file='vatex_caption.json',
                             split_file='train.txt', feature_dirs=dict(feats='feats.h5'),

@@ -83,3 +83,13 @@ def test_deterministic_and_resumable(demo, tmp_path):
                                   verbose=False)
     assert Path(different['caption_file']).read_bytes() != Path(
         demo['caption_file']).read_bytes()
+
+
+def test_rebuild_with_other_size_drops_the_old_vocabulary(tmp_path):
+    root = str(tmp_path / 'capdemo')
+    first = make_demo_dataset(root, seed=5, num_videos=12, verbose=False)
+    vocab = Path(first['caption_file']).parent / 'vocab.json'
+    vocab.write_text('["stale"]')
+    Path(str(vocab) + '.meta.json').write_text('{}')
+    make_demo_dataset(root, seed=5, num_videos=16, verbose=False)
+    assert not vocab.exists() and not Path(str(vocab) + '.meta.json').exists()

@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from capdistill.datasets import ClipBPETokenizer, WordTokenizer
+from capdistill.datasets import ClipBPETokenizer, DataError, WordTokenizer
 from capdistill.registry import TOKENIZERS
 
 
@@ -29,8 +29,16 @@ def test_word_vocab_built_from_training_split_and_reloaded(tmp_path):
     assert again.itos == tok.itos
     ids = tok.encode_padded('a man', 4)
     assert ids.tolist() == [1, 4, 5, 2, 0, 0] and again.decode(ids) == 'a man'
-    with pytest.raises(ValueError, match=r'vocab\.json was built with min_count=2 \(config: 1\)'):
+    with pytest.raises(DataError, match=r'vocab\.json was built with min_count=2 \(config: 1\)'):
         WordTokenizer(vocab_file=vocab, build_from=build_from, min_count=1)
+    # new captions in the same annotation file: the old vocabulary is refused, not reused
+    ann = build_from['ann_file']
+    with open(ann) as f:
+        text = f.read()
+    with open(ann, 'w') as f:
+        f.write(text.replace('man', 'woman'))
+    with pytest.raises(DataError, match='built from another version of .*delete it'):
+        WordTokenizer(vocab_file=vocab, build_from=build_from, min_count=2)
 
 
 def test_missing_vocab_without_build_from(tmp_path):

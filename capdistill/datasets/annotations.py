@@ -1,4 +1,5 @@
 """Reading caption annotations and split lists in the layouts researchers have."""
+import hashlib
 import json
 import os
 import pickle
@@ -7,6 +8,15 @@ from collections import OrderedDict
 
 class DataError(ValueError):
     """Bad or inconsistent dataset files; the message names the file and entry."""
+
+
+def file_hash(path):
+    """Short SHA-1 of a file's bytes: derived files (caches, vocabularies) are keyed to it."""
+    h = hashlib.sha1()
+    with open(path, 'rb') as f:
+        for block in iter(lambda: f.read(1 << 20), b''):
+            h.update(block)
+    return h.hexdigest()[:16]
 
 
 def _load_json(path):

@@ -7,22 +7,13 @@ under ``cache_dir`` (default: ``.capdistill_cache/`` next to the annotation file
 hash of the annotation file's bytes and of the preprocessing version, so an edited
 annotation file is preprocessed again and a stale cache is never read.
 """
-import hashlib
 import json
 import os
 import os.path as osp
 
-from .annotations import load_captions
+from .annotations import file_hash, load_captions
 
 VERSION = 2  # bump when concepts or grades change meaning
-
-
-def _file_hash(path):
-    h = hashlib.sha1()
-    with open(path, 'rb') as f:
-        for block in iter(lambda: f.read(1 << 20), b''):
-            h.update(block)
-    return h.hexdigest()[:16]
 
 
 def _writable(folder):
@@ -44,7 +35,7 @@ def cache_path(ann_file, cache_dir=None):
         if not _writable(cache_dir):
             cache_dir = osp.join(osp.expanduser('~'), '.cache', 'capdistill')
     stem = osp.splitext(osp.basename(ann_file))[0]
-    return osp.join(cache_dir, f'{stem}.v{VERSION}.{_file_hash(ann_file)}.json')
+    return osp.join(cache_dir, f'{stem}.v{VERSION}.{file_hash(ann_file)}.json')
 
 
 def preprocess_captions(captions):

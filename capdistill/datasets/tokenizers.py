@@ -79,9 +79,9 @@ class WordTokenizer(BaseTokenizer):
                         'dict(ann_file=..., split_file=...) to build it from the training '
                         'captions.')
                 built = self.build(self._training_captions(**build_from), min_count)
-                built.save(vocab_file, meta=dict(min_count=min_count, **build_from))
+                built.save(vocab_file, meta=self._meta(min_count, build_from))
             elif build_from is not None:
-                self._check_meta(vocab_file, dict(min_count=min_count, **build_from))
+                self._check_meta(vocab_file, self._meta(min_count, build_from))
             with open(vocab_file) as f:
                 words = json.load(f)
         self.itos = list(self.specials) + list(words)
@@ -103,13 +103,24 @@ class WordTokenizer(BaseTokenizer):
         return cls(words=words)
 
     @staticmethod
+    def _meta(min_count, build_from):
+        """How a vocabulary is built: settings plus the captions' content hash."""
+        from .annotations import file_hash
+        meta = dict(min_count=min_count, **build_from)
+        if os.path.isfile(build_from['ann_file']):
+            meta['ann_hash'] = file_hash(build_from['ann_file'])
+        return meta
+
+    @staticmethod
     def _check_meta(vocab_file, wanted):
-        """Refuse a vocabulary built with other settings than the config asks for.
+        """Refuse a vocabulary built with other settings or captions than the config's.
 
         The vocabulary is built once and then reused by every later run and by testing;
-        a config that changed ``min_count`` or the training split would otherwise be
-        silently paired with the old vocabulary.
+        a config that changed ``min_count`` or the training split, or annotations that
+        were rewritten since (new data in the same place), would otherwise be silently
+        paired with the old vocabulary.
         """
+        from .annotations import DataError
         meta_file = vocab_file + '.meta.json'
         if not os.path.isfile(meta_file):
             return
@@ -119,8 +130,13 @@ class WordTokenizer(BaseTokenizer):
                 if k in ('min_count', 'split_file') and meta.get(k) != v}
         if diff:
             what = ', '.join(f'{k}={old!r} (config: {new!r})' for k, (old, new) in diff.items())
-            raise ValueError(f'{vocab_file} was built with {what}; delete it (and its '
-                             '.meta.json) to rebuild, or point vocab_file elsewhere.')
+            raise DataError(f'{vocab_file} was built with {what}; delete it (and its '
+                            '.meta.json) to rebuild, or point vocab_file elsewhere.')
+        if 'ann_hash' in meta and 'ann_hash' in wanted and meta['ann_hash'] != wanted['ann_hash']:
+            raise DataError(f'{vocab_file} was built from another version of '
+                            f'{wanted["ann_file"]} (its captions changed since); delete it (and '
+                            'its .meta.json) to rebuild it from the new captions; models '
+                            'trained with the old vocabulary need the old file.')
 
     def save(self, path, meta=None):
         """Write the vocabulary atomically (several processes may build it at once).

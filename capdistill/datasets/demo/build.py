@@ -135,7 +135,10 @@ def _clear(paths):
             for name in os.listdir(folder):
                 if name.startswith('demo') and name.endswith(ext):
                     os.remove(osp.join(folder, name))
-    for path in [paths['meta_file'], paths['caption_file'], *paths['split_files'].values()]:
+    # a word vocabulary built from the old captions would otherwise be reused
+    vocab = osp.join(osp.dirname(paths['caption_file']), 'vocab.json')
+    for path in [paths['meta_file'], paths['caption_file'], *paths['split_files'].values(),
+                 vocab, vocab + '.meta.json']:
         if osp.exists(path):
             os.remove(path)
 
