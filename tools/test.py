@@ -1,12 +1,14 @@
 """Evaluate a checkpoint on the test split of a config."""
 import argparse
+import gc
 import os.path as osp
 
 import capdistill  # noqa: F401  (compatibility patches first)
 from mmengine.dist import is_main_process
 from mmengine.runner import Runner
 
-from capdistill.engine.setup import add_common_args, load_config, setup_distributed
+from capdistill.engine.setup import (add_common_args, finish_distributed, load_config,
+                                     setup_distributed)
 from capdistill.utils import trust_directory
 from capdistill.utils.cli import friendly_main
 
@@ -51,11 +53,13 @@ def main():
     setup_distributed(cfg, args.launcher)
     runner = Runner.from_cfg(cfg)
     metrics = runner.test()
-    if not is_main_process():
-        return
-    print_table(metrics)
-    if args.show_dir:
-        write_html(runner, cfg, out, args)
+    if is_main_process():
+        print_table(metrics)
+        if args.show_dir:
+            write_html(runner, cfg, out, args)
+    del runner  # the DDP wrapper goes before its process group
+    gc.collect()
+    finish_distributed()
 
 
 def check_scorers(evaluators):

@@ -1,11 +1,12 @@
 """Train a captioner or a distillation algorithm from a config."""
 import argparse
+import gc
 
 import capdistill  # noqa: F401  (compatibility patches first)
 from mmengine.runner import Runner
 
-from capdistill.engine.setup import (add_common_args, enable_amp, load_config,
-                                     setup_distributed)
+from capdistill.engine.setup import (add_common_args, enable_amp, finish_distributed,
+                                     load_config, setup_distributed)
 from capdistill.utils import trust_directory
 from capdistill.utils.cli import friendly_main
 
@@ -36,6 +37,9 @@ def main():
     setup_distributed(cfg, args.launcher)
     runner = Runner.from_cfg(cfg)
     runner.train()
+    del runner  # the DDP wrapper goes before its process group
+    gc.collect()
+    finish_distributed()
 
 
 if __name__ == '__main__':

@@ -27,6 +27,19 @@ def setup_distributed(cfg, launcher):
     return cfg
 
 
+def finish_distributed():
+    """End a distributed run: every rank waits for the others, then the group is closed.
+
+    Left to interpreter exit, the process group is destroyed in no particular order
+    with the rest of the interpreter, and a gloo rank can abort with "terminate called
+    without an active exception" after training has finished. Call this after the
+    runner (and so the DDP wrapper) has been freed.
+    """
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
 def _slurm_env():
     """torchrun-style variables from SLURM's, for the CPU path."""
     os.environ.setdefault('RANK', os.environ.get('SLURM_PROCID', '0'))
