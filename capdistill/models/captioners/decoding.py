@@ -59,7 +59,7 @@ class _Stepper:
         if self.use_cache:
             self.state.pop('logits_out', None)
             if reuse_output and self.memory.dtype == torch.float32 \
-                    and not torch.is_autocast_enabled():
+                    and not torch.is_autocast_enabled(self.memory.device.type):
                 n, v = tokens.shape[0], self.head.vocab_size
                 if self.out is None or self.out.shape[0] < n:
                     self.out = self.memory.new_empty(n, v)
@@ -93,7 +93,7 @@ def row_topk(x, k, chunk=64):
     main = v - v % chunk
     if main < 8 * k * chunk:
         return x.topk(min(k, v), dim=-1)
-    blocks = x[:, :main].view(n, main // chunk, chunk)
+    blocks = x[:, :main].reshape(n, main // chunk, chunk)
     best = blocks.amax(-1).topk(k, dim=-1).indices                     # (N, k)
     cand = blocks.gather(1, best[:, :, None].expand(-1, -1, chunk)).view(n, k * chunk)
     if main < v:  # the last, partial chunk is always a candidate
