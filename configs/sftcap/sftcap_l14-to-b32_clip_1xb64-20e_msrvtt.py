@@ -1,27 +1,8 @@
 # (b) the paper's reading on MSRVTT: a separate frozen teacher on CLIP ViT-L/14 features
 # (trained first: sftcap_teacher_clip-l14_1xb64-20e_msrvtt.py) -> a light student on
-# CLIP ViT-B/32 features, with object-, action- and word-level distillation.
-_base_ = ['../_base_/models/sftcap_teacher_clip-l14.py',
-          '../_base_/models/sftcap_student_clip-b32.py',
+# CLIP ViT-B/32 features, with object-, action- and word-level distillation
+# (the model and its wiring: ../_base_/models/sftcap_l14-to-b32_distill.py).
+_base_ = ['../_base_/models/sftcap_l14-to-b32_distill.py',
           '../_base_/datasets/msrvtt_clip-l14-b32.py', '../_base_/schedules/adam_20e.py',
           '../_base_/default_runtime.py']
-model = dict(
-    _delete_=True,
-    type='DistillAlgorithm', student={{_base_.student}}, teacher={{_base_.model}},
-    teacher_ckpt='work_dirs/sftcap_teacher_clip-l14_1xb64-20e_msrvtt/best_CIDEr.pth',
-    student_loss_weight=1.0,
-    # object level: the student HAM's per-frame object features regress the teacher HAM's;
-    # action level: their pooled action slots; word level: KL on the next-word distributions
-    recorders=dict(s_obj=dict(source='student', module='encoder.objects'),
-                   s_act=dict(source='student', module='encoder.actions'),
-                   t_obj=dict(source='teacher', module='encoder.encoders.1.objects'),
-                   t_act=dict(source='teacher', module='encoder.encoders.1.actions')),
-    connectors=dict(obj=dict(type='LinearConnector', in_dim=256, out_dim=768),
-                    act=dict(type='LinearConnector', in_dim=256, out_dim=768)),
-    distill_losses=dict(
-        loss_word=dict(type='WordKLLoss', tau=2.0, loss_weight=1.0),
-        loss_obj=dict(type='ObjectDistillLoss', loss_weight=0.5,
-                      inputs=dict(student='obj(s_obj)', teacher='t_obj',
-                                  mask='data.feats_mask')),
-        loss_act=dict(type='ActionDistillLoss', loss_weight=0.5,
-                      inputs=dict(student='act(s_act)', teacher='t_act'))))
+model = dict(teacher_ckpt='work_dirs/sftcap_teacher_clip-l14_1xb64-20e_msrvtt/best_CIDEr.pth')
