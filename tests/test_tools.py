@@ -140,3 +140,22 @@ def test_cpu_autocast_wrapper_runs_the_forward_in_bfloat16():
     with wrapper.optim_context(lin):
         out = lin(torch.randn(2, 4))
     assert out.dtype == torch.bfloat16
+
+
+def test_demo_table_cost_columns(trained_teacher):
+    """tools/run_demo.py's cost columns, on the tiny teacher run."""
+    from tools.run_demo import format_table, measure
+
+    from capdistill.utils import trust_directory
+    cfg, work = trained_teacher
+    trust_directory(str(work))
+    threads = torch.get_num_threads()
+    try:
+        cost = measure(cfg, str(work / 'epoch_1.pth'))
+    finally:
+        torch.set_num_threads(threads)
+    assert cost['params'] == cost['params_training'] > 0 and cost['flops'] > 0
+    assert all(cost[k] > 0 for k in ('greedy_b1', 'beam_b1', 'greedy_b32', 'beam_b32'))
+    row = dict(model='teacher', Bleu_4=0.1, METEOR=0.2, ROUGE_L=0.3, CIDEr=0.4, **cost)
+    assert format_table([row]).splitlines()[2].startswith(
+        '| teacher | 10.0 | 20.0 | 30.0 | 40.0 | ')
