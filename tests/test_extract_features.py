@@ -142,3 +142,38 @@ def test_open_clip_random_offline(monkeypatch):
     feats = enc.encode_frames(frames)
     assert tuple(feats.shape) == (2, 512) and enc.feature_dim == 512
     assert enc.input_size == 224 and feats.dtype.is_floating_point
+
+
+def test_timm_encoder_from_a_local_checkpoint_and_in_the_cli(video_dir, tmp_path):
+    """A timm backbone (timm's tiny test model) with weights from a local file, whose
+    classifier is dropped, used by tools/extract_features.py through --encoder-cfg."""
+    import timm
+    import torch
+
+    from capdistill.models.backbones.frame_encoders import TimmFrameEncoder
+    from capdistill.utils.checkpoint import CheckpointError
+    torch.manual_seed(0)
+    trained = timm.create_model('test_efficientnet', pretrained=False, num_classes=10)
+    path = tmp_path / 'test_efficientnet.pth'
+    torch.save({'state_dict': trained.state_dict()}, path)
+    enc = TimmFrameEncoder('test_efficientnet', checkpoint=str(path))
+    own = enc.model.state_dict()
+    assert all(torch.equal(v, trained.state_dict()[k]) for k, v in own.items())
+    assert not any(k.startswith('classifier') for k in own)
+    frames = np.random.default_rng(1).integers(0, 256, (2, 50, 70, 3), dtype=np.uint8)
+    assert tuple(enc.encode_frames(frames).shape) == (2, enc.feature_dim)
+
+    other = tmp_path / 'other.pth'
+    torch.save(timm.create_model('test_convnext', pretrained=False).state_dict(), other)
+    with pytest.raises(CheckpointError, match='do not fit test_efficientnet'):
+        TimmFrameEncoder('test_efficientnet', checkpoint=str(other))
+
+    out = tmp_path / 'timm' / 'frame_feature'
+    cfg = f"dict(type='TimmFrameEncoder', model_name='test_efficientnet', checkpoint='{path}')"
+    cmd = [sys.executable, str(REPO / 'tools' / 'extract_features.py'), str(video_dir),
+           '--encoder-cfg', cfg, '--out', str(out), '--num-frames', '4', '--workers', '1',
+           '--no-progress']
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120,
+                          env=dict(os.environ, HF_HUB_OFFLINE='1'))
+    assert proc.returncode == 0, proc.stderr
+    assert np.load(out / 'clip_a.npy').shape == (4, enc.feature_dim)
