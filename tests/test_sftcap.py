@@ -94,7 +94,7 @@ def test_capdemo_configs_train_and_predict(path, tiny):
         assert {'loss_caption_teacher', 'loss_caption_student', 'loss_obj_student',
                 'loss_act_teacher'} <= set(losses)
     else:  # (b): object-, action- and word-level distillation terms, all non-zero
-        terms = {k.split('.')[-1]: float(v) for k, v in losses.items()}
+        terms = {k.split('.')[-1]: float(v.detach()) for k, v in losses.items()}
         assert {'loss_word', 'loss_obj', 'loss_act'} <= set(terms), sorted(losses)
         assert terms['loss_word'] > 0 and terms['loss_obj'] > 0 and terms['loss_act'] > 0
     model.eval()
