@@ -1,15 +1,35 @@
 """Exported students: safetensors weights plus a json model config, loaded without
 unpickling anything.
 
-Layout (``tools/export_student.py``)::
+Layout (``tools/export_student.py CONFIG CHECKPOINT --out DIR``)::
 
     DIR/<name>.safetensors   the deployed student's weights only
-    DIR/<name>.json          {"format": "capdistill-student", "version": 1,
-                              "model": <captioner config>, "source": {...}}
+    DIR/<name>.json          the json below
 
-The model config embeds a word tokenizer's vocabulary (``words=[...]``), so the pair
-loads on a machine without the data set; no teacher, connector or optimizer state is
-written.
+The json (``version`` 2) carries everything inference needs, so the pair captions a
+video with no config and no other argument:
+
+``format``        ``"capdistill-student"``.
+``version``       2 (version 1 files had no ``frame_encoder``/``num_frames``/``decode``).
+``model``         the captioner config (``MODELS`` registry); a word tokenizer's vocabulary
+                  is embedded (``tokenizer.words``), so no data set is needed.
+``frame_encoder`` the ``BACKBONES`` config that turns ``(T, H, W, 3)`` uint8 RGB frames into
+                  the features the model was trained on (e.g.
+                  ``{"type": "OpenCLIPVisual", "model_name": "ViT-B-32", "checkpoint":
+                  "model_zoo/clip_model/ViT-B-32.pt"}``); weight paths are as written in the
+                  config (relative ones are relative to the working directory). ``null`` when
+                  neither the config nor the export command named one: such an export
+                  captions feature files only, videos need an encoder argument.
+``feature_key``   the input name the captioner reads (``"feats"``).
+``feature_dim``   the width of one frame feature (the encoder's output, the model's input).
+``num_frames``    frames sampled uniformly over each video, as in the run's test pipeline.
+``decode``        caption decoding settings used at test time: ``strategy`` (``"greedy"`` or
+                  ``"beam"``), ``beam_size`` when beam, ``max_len`` (tokens) and the rest of
+                  the captioner's ``decode`` dict.
+``source``        ``{"config": ..., "checkpoint": ...}`` the export was made from.
+``params``        number of exported parameters.
+
+No teacher, connector or optimizer state is written.
 """
 import glob
 import json
