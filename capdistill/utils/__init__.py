@@ -1,5 +1,6 @@
 from .checkpoint import (CheckpointError, load_full_checkpoint, load_matching_state,
-                         state_dict_of, trust_directory)
+                         resolve_checkpoint, state_dict_of, strip_student_prefix,
+                         trust_directory)
 
-__all__ = ['CheckpointError', 'load_full_checkpoint', 'load_matching_state', 'state_dict_of',
-           'trust_directory']
+__all__ = ['CheckpointError', 'load_full_checkpoint', 'load_matching_state', 'resolve_checkpoint',
+           'state_dict_of', 'strip_student_prefix', 'trust_directory']

@@ -1,5 +1,7 @@
 """Reading checkpoints with clear errors."""
+import glob
 import os
+import re
 import warnings
 import zipfile
 
@@ -76,3 +78,93 @@ def load_matching_state(model, state, source):
                               f'{"; ".join(parts)}. Use the config the checkpoint was trained '
                               'with.')
     model.load_state_dict(state)
+
+
+STUDENT_PREFIX = 'student.'
+
+
+def strip_student_prefix(state):
+    """The student's weights of a distillation state dict (``student.*``), unprefixed.
+
+    A state dict without ``student.`` keys (a plain captioner's) is returned as is;
+    connector weights (``connectors.*``) of a distillation checkpoint are dropped.
+    """
+    if not any(k.startswith(STUDENT_PREFIX) for k in state):
+        return state
+    n = len(STUDENT_PREFIX)
+    return {k[n:]: v for k, v in state.items() if k.startswith(STUDENT_PREFIX)}
+
+
+_NUMBER = re.compile(r'(\d+)(?=\.\w+$)')
+_RUN = re.compile(r'(?:^|[\\/])work_dirs[\\/]([^\\/]+)')
+
+
+def _number(path):
+    match = _NUMBER.search(os.path.basename(path))
+    return int(match.group(1)) if match else -1
+
+
+def train_command_hint(path):
+    """``python tools/train.py CONFIG`` for a path under ``work_dirs/<name>/`` when a config
+    ``configs/**/<name>.py`` exists, else a generic hint."""
+    match = _RUN.search(str(path))
+    if match:
+        name = match.group(1)
+        root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        found = sorted(glob.glob(os.path.join(root, 'configs', '**', f'{name}.py'),
+                                 recursive=True))
+        if found:
+            return f'train it first: python tools/train.py {os.path.relpath(found[0], root)}'
+        return f'train it first: python tools/train.py <the config of {name}>'
+    return 'train it first with python tools/train.py <its config>'
+
+
+def resolve_checkpoint(spec, what='checkpoint'):
+    """The checkpoint file a config entry names.
+
+    ``spec`` is one of:
+
+    * a file path;
+    * a glob, e.g. ``work_dirs/RUN/best_CIDEr_epoch_*.pth``: of the matches, the one
+      with the highest epoch/iteration number (the last number in the file name);
+    * ``work_dirs/RUN/best``: the ``best_*.pth`` in that folder (mmengine keeps one per
+      metric; several metrics is an error listing them);
+    * ``work_dirs/RUN/latest``: the file named in mmengine's ``last_checkpoint``, else
+      the ``epoch_N.pth``/``iter_N.pth`` with the highest N.
+
+    ``what`` names the config key in error messages. Missing: ``FileNotFoundError``.
+    """
+    spec = os.path.expanduser(str(spec))
+    if os.path.isfile(spec):
+        return spec
+    folder, last = os.path.split(spec)
+    if glob.has_magic(spec):
+        found = [p for p in glob.glob(spec) if os.path.isfile(p)]
+        if found:
+            return max(found, key=lambda p: (_number(p), p))
+        raise FileNotFoundError(f'{what}: no file matches {spec}; {train_command_hint(spec)}.')
+    if last in ('best', 'latest') and os.path.isdir(folder):
+        if last == 'best':
+            found = sorted(glob.glob(os.path.join(folder, 'best_*.pth')))
+            if len(found) == 1:
+                return found[0]
+            if len(found) > 1:
+                raise FileNotFoundError(
+                    f'{what}: {spec} is ambiguous, {folder} holds several best checkpoints '
+                    f'({", ".join(os.path.basename(p) for p in found)}); name one of them.')
+        else:
+            pointer = os.path.join(folder, 'last_checkpoint')
+            if os.path.isfile(pointer):
+                with open(pointer) as f:
+                    named = f.read().strip()
+                for candidate in (named, os.path.join(folder, os.path.basename(named))):
+                    if named and os.path.isfile(candidate):
+                        return candidate
+            found = [p for pattern in ('epoch_*.pth', 'iter_*.pth')
+                     for p in glob.glob(os.path.join(folder, pattern))]
+            if found:
+                return max(found, key=lambda p: (_number(p), p))
+        raise FileNotFoundError(f'{what}: {folder} holds no {last} checkpoint; '
+                                f'{train_command_hint(spec)}.')
+    raise FileNotFoundError(f'{what}: checkpoint not found: {spec}; {train_command_hint(spec)}'
+                            ', or point it at a file, a glob, or work_dirs/RUN/best|latest.')
