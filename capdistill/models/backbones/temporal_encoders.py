@@ -6,15 +6,7 @@ import torch
 from torch import nn
 
 from capdistill.registry import BACKBONES
-
-
-def _masked_max(x, mask):
-    return x.masked_fill(~mask[..., None], float('-inf')).amax(1).nan_to_num(0.0)
-
-
-def _masked_mean(x, mask):
-    m = mask[..., None].to(x.dtype)
-    return (x * m).sum(1) / m.sum(1).clamp(min=1)
+from ..pooling import masked_pool
 
 
 class _BiLSTM(nn.Module):
@@ -80,13 +72,16 @@ class HAM(nn.Module):
         """Dict with ``tokens``/``mask`` (the output) and ``objects``/``actions``."""
         b = x.shape[0]
         queries = self.action_queries.expand(b, -1, -1)
-        actions, _ = self.frame_attn(queries, x, x, key_padding_mask=~mask,
+        # a video without any valid frame attends over its (zero) padding instead of
+        # nothing: softmax over keys that are all masked is NaN
+        ignore = ~mask & mask.any(1, keepdim=True)
+        actions, _ = self.frame_attn(queries, x, x, key_padding_mask=ignore,
                                      need_weights=False)
         actions = self.actions(self.norm_a(queries + self.drop(actions)))
         refined, _ = self.action_attn(x, actions, actions, need_weights=False)
         objects = self.objects(self.norm_o(x + self.drop(refined)))
         hidden = self.norm(self.lstm(objects, mask))
-        glob = _masked_max(hidden, mask)[:, None]
+        glob = masked_pool(hidden, mask, 'max', keepdim=True)
         tokens = torch.cat([hidden, glob], dim=1)
         out_mask = torch.cat([mask, mask.new_ones(b, 1)], dim=1)
         return dict(tokens=tokens, mask=out_mask, objects=objects, actions=actions,
@@ -129,7 +124,7 @@ class PoolingEncoder(nn.Module):
         self.keep_tokens = keep_tokens
 
     def forward(self, x, mask):
-        pooled = (_masked_mean(x, mask) if self.mode == 'mean' else _masked_max(x, mask))[:, None]
+        pooled = masked_pool(x, mask, self.mode, keepdim=True)
         ones = mask.new_ones(mask.shape[0], 1)
         if self.keep_tokens:
             return torch.cat([x, pooled], 1), torch.cat([mask, ones], 1)

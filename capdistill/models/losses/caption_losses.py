@@ -21,13 +21,33 @@ def masked_mean(per_token, mask, weight=None):
     return (per_token * mask).sum() / mask.sum().clamp(min=1e-8)
 
 
+def label_smoothed_nll(logits, targets, smoothing=0.0):
+    """Per-token ``KL(q || p)`` to the label-smoothed target ``q`` (``(B, L)``).
+
+    ``q = 1 - eps`` on the target word and ``eps / (V - 1)`` on every other word
+    (Szegedy et al., CVPR 2016); ``eps = 0`` is the plain cross-entropy
+    ``-log p(target)``. The one implementation of label smoothing in capdistill.
+    """
+    logp = F.log_softmax(upcast(logits), dim=-1)
+    logp_t = logp.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+    if not smoothing:
+        return -logp_t
+    v = logits.shape[-1]
+    eps = smoothing
+    on, off = 1.0 - eps, eps / (v - 1)
+    # sum_v q log q is a constant per token; sum_v q log p splits into target/rest.
+    ent = on * math.log(on) + eps * math.log(off)
+    return ent - (on * logp_t + off * (logp.sum(-1) - logp_t))
+
+
 @LOSSES.register_module()
 class LabelSmoothingLoss(nn.Module):
     """KL divergence to a label-smoothed target, as the reference code trains with.
 
     ``q = 1 - eps`` on the target word and ``eps / (V - 1)`` on every other word;
     loss ``= sum_v q_v (log q_v - log p_v)`` averaged over non-padding tokens
-    (Szegedy et al., CVPR 2016; the SFTCap reference code's caption loss).
+    (Szegedy et al., CVPR 2016; the SFTCap reference code's caption loss), see
+    :func:`label_smoothed_nll`.
     """
 
     def __init__(self, smoothing=0.1, ignore_index=0, loss_weight=1.0):
@@ -37,15 +57,7 @@ class LabelSmoothingLoss(nn.Module):
         self.loss_weight = loss_weight
 
     def forward(self, logits, targets, weight=None):
-        logp = F.log_softmax(upcast(logits), dim=-1)
-        v = logits.shape[-1]
-        eps = self.smoothing
-        on, off = 1.0 - eps, eps / (v - 1)
-        # sum_v q log q is a constant per token; sum_v q log p splits into target/rest.
-        ent = on * math.log(on) + (eps * math.log(off) if eps > 0 else 0.0)
-        logp_t = logp.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
-        cross = on * logp_t + off * (logp.sum(-1) - logp_t)
-        per_token = ent - cross
+        per_token = label_smoothed_nll(logits, targets, self.smoothing)
         return self.loss_weight * masked_mean(per_token, targets != self.ignore_index, weight)
 
 

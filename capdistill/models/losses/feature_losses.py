@@ -4,6 +4,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from capdistill.registry import LOSSES
+from ..pooling import masked_pool
 from .caption_losses import upcast
 
 
@@ -27,13 +28,7 @@ def _check_same(student, teacher, name):
 
 def pool(x, mask=None, how='mean'):
     """``(B, N, D)`` -> ``(B, D)`` over valid rows (``(B, D)`` passes through)."""
-    if x.dim() == 2:
-        return x
-    mask = _row_mask(x, mask)
-    if how == 'max':
-        return x.masked_fill(~mask[..., None], float('-inf')).amax(1).nan_to_num(0.0)
-    m = mask[..., None].to(x.dtype)
-    return (x * m).sum(1) / m.sum(1).clamp(min=1)
+    return x if x.dim() == 2 else masked_pool(x, mask, how)
 
 
 @LOSSES.register_module()

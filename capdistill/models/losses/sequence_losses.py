@@ -4,7 +4,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from capdistill.registry import LOSSES
-from .caption_losses import CrossEntropyCaptionLoss, LabelSmoothingLoss, masked_mean, upcast
+from ..pooling import masked_pool
+from .caption_losses import label_smoothed_nll, masked_mean, upcast
 
 
 @LOSSES.register_module()
@@ -22,12 +23,12 @@ class SequenceKDLoss(nn.Module):
 
     def __init__(self, smoothing=0.0, ignore_index=0, loss_weight=1.0):
         super().__init__()
+        self.smoothing, self.ignore_index = smoothing, ignore_index
         self.loss_weight = loss_weight
-        self.inner = (LabelSmoothingLoss(smoothing, ignore_index) if smoothing
-                      else CrossEntropyCaptionLoss(ignore_index))
 
     def forward(self, student, targets):
-        return self.loss_weight * self.inner(student, targets)
+        per_token = label_smoothed_nll(student, targets, self.smoothing)
+        return self.loss_weight * masked_mean(per_token, targets != self.ignore_index)
 
 
 @LOSSES.register_module()
@@ -49,15 +50,7 @@ class QualityWeightedCaptionLoss(nn.Module):
         self.ignore_index, self.loss_weight = ignore_index, loss_weight
 
     def forward(self, logits, targets, weight=None):
-        logp = F.log_softmax(upcast(logits), dim=-1)
-        nll = -logp.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
-        if self.smoothing:
-            eps, v = self.smoothing, logits.shape[-1]
-            on, off = 1.0 - eps, eps / (v - 1)
-            q = torch.full_like(logp, off).scatter_(-1, targets.unsqueeze(-1), on)
-            per_token = (q * (q.log() - logp)).sum(-1)
-        else:
-            per_token = nll
+        per_token = label_smoothed_nll(logits, targets, self.smoothing)
         w = None
         if weight is not None:
             w = torch.as_tensor(weight, dtype=per_token.dtype,
@@ -84,11 +77,10 @@ class ConceptPredictionLoss(nn.Module):
         self.how, self.pad_id, self.loss_weight = pool, pad_id, loss_weight
 
     def forward(self, feats, concepts, embedding, mask=None, weight=None):
-        from .feature_losses import pool
         concepts = concepts.to(feats.device).long()
         valid = concepts != self.pad_id
         has = valid.any(1).to(upcast(feats).dtype)
-        pooled = pool(upcast(feats), mask, self.how)
+        pooled = masked_pool(upcast(feats), mask, self.how)
         logp = F.log_softmax(pooled @ upcast(embedding).t(), dim=-1)
         picked = (logp.gather(1, concepts) * valid).sum(1)
         per_video = -picked / valid.sum(1).clamp(min=1)
