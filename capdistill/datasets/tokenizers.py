@@ -38,6 +38,19 @@ class BaseTokenizer:
         out[:len(ids)] = ids
         return out
 
+    def tokens(self) -> list:
+        """The vocabulary's tokens in id order."""
+        raise NotImplementedError
+
+    def fingerprint(self) -> str:
+        """Hash of the ordered token list and special ids: equal means the same vocabulary."""
+        if getattr(self, '_fingerprint', None) is None:
+            import hashlib
+            text = json.dumps([self.pad_id, self.bos_id, self.eos_id, list(self.tokens())],
+                              ensure_ascii=False)
+            self._fingerprint = hashlib.sha1(text.encode('utf-8')).hexdigest()[:16]
+        return self._fingerprint
+
     def strip(self, ids) -> list:
         """Ids up to the first EOS, without BOS and padding."""
         out = []
@@ -158,6 +171,9 @@ class WordTokenizer(BaseTokenizer):
     def vocab_size(self):
         return len(self.itos)
 
+    def tokens(self):
+        return self.itos
+
     def encode(self, text):
         return [self.stoi.get(w, self.unk_id) for w in split_words(text)]
 
@@ -174,6 +190,8 @@ class ClipBPETokenizer(BaseTokenizer):
     """
 
     def __init__(self, model_name='ViT-B-32'):
+        from capdistill.utils.compat import patch_torchvision
+        patch_torchvision()  # open_clip imports torchvision
         import open_clip
         self._tok = open_clip.get_tokenizer(model_name)
         self.bos_id = self._tok.sot_token_id
@@ -182,6 +200,9 @@ class ClipBPETokenizer(BaseTokenizer):
     @property
     def vocab_size(self):
         return len(self._tok.encoder)
+
+    def tokens(self):
+        return sorted(self._tok.encoder, key=self._tok.encoder.get)
 
     def encode(self, text):
         return self._tok.encode(text)
