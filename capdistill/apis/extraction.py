@@ -96,6 +96,106 @@ def _build_encoder(encoder):
     return encoder
 
 
+class _ShapeBatcher:
+    """Encodes decoded videos in batches of ``batch_size`` frames and writes each video.
+
+    Only frames of one size share an encoder call: videos of a real corpus differ in
+    resolution and aspect ratio, and the encoder resizes each frame itself, so the raw
+    frames of different videos are never joined. Each frame size has its own queue; a
+    few queues (``max_queues``) stay open so that a corpus with a handful of common sizes
+    still fills whole batches, the oldest being encoded when a new size comes or when
+    the queued frames pass ``max_bytes`` (large frames of many sizes). A batch
+    the encoder fails on is retried one video at a time, so only the videos that fail
+    are recorded as failures.
+    """
+
+    max_queues = 4
+    max_bytes = 1 << 29
+
+    def __init__(self, encoder, batch_size, device, use_autocast, out_dir, out_dtype):
+        self.encoder, self.batch_size, self.device = encoder, max(1, int(batch_size)), device
+        self.use_autocast, self.out_dir, self.out_dtype = use_autocast, out_dir, out_dtype
+        self.queues = {}  # (H, W) -> list of [vid, path, frames]; insertion order = age
+        self.done, self.enc_time, self.failures = 0, 0.0, []
+        self.on_video = lambda: None
+
+    def add(self, vid, path, frames):
+        key = tuple(frames.shape[1:3])
+        if key not in self.queues and len(self.queues) >= self.max_queues:
+            self._encode_queue(next(iter(self.queues)), everything=True)
+        self.queues.setdefault(key, []).append([vid, path, frames])
+        self._encode_queue(key, everything=False)
+        while self.queues and sum(item[2].nbytes for queue in self.queues.values()
+                                  for item in queue) > self.max_bytes:
+            self._encode_queue(next(iter(self.queues)), everything=True)
+
+    def flush(self):
+        for key in list(self.queues):
+            self._encode_queue(key, everything=True)
+
+    def _encode_queue(self, key, everything):
+        """Encode whole batches of the queue (all of it with ``everything``)."""
+        queue = self.queues[key]
+        while queue:
+            queued = sum(len(item[2]) for item in queue)
+            if queued < self.batch_size and not everything:
+                return
+            # Take whole videos up to one batch; a video longer than a batch goes alone
+            # and is split into batch-size encoder calls.
+            take, count = 0, 0
+            while take < len(queue) and (take == 0 or
+                                         count + len(queue[take][2]) <= self.batch_size):
+                count += len(queue[take][2])
+                take += 1
+            if not everything and count < self.batch_size and take == len(queue):
+                return
+            batch, queue[:take] = queue[:take], []
+            self._encode_videos(batch)
+        del self.queues[key]
+
+    def _run_encoder(self, frames):
+        feats = []
+        t0 = time.perf_counter()
+        for i in range(0, len(frames), self.batch_size):
+            with torch.autocast('cuda', dtype=torch.float16, enabled=self.use_autocast):
+                out = self.encoder.encode_frames(torch.from_numpy(frames[i:i + self.batch_size]))
+            feats.append(out.float().cpu().numpy())
+        if torch.device(self.device).type == 'cuda':
+            torch.cuda.synchronize()
+        self.enc_time += time.perf_counter() - t0
+        return np.concatenate(feats) if len(feats) > 1 else feats[0]
+
+    def _encode_videos(self, batch):
+        frames = (np.concatenate([item[2] for item in batch]) if len(batch) > 1
+                  else batch[0][2])
+        try:
+            feats = self._run_encoder(frames)
+        except Exception as exc:
+            if len(batch) == 1:
+                vid, path, frames = batch[0]
+                self.failures.append((vid, path, f'frame encoder failed on its '
+                                      f'{frames.shape[2]}x{frames.shape[1]} frames '
+                                      f'({type(exc).__name__}: {_first_line(exc)})'))
+                self.on_video()
+                return
+            for item in batch:  # find the culprit; the other videos are still written
+                self._encode_videos([item])
+            return
+        offset = 0
+        for vid, _, video_frames in batch:
+            n = len(video_frames)
+            save_npy_atomic(osp.join(self.out_dir, f'{vid}.npy'),
+                            feats[offset:offset + n].astype(self.out_dtype))
+            offset += n
+            self.done += 1
+            self.on_video()
+
+
+def _first_line(exc):
+    text = str(exc).strip().splitlines()
+    return (text[0] if text else '')[:200]
+
+
 def extract_features(videos, encoder, out_dir, num_frames=15, fps=None, batch_size=64,
                      workers=2, fp16=False, resume=True, failures_file=None,
                      device=None, progress=True, verbose=True, shard=None):
@@ -109,7 +209,8 @@ def extract_features(videos, encoder, out_dir, num_frames=15, fps=None, batch_si
         out_dir: output folder (created).
         num_frames: frames sampled uniformly per video (the default 15 follows SFTCap);
             set ``None`` and give ``fps`` to sample at a fixed rate instead.
-        batch_size: frames per encoder call; frames of consecutive videos share calls.
+        batch_size: frames per encoder call; videos whose frames have one size share
+            calls (frames of different sizes are never joined).
         workers: decoding processes (0: decode in this process).
         fp16: store float16 (and run the encoder under fp16 autocast on CUDA).
         resume: skip videos whose output exists.
@@ -150,42 +251,10 @@ def extract_features(videos, encoder, out_dir, num_frames=15, fps=None, batch_si
     use_autocast = fp16 and torch.device(device).type == 'cuda'
     out_dtype = np.float16 if fp16 else np.float32
 
-    failures, done, n_frames, enc_time = [], 0, 0, 0.0
-    pending = []      # (vid, frame count) whose features are not all computed yet
-    frame_buf = []    # decoded frames waiting for the encoder
-    feat_buf = []     # features not yet written
-    buffered = 0
-
-    def encode(count):
-        nonlocal enc_time, frame_buf, buffered
-        # numpy, not torch.cat: the latter is far slower on CPU for many small uint8 arrays.
-        frames = np.concatenate(frame_buf) if len(frame_buf) > 1 else frame_buf[0]
-        batch, rest = frames[:count], frames[count:]
-        frame_buf = [rest] if len(rest) else []
-        buffered = len(rest)
-        t0 = time.perf_counter()
-        with torch.autocast('cuda', dtype=torch.float16, enabled=use_autocast):
-            feats = encoder.encode_frames(torch.from_numpy(batch))
-        if torch.device(device).type == 'cuda':
-            torch.cuda.synchronize()
-        enc_time += time.perf_counter() - t0
-        feat_buf.append(feats.float().numpy())
-
-    def write_ready():
-        nonlocal done, feat_buf
-        feats = np.concatenate(feat_buf) if len(feat_buf) > 1 else feat_buf[0]
-        offset = 0
-        while pending and offset + pending[0][1] <= len(feats):
-            vid, t = pending.pop(0)
-            save_npy_atomic(osp.join(out_dir, f'{vid}.npy'),
-                            feats[offset:offset + t].astype(out_dtype))
-            offset += t
-            done += 1
-            if bar is not None:
-                bar.update(1)
-        feat_buf = [feats[offset:]] if offset < len(feats) else []
-
+    failures, n_frames = [], 0
+    batcher = _ShapeBatcher(encoder, batch_size, device, use_autocast, out_dir, out_dtype)
     bar = _progress(len(todo), progress and len(todo) > 0)
+    batcher.on_video = (lambda: bar.update(1)) if bar is not None else (lambda: None)
     loader = DataLoader(
         _VideoFrames(todo, num_frames, fps), batch_size=None, shuffle=False,
         num_workers=workers, collate_fn=_identity,
@@ -195,24 +264,18 @@ def extract_features(videos, encoder, out_dir, num_frames=15, fps=None, batch_si
         for vid, path, frames, reason in loader:
             if frames is None:
                 failures.append((vid, path, reason))
-                if bar is not None:
-                    bar.update(1)
+                batcher.on_video()
                 continue
-            pending.append((vid, len(frames)))
-            frame_buf.append(frames.numpy())
-            buffered += len(frames)
             n_frames += len(frames)
-            while buffered >= batch_size:
-                encode(batch_size)
-                write_ready()
-            if bar is not None and enc_time > 0:
+            batcher.add(vid, path, frames.numpy())
+            if bar is not None and batcher.enc_time > 0:
                 bar.set_postfix_str(f'{n_frames / (time.perf_counter() - start):.0f} frames/s')
-        if buffered:
-            encode(buffered)
-            write_ready()
+        batcher.flush()
     finally:
         if bar is not None:
             bar.close()
+    failures += batcher.failures
+    done, enc_time = batcher.done, batcher.enc_time
 
     if failures:
         os.makedirs(osp.dirname(osp.abspath(failures_file)), exist_ok=True)
