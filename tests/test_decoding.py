@@ -181,3 +181,34 @@ def test_beam_on_a_wide_vocabulary(cls, monkeypatch):
     monkeypatch.setattr(decoding, 'row_topk', lambda x, k: x.topk(k, dim=-1))
     plain = beam_search(head, memory, mask, BOS, EOS, 9, **kw)
     assert torch.equal(fast, slow) and torch.equal(fast, plain)
+
+
+class RowCounter(EOSBiased):
+    """Counts the rows fed through ``step`` (the decoding cost in rows x steps)."""
+
+    def __init__(self, head, bias):
+        super().__init__(head.head, bias)
+        self.rows = []
+
+    def step(self, tokens, state):
+        self.rows.append(tokens.shape[0])
+        return super().step(tokens, state)
+
+
+@pytest.mark.parametrize('cls', HEADS)
+def test_finished_rows_leave_the_computation(cls):
+    """Greedy feeds each caption's own tokens only; beam drops a finished video's rows."""
+    head = RowCounter(make_head(cls, seed=2), 2.0)
+    memory, mask = make_memory(b=8, seed=2)
+    ids = greedy_decode(head, memory, mask, BOS, EOS, 10)
+    lengths = [(row.index(EOS) + 1) if EOS in row else 10 for row in ids.tolist()]
+    assert len(set(lengths)) > 1  # captions of different lengths
+    assert sum(head.rows) == sum(lengths)  # one row per video per token it generated
+    assert head.rows == sorted(head.rows, reverse=True)
+    # the same captions as a decode where every row runs to the end of the longest
+    full = greedy_decode(head, memory, mask, BOS, EOS, 10, use_cache=False)
+    assert torch.equal(ids, full)
+    head.rows = []
+    beam_search(head, memory, mask, BOS, EOS, 10, beam_size=3)
+    assert head.rows[0] == 8 and head.rows[1] == 24 and head.rows[-1] < 24
+    assert all(r % 3 == 0 for r in head.rows[1:])

@@ -141,20 +141,31 @@ def greedy_decode(head, memory, mem_mask, bos_id, eos_id, max_steps, use_cache=T
         LongTensor ``(B, <=max_steps)``: generated ids; after EOS, EOS repeats.
     """
     b = memory.shape[0]
+    out = torch.full((b, max_steps), eos_id, dtype=torch.long, device=memory.device)
+    # rows still decoding (indices into the batch); a row that emits EOS leaves the
+    # computation, so the cost follows the actual caption lengths
+    live = torch.arange(b, device=memory.device)
     tokens = torch.full((b, 1), bos_id, dtype=torch.long, device=memory.device)
-    finished = torch.zeros(b, dtype=torch.bool, device=memory.device)
     stepper = _Stepper(head, memory, mem_mask, bos_id, use_cache, max_steps)
+    steps = 0
     for t in range(max_steps):
         logits = stepper(tokens, reuse_output=True)
         if banned_ids or t < min_len:
             logits = _constrain(logits.clone(), tokens[:, 1:], eos_id, t, min_len,
                                 banned_ids, 0)
-        nxt = logits.argmax(-1).masked_fill(finished, eos_id)
+        nxt = logits.argmax(-1)
+        out[live, t] = nxt
+        steps = t + 1
+        going = nxt != eos_id
+        if not going.all():
+            if not going.any():
+                break
+            keep = going.nonzero().squeeze(1)
+            live, nxt = live[keep], nxt[keep]
+            tokens = tokens.index_select(0, keep)
+            stepper.reorder(keep)
         tokens = torch.cat([tokens, nxt[:, None]], dim=1)
-        finished |= nxt == eos_id
-        if finished.all():
-            break
-    return tokens[:, 1:]
+    return out[:, :steps]
 
 
 @torch.no_grad()
@@ -190,11 +201,14 @@ def beam_search(head, memory, mem_mask, bos_id, eos_id, max_steps, beam_size=5,
     beam_scores = torch.zeros(b, 1, device=device)
     best_scores = torch.full((b,), NEG_INF, device=device)
     best_tokens = torch.full((b, max_steps), eos_id, dtype=torch.long, device=device)
-    done = torch.zeros(b, dtype=torch.bool, device=device)
-    arange_b = torch.arange(b, device=device)
+    # videos still searching (indices into the batch); a finished video's rows leave
+    # the computation, so the cost follows the actual caption lengths
+    live = torch.arange(b, device=device)
     a = float(length_penalty)
     for t in range(max_steps):
         length = t + 1
+        n = live.numel()
+        arange_n = torch.arange(n, device=device)
         # Scores are normalised over the whole vocabulary, before the constraints; after
         # that only each beam's few best words are needed, so no (B, K*V) candidate sum
         # or top-k is materialised.
@@ -209,43 +223,51 @@ def beam_search(head, memory, mem_mask, bos_id, eos_id, max_steps, beam_size=5,
         # each beam's k+1 best words: its k best non-EOS words are among them, and so is
         # EOS when EOS ranks among its k best
         top_val, top_idx = row_topk(logp, min(k + 1, v))
-        top_cand = (beam_scores.reshape(-1, 1) + top_val).view(b, width, -1)
+        top_cand = (beam_scores.reshape(-1, 1) + top_val).view(n, width, -1)
         # hypotheses that end at this step: EOS from any beam, or any word at max_steps
         if last:
             ends, pos = top_cand[:, :, 0].max(-1)
             end_beam = pos
-            end_word = top_idx.view(b, width, -1)[arange_b, end_beam, 0]
+            end_word = top_idx.view(n, width, -1)[arange_n, end_beam, 0]
         else:
             # a beam may end only if EOS is among its own K best next tokens (so K=1
             # ends exactly where greedy does; K >= vocabulary ends every beam)
             eos_logp = logp[:, eos_id]
             kth = top_val[:, min(k, v) - 1]
-            eos_cand = (beam_scores.reshape(-1) + eos_logp).view(b, width)
-            eos_cand = eos_cand.masked_fill((eos_logp < kth).view(b, width), NEG_INF)
+            eos_cand = (beam_scores.reshape(-1) + eos_logp).view(n, width)
+            eos_cand = eos_cand.masked_fill((eos_logp < kth).view(n, width), NEG_INF)
             ends, end_beam = eos_cand.max(-1)
             end_word = torch.full_like(end_beam, eos_id)
         ends = ends / (length ** a) if a else ends
-        better = (ends > best_scores) & ~done
+        live_best = best_scores[live]
+        better = ends > live_best
         if better.any():
-            rows = arange_b[better]
+            rows = arange_n[better]
             src = rows * width + end_beam[rows]
             seq = torch.cat([tokens[src, 1:], end_word[rows, None]], dim=1)
-            best_tokens[rows, :length] = seq
-            best_tokens[rows, length:] = eos_id
-            best_scores[rows] = ends[rows]
+            vids = live[rows]
+            best_tokens[vids, :length] = seq
+            best_tokens[vids, length:] = eos_id
+            best_scores[vids] = ends[rows]
+            live_best = best_scores[live]
         if last:
             break
         # survivors: the K best continuations that do not end here
-        top_cand = top_cand.masked_fill((top_idx == eos_id).view(b, width, -1), NEG_INF)
+        top_cand = top_cand.masked_fill((top_idx == eos_id).view(n, width, -1), NEG_INF)
         per_beam = top_cand.shape[-1]
-        new_scores, idx = top_cand.view(b, -1).topk(min(k, width * per_beam), dim=-1)
-        new_src = (arange_b[:, None] * width + idx // per_beam).view(-1)
-        new_word = top_idx.view(b, -1).gather(1, idx).view(-1)
+        new_scores, idx = top_cand.view(n, -1).topk(min(k, width * per_beam), dim=-1)
+        new_src = (arange_n[:, None] * width + idx // per_beam)
+        new_word = top_idx.view(n, -1).gather(1, idx)
         # stop a video when no live beam can beat its best finished caption
         bound = new_scores[:, 0] / (max_steps ** a) if a else new_scores[:, 0]
-        done |= (bound <= best_scores) | new_scores[:, 0].isinf()
-        if done.all():
-            break
+        going = (bound > live_best) & ~new_scores[:, 0].isinf()
+        if not going.all():
+            if not going.any():
+                break
+            keep = going.nonzero().squeeze(1)
+            live, new_scores = live[keep], new_scores[keep]
+            new_src, new_word = new_src[keep], new_word[keep]
+        new_src, new_word = new_src.reshape(-1), new_word.reshape(-1)
         stepper.reorder(new_src)
         tokens = torch.cat([tokens.index_select(0, new_src), new_word[:, None]], dim=1)
         beam_scores = new_scores

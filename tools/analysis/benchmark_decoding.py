@@ -1,0 +1,208 @@
+"""Decoding cost against its floor, measured side by side in one process.
+
+Rows printed (each a ratio of medians over interleaved repeats, so a busy machine
+slows both sides alike):
+
+* ``beam-vs-rows``: beam ``K`` at batch ``B`` against greedy at batch ``K*B`` (the same
+  number of rows through the head) for each ``--batch-sizes`` B; goal <= 1.2x;
+* ``batch1``: cached greedy against the reference loop (the whole head over a
+  full-length caption buffer for every token) at batch 1, tokens checked identical,
+  and where one cached step's time goes (output layer, attention, the rest);
+* ``lengths`` (with a trained ``checkpoint`` and ``--data-split``): cost per video of
+  greedy and beam on real inputs against the same decode forced to ``max_len`` steps
+  (EOS banned), beside the mean caption length: finished rows leave the computation,
+  so the time ratio follows the length ratio.
+
+Random weights are fine for the first two rows (no caption ends early: the worst case).
+
+Example::
+
+    OMP_NUM_THREADS=1 python tools/analysis/benchmark_decoding.py \\
+        configs/sftcap/sftcap_shared_clip-b32_1xb64-20e_msrvtt.py --batch-sizes 1 8 32 128
+"""
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    p.add_argument('config')
+    p.add_argument('checkpoint', nargs='?', help='trained full checkpoint (for --data-split)')
+    p.add_argument('--rows', nargs='+', default=['beam-vs-rows', 'batch1'],
+                   choices=['beam-vs-rows', 'batch1', 'lengths'])
+    p.add_argument('--batch-sizes', type=int, nargs='+', default=[1, 8, 32, 128])
+    p.add_argument('--beam-size', type=int, default=5)
+    p.add_argument('--repeats', type=int, default=5, help='interleaved repeats (median)')
+    p.add_argument('--num-frames', type=int, default=None)
+    p.add_argument('--data-split', default='test', help='split for the lengths row')
+    p.add_argument('--max-videos', type=int, default=256, help='videos for the lengths row')
+    p.add_argument('--threads', type=int, default=1, help='torch.set_num_threads')
+    p.add_argument('--out', help='also write the results as json here')
+    p.add_argument('--cfg-options', nargs='+', default=[], help='key=value overrides')
+    return p.parse_args(argv)
+
+
+def side_by_side(fns, repeats, warmup=1):
+    """Median seconds of each callable in ``fns`` (dict), run interleaved."""
+    for _ in range(warmup):
+        for fn in fns.values():
+            fn()
+    times = {k: [] for k in fns}
+    for _ in range(repeats):
+        for k, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            times[k].append(time.perf_counter() - start)
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+def beam_vs_rows(model, args, frames):
+    """Beam K at batch B vs greedy at batch K*B: rows through the head are equal."""
+    from capdistill.evaluation.cost import dummy_batch
+    out = {}
+    k = args.beam_size
+    for b in args.batch_sizes:
+        small, _ = dummy_batch(model, b, frames, seed=b)
+        big, _ = dummy_batch(model, k * b, frames, seed=b)
+        reps = max(1, args.repeats if b * k <= 160 else args.repeats // 2 + 1)
+        t = side_by_side(dict(
+            beam=lambda: model.generate(small, strategy='beam', beam_size=k),
+            greedy=lambda: model.generate(big, strategy='greedy')), reps)
+        row = dict(beam_s=t['beam'], greedy_rows_s=t['greedy'],
+                   ratio=t['beam'] / t['greedy'])
+        out[b] = row
+        print(f'beam-vs-rows  B={b:>3}: beam{k} at batch {b} {t["beam"] * 1e3:8.1f} ms, '
+              f'greedy at batch {k * b} {t["greedy"] * 1e3:8.1f} ms, '
+              f'ratio {row["ratio"]:.2f}x (goal <= 1.2x)', flush=True)
+    return out
+
+
+def step_breakdown(model, inputs, repeats):
+    """Where one cached greedy step goes at batch 1: output layer, attention, the rest."""
+    from torch.profiler import ProfilerActivity, profile
+    gen = lambda: model.generate(inputs, strategy='greedy')  # noqa: E731
+    gen()
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(repeats):
+            gen()
+    events = prof.key_averages()
+    total = sum(e.self_cpu_time_total for e in events)
+    vocab = model.head.vocab_size
+    # the output layer is the only matrix product with the vocabulary as a dimension;
+    # the profiler cannot tell shapes without record_shapes, so time it directly
+    head = model.head
+    h = torch.randn(1, head.word_embed.weight.shape[1])
+    t_out = side_by_side(dict(out=lambda: head._logits(h)), 20)['out']
+    steps = model.max_len + 1
+    attn = sum(e.self_cpu_time_total for e in events
+               if 'scaled_dot_product' in e.key or 'flash_attention' in e.key)
+    per_decode = total / repeats / 1e6
+    parts = dict(decode_s=per_decode, output_layer_s=t_out * steps,
+                 attention_s=attn / repeats / 1e6)
+    parts['rest_s'] = max(0.0, per_decode - parts['output_layer_s'] - parts['attention_s'])
+    parts['vocab'] = vocab
+    return parts
+
+
+def batch1(model, args, frames):
+    from capdistill.evaluation.cost import dummy_batch
+    inputs, _ = dummy_batch(model, 1, frames, seed=1)
+    t = side_by_side(dict(
+        cached=lambda: model.generate(inputs, strategy='greedy', use_cache=True),
+        reference=lambda: model.generate(inputs, strategy='greedy', use_cache=False)),
+        args.repeats)
+    same = torch.equal(model.generate(inputs, strategy='greedy', use_cache=True),
+                       model.generate(inputs, strategy='greedy', use_cache=False))
+    parts = step_breakdown(model, inputs, args.repeats)
+    row = dict(cached_s=t['cached'], reference_s=t['reference'],
+               speedup=t['reference'] / t['cached'], identical=same, **parts)
+    print(f'batch1: cached greedy {t["cached"] * 1e3:.1f} ms, reference loop '
+          f'{t["reference"] * 1e3:.1f} ms, speedup {row["speedup"]:.1f}x (goal >= 10x), '
+          f'tokens identical={same}', flush=True)
+    print(f'batch1 breakdown of a cached decode ({model.max_len + 1} steps, vocabulary '
+          f'{parts["vocab"]}): output layer {parts["output_layer_s"] * 1e3:.1f} ms, '
+          f'attention {parts["attention_s"] * 1e3:.1f} ms, rest (other layers, Python) '
+          f'{parts["rest_s"] * 1e3:.1f} ms of {parts["decode_s"] * 1e3:.1f} ms (profiled)',
+          flush=True)
+    return row
+
+
+def lengths(model, args):
+    """Cost per video on real inputs vs the same decode forced to full length."""
+    from mmengine.config import Config
+    from mmengine.registry import DefaultScope
+
+    from capdistill.registry import DATASETS
+    cfg = Config.fromfile(args.config)
+    ds_cfg = cfg.get(f'{args.data_split}_dataloader').dataset
+    with DefaultScope.overwrite_default_scope('capdistill'):
+        ds = DATASETS.build(ds_cfg)
+    key = model.feature_key
+    vids, seen = [], set()
+    for i in range(len(ds)):
+        item = ds[i]
+        vid = item['data_samples']['video_id'] if 'data_samples' in item else i
+        if vid in seen:
+            continue
+        seen.add(vid)
+        vids.append(item)
+        if len(vids) >= args.max_videos:
+            break
+    feats = torch.stack([torch.as_tensor(v['inputs'][key]) for v in vids]).float()
+    inputs = {key: feats, f'{key}_mask': torch.ones(feats.shape[:2], dtype=torch.bool)}
+    eos = model.tokenizer.eos_id
+    full = model.max_len + 1
+    out = {}
+    for strategy, kw in (('greedy', {}), (f'beam{args.beam_size}',
+                                          dict(beam_size=args.beam_size))):
+        s = 'greedy' if not kw else 'beam'
+        ids = model.generate(inputs, strategy=s, **kw)
+        mean_len = float(((ids != eos).sum(1) + 1).clamp(max=full).float().mean())
+        t = side_by_side(dict(
+            actual=lambda: model.generate(inputs, strategy=s, **kw),
+            forced=lambda: model.generate(inputs, strategy=s, min_len=full, **kw)),
+            args.repeats)
+        n = feats.shape[0]
+        row = dict(videos=n, mean_len=mean_len, max_len=full,
+                   per_video_s=t['actual'] / n, forced_per_video_s=t['forced'] / n,
+                   time_ratio=t['actual'] / t['forced'], length_ratio=mean_len / full)
+        out[strategy] = row
+        print(f'lengths {strategy}: {n} videos, mean caption {mean_len:.1f} of {full} tokens '
+              f'(ratio {row["length_ratio"]:.2f}); {row["per_video_s"] * 1e3:.2f} ms/video vs '
+              f'{row["forced_per_video_s"] * 1e3:.2f} ms/video forced to full length '
+              f'(ratio {row["time_ratio"]:.2f})', flush=True)
+    return out
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    from benchmark import build
+    model, _, _ = build(args.config, args.checkpoint, args.cfg_options)
+    frames = args.num_frames or min(15, model.visual_encoder.pos.shape[1])
+    results = dict(config=args.config, threads=args.threads)
+    with torch.no_grad():
+        if 'beam-vs-rows' in args.rows:
+            results['beam_vs_rows'] = beam_vs_rows(model, args, frames)
+        if 'batch1' in args.rows:
+            results['batch1'] = batch1(model, args, frames)
+        if 'lengths' in args.rows:
+            results['lengths'] = lengths(model, args)
+    if args.out:
+        with open(args.out, 'w') as f:
+            json.dump(results, f, indent=1)
+    return results
+
+
+if __name__ == '__main__':
+    from capdistill.utils.cli import friendly_main
+    friendly_main(main)()
