@@ -136,15 +136,20 @@ class FastCider:
         self.n = n
         self.sigma = sigma
 
-    def compute_score(self, gts, res, ids, table=None):
+    def compute_score(self, gts, res, ids, table=None, doc_freq=None, num_docs=None):
+        """``doc_freq``/``num_docs``: fixed document frequencies (n-gram -> count) over
+        ``num_docs`` videos, e.g. of a training split (self-critical rewards); by
+        default they come from ``gts`` as in pycocoevalcap."""
         n_max = self.n
         table = table or NgramTable(gts, res, ids, n_max)
         crefs, ctest = table.refs, table.hyps
-        # document frequency: in how many videos' references an n-gram occurs
-        doc_freq = Counter(chain.from_iterable(set().union(*refs) for refs in crefs))
-        # references that tokenise to nothing leave no n-grams at all
-        assert len(ctest) >= max(doc_freq.values(), default=0)
-        ref_len = np.log(float(len(crefs)))
+        if doc_freq is None:
+            # document frequency: in how many videos' references an n-gram occurs
+            doc_freq = Counter(chain.from_iterable(set().union(*refs) for refs in crefs))
+            # references that tokenise to nothing leave no n-grams at all
+            assert len(ctest) >= max(doc_freq.values(), default=0)
+            num_docs = len(crefs)
+        ref_len = np.log(float(num_docs))
         log_df = {}
         weight = {}  # n-gram -> ref_len - log(max(1, df)), as CiderScorer computes it
 
