@@ -70,8 +70,8 @@ def test_loss_argument_without_input_is_a_build_error(tmp_path):
     with DefaultScope.overwrite_default_scope('capdistill'), pytest.raises(ValueError, match='mask'):
         MODELS.build(dict(
             type='DistillAlgorithm', student=_captioner(6, 8, 'feats', WORDS),
-            teacher=_captioner(10, 16, 'teacher_feats', WORDS),
-            distill_losses=dict(kd=dict(type='WordKLLoss', inputs=dict(student='s_logits',
+            teacher=_captioner(10, 16, 'teacher_feats', WORDS), allow_random_teacher=True,
+            distill_losses=dict(loss_kd=dict(type='WordKLLoss', inputs=dict(student='s_logits',
                                                                        teacher='t_logits')))))
 
 

@@ -36,13 +36,13 @@ def _algo(**kw):
                                                 depth=1, num_heads=2)))
     with DefaultScope.overwrite_default_scope('capdistill'):
         return MODELS.build(dict(type='DistillAlgorithm', student=_captioner(6, 8, 'feats'),
-                                 teacher=teacher, **kw))
+                                 teacher=teacher, allow_random_teacher=True, **kw))
 
 
 FEAT = dict(recorders=dict(s=dict(source='student', module='visual_encoder', output=0),
                            t=dict(source='teacher', module='encoder', output=0)),
             connectors=dict(up=dict(type='LinearConnector', in_dim=8, out_dim=16)),
-            distill_losses=dict(feat=dict(type='FeatureMSELoss',
+            distill_losses=dict(loss_feat=dict(type='FeatureMSELoss',
                                           inputs=dict(student='up(s)', teacher='t',
                                                       mask='data.feats_mask'))))
 
@@ -96,8 +96,8 @@ def test_connector_wiring_trains_connector_and_student():
     algo = _algo(**FEAT)
     algo.train()
     losses = algo(*_batch(), mode='loss')
-    assert set(losses) == {'student.loss_caption', 'distill.feat'}
-    losses['distill.feat'].backward()
+    assert set(losses) == {'student.loss_caption', 'distill.loss_feat'}
+    losses['distill.loss_feat'].backward()
     assert algo.connectors.up.proj.weight.grad is not None
     assert algo.student.visual_encoder.proj.weight.grad is not None
     assert any(k.startswith('connectors.') for k in algo.state_dict())
@@ -109,12 +109,12 @@ def test_connector_wiring_trains_connector_and_student():
                          t=FEAT['recorders']['t'])),
      "no module 'visual_encodr'.*Did you mean: visual_encoder"),
     (dict(connectors={}), "connector 'up'"),
-    (dict(distill_losses=dict(feat=dict(type='FeatureMSELoss', inputs=dict(student='up(s)')))),
+    (dict(distill_losses=dict(loss_feat=dict(type='FeatureMSELoss', inputs=dict(student='up(s)')))),
      r"argument\(s\) \['teacher'\]"),
-    (dict(distill_losses=dict(feat=dict(type='FeatureMSELoss',
+    (dict(distill_losses=dict(loss_feat=dict(type='FeatureMSELoss',
                                         inputs=dict(student='s', teacher='nothing')))),
      "no tensor 'nothing'"),
-    (dict(distill_losses=dict(feat=dict(type='FeatureMSELoss',
+    (dict(distill_losses=dict(loss_feat=dict(type='FeatureMSELoss',
                                         inputs=dict(student='s', teacher='t', extra='t')))),
      r"no argument\(s\) \['extra'\]"),
 ])
@@ -123,23 +123,26 @@ def test_wiring_errors_at_build(change, match):
         _algo(**dict(FEAT, **change))
 
 
-def test_recorder_that_never_fires_stops_first_step():
-    # caption_loss exists but is not called by the teacher-forced forward
+def test_recorder_that_never_fires_stops_the_build():
+    # caption_loss exists but is not called by the teacher-forced forward: the build's
+    # dry forward finds it (without dry_run, the first step does)
     cfg = dict(FEAT)
     cfg['recorders'] = dict(FEAT['recorders'], s=dict(source='student', module='caption_loss'))
-    algo = _algo(**cfg)
+    with pytest.raises(RecorderError, match="'s' never fired: student.caption_loss"):
+        _algo(**cfg)
+    algo = _algo(dry_run=False, **cfg)
     with pytest.raises(RecorderError, match="'s' never fired: student.caption_loss"):
         algo(*_batch(), mode='loss')
 
 
 def test_teacher_guard_detects_changed_weights():
-    algo = _algo(distill_losses=dict(kd=dict(type='WordKLLoss')), teacher_check_interval=1)
+    algo = _algo(distill_losses=dict(loss_kd=dict(type='WordKLLoss')), teacher_check_interval=1)
     algo(*_batch(), mode='loss')                      # unchanged: passes
     with torch.no_grad():
         next(algo.teacher.parameters()).add_(1e-3)
     with pytest.raises(TeacherChangedError, match='teacher weights changed'):
         algo(*_batch(), mode='loss')
-    algo2 = _algo(distill_losses=dict(kd=dict(type='WordKLLoss')))
+    algo2 = _algo(distill_losses=dict(loss_kd=dict(type='WordKLLoss')))
     algo2.teacher.requires_grad_(True)
     with pytest.raises(TeacherChangedError, match='unfrozen'):
         algo2.check_teacher()
@@ -147,7 +150,7 @@ def test_teacher_guard_detects_changed_weights():
 
 def test_teacher_cache_round_trip(tmp_path, monkeypatch):
     cfg = dict(FEAT, distill_losses=dict(FEAT['distill_losses'],
-                                         kd=dict(type='WordKLLoss', tau=1.0)),
+                                         loss_kd=dict(type='WordKLLoss', tau=1.0)),
                teacher_cache=dict(cache_dir=str(tmp_path / 'cache'), topk=None))
     algo = _algo(**cfg)
     algo.eval()  # no dropout: both passes see the same student
@@ -166,25 +169,25 @@ def test_teacher_cache_round_trip(tmp_path, monkeypatch):
     algo_k.eval()
     algo_k(*_batch(), mode='loss')
     cached = algo_k(*_batch(), mode='loss')
-    assert torch.isfinite(cached['distill.kd'])
+    assert torch.isfinite(cached['distill.loss_kd'])
 
 
 def test_sequence_kd_decodes_each_video_once(tmp_path):
     cache = tmp_path / 'seq.json'
     algo = _algo(seq_kd=dict(beam_size=2, cache_file=str(cache)),
-                 distill_losses=dict(seq=dict(type='SequenceKDLoss',
+                 distill_losses=dict(loss_seq=dict(type='SequenceKDLoss',
                                               inputs=dict(student='seq_logits',
                                                           targets='seq_targets'))))
     calls = []
     generate = algo.teacher.generate
     algo.teacher.generate = lambda inputs, **kw: calls.append(kw) or generate(inputs, **kw)
     losses = algo(*_batch(), mode='loss')
-    assert torch.isfinite(losses['distill.seq']) and calls == [dict(strategy='beam',
+    assert torch.isfinite(losses['distill.loss_seq']) and calls == [dict(strategy='beam',
                                                                     beam_size=2)]
     algo(*_batch(), mode='loss')
     assert len(calls) == 1 and cache.is_file()
     again = _algo(seq_kd=dict(cache_file=str(cache)),
-                  distill_losses=dict(seq=dict(type='SequenceKDLoss',
+                  distill_losses=dict(loss_seq=dict(type='SequenceKDLoss',
                                                inputs=dict(student='seq_logits',
                                                            targets='seq_targets'))))
     assert set(again._seq_captions) == {'v0', 'v1', 'v2'}

@@ -9,7 +9,10 @@ from mmengine.logging import print_log
 from mmengine.model import BaseModel
 
 from capdistill.registry import CONNECTORS, LOSSES, MODELS, STUDENTS, TEACHERS
-from capdistill.utils import load_full_checkpoint, load_matching_state, state_dict_of
+from capdistill.utils import (CheckpointError, load_full_checkpoint, load_matching_state,
+                              resolve_checkpoint, state_dict_of, strip_student_prefix)
+from capdistill.utils.requirements import (ModelConfigError, check_batch_keys,
+                                           merge_requirements)
 from .recorders import RecorderError, RecorderManager
 from .teacher_cache import TeacherCache, caption_key
 
@@ -20,6 +23,11 @@ BUILTIN = {
     's_word_embed', 't_word_embed', 'seq_logits', 'seq_targets', 'seq_mask'}
 TEACHER_SIDE = {'t_logits', 't_hidden'}
 SEQ_SIDE = {'seq_logits', 'seq_targets', 'seq_mask'}
+# Tensors indexed by the teacher's vocabulary (or computed from the student's token ids
+# fed through the teacher's head): they mean something only if both vocabularies are the
+# same tokens in the same order. The seq_* tensors are not among them: the teacher's
+# captions reach the student as text and are re-tokenised with the student's vocabulary.
+TOKEN_LEVEL = {'t_logits', 't_hidden', 't_word_embed'}
 _CALL = re.compile(r'^\s*([A-Za-z_]\w*)\s*\((.*)\)\s*$')
 
 
@@ -45,6 +53,14 @@ def parse_source(expr):
 
 class TeacherChangedError(RuntimeError):
     """The frozen teacher's weights changed during distillation."""
+
+
+class DistillConfigError(ModelConfigError):
+    """A distillation config that would not train as written, found when it is built."""
+
+
+def _shape(value):
+    return tuple(value.shape) if torch.is_tensor(value) else type(value).__name__
 
 
 @MODELS.register_module()
@@ -86,13 +102,32 @@ class DistillAlgorithm(BaseModel):
     Without ``inputs`` a loss gets ``student=s_logits, teacher=t_logits, mask=mask``
     for the arguments its ``forward`` has. Every check that can run at build time
     does: unknown recorder modules, unknown tensor or connector names, loss arguments
-    no input feeds, inputs the loss does not take. A recorder that never fires stops
-    the first training step with a :class:`RecorderError`.
+    no input feeds, inputs the loss does not take, a distillation loss whose name lacks
+    ``loss`` (mmengine back-propagates only such keys, it would be logged but never
+    trained), a missing teacher checkpoint, teacher and student vocabularies that differ
+    where a loss compares them token by token (:meth:`BaseTokenizer.fingerprint`), and
+    (``dry_run``) one pass of recorders, connectors and losses on a tiny random batch,
+    so a recorder that never fires or a width mismatch stops the build, naming the loss
+    and the shapes. Batch keys the losses read (``data.<key>``, caption grades for
+    ``weight``) are checked on the first training batch (:meth:`required_batch_keys`).
+
+    ``load_from`` and ``resume`` act on the algorithm's own state: a distillation
+    checkpoint (``student.*``, ``connectors.*``); the teacher always comes from
+    ``teacher_ckpt``. To start the student from a captioner run (or an export), use
+    ``student_ckpt``; ``load_from`` with a captioner checkpoint is refused.
 
     Args:
         student (dict): the student captioner (``STUDENTS``).
         teacher (dict): the teacher captioner (``TEACHERS``).
-        teacher_ckpt (str): the teacher run's checkpoint (mmengine .pth).
+        teacher_ckpt (str): the teacher run's checkpoint: a file, a glob, or
+            ``work_dirs/RUN/best``/``latest`` (see :func:`resolve_checkpoint`).
+            Required unless ``allow_random_teacher``.
+        allow_random_teacher (bool): build without ``teacher_ckpt``, the teacher keeping
+            its random initial weights (tests, timing); training against it is
+            meaningless, so it must be asked for.
+        student_ckpt (str, optional): initial student weights: a captioner run's
+            checkpoint, a distillation checkpoint (its ``student.*``) or an exported
+            student (``.safetensors``); keys must match the student exactly.
         recorders (dict): name -> ``dict(source, module, output=None, step=None)``.
         connectors (dict): name -> connector config (``CONNECTORS``).
         distill_losses (dict): name -> loss config (``LOSSES``) with optional ``inputs``.
@@ -103,20 +138,32 @@ class DistillAlgorithm(BaseModel):
         seq_kd (dict, optional): ``dict(beam_size=3, cache_file=None)``: how the
             teacher captions of ``seq_*`` are decoded (once per video, then kept in
             memory and, with ``cache_file``, in a json file reused by later runs).
+        dry_run (bool): run the build-time pass on a tiny random batch (default True).
     """
 
     def __init__(self, student, teacher, teacher_ckpt=None, recorders=None, connectors=None,
                  distill_losses=None, student_loss_weight=1.0, teacher_check_interval=100,
-                 teacher_cache=None, seq_kd=None,
+                 teacher_cache=None, seq_kd=None, allow_random_teacher=False,
+                 student_ckpt=None, dry_run=True,
                  data_preprocessor=dict(type='CaptionDataPreprocessor'), init_cfg=None):
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
+        if teacher_ckpt is None and not allow_random_teacher:
+            raise DistillConfigError(
+                'model.teacher_ckpt is not set, so the teacher would keep random weights: '
+                'train the teacher first (python tools/train.py <teacher config>) and set '
+                'model.teacher_ckpt to its checkpoint (a file, a glob or work_dirs/RUN/best), '
+                'or set model.allow_random_teacher=True (tests and timing only).')
         self.student = STUDENTS.build(student)
+        if student_ckpt is not None:
+            self._load_student(student_ckpt)
         teacher = TEACHERS.build(teacher)
         if teacher_ckpt is not None:
-            self._load_teacher(teacher, teacher_ckpt)
+            path = resolve_checkpoint(teacher_ckpt, what='model.teacher_ckpt')
+            print_log(f'teacher checkpoint: {path}', logger='current')
+            self._load_teacher(teacher, path)
         else:
-            print_log('DistillAlgorithm: no teacher_ckpt given; the teacher keeps its '
-                      'initial weights.', logger='current', level=30)
+            print_log('DistillAlgorithm: allow_random_teacher=True and no teacher_ckpt: the '
+                      'teacher keeps its random initial weights.', logger='current', level=30)
         teacher.eval()
         teacher.requires_grad_(False)
         self.__dict__['teacher'] = teacher  # not a submodule, see the class docstring
@@ -128,6 +175,10 @@ class DistillAlgorithm(BaseModel):
         self.distill_losses = torch.nn.ModuleDict()
         self.loss_inputs = {}
         for name, cfg in (distill_losses or {}).items():
+            if 'loss' not in name:
+                raise DistillConfigError(
+                    f"distill loss {name!r}: its name must contain 'loss' (mmengine "
+                    f'back-propagates only such keys); rename it, e.g. loss_{name}')
             cfg = dict(cfg)
             mapping = cfg.pop('inputs', None)
             loss = LOSSES.build(cfg)
@@ -138,6 +189,7 @@ class DistillAlgorithm(BaseModel):
             self.loss_inputs[name] = {arg: parse_source(src) for arg, src in mapping.items()}
         self._used = {t for m in self.loss_inputs.values() for _, t in m.values()}
         self._checked_recorders = False
+        self._checked_batch = False
         self.teacher_check_interval = teacher_check_interval
         self._steps = 0
         self._teacher_sum = self._teacher_checksum()
@@ -148,6 +200,9 @@ class DistillAlgorithm(BaseModel):
         if cache_file and os.path.isfile(cache_file):
             with open(cache_file) as f:
                 self._seq_captions = json.load(f)
+        self._check_vocabularies()
+        if dry_run and self.distill_losses:
+            self._dry_run()
 
     # -- building ----------------------------------------------------------------
     def _check_mapping(self, name, type_, loss, params, mapping):
@@ -175,14 +230,160 @@ class DistillAlgorithm(BaseModel):
 
     @staticmethod
     def _load_teacher(teacher, path):
-        if not os.path.isfile(path):
-            raise FileNotFoundError(
-                f'Teacher checkpoint not found: {path}. Train the teacher first (tools/'
-                'train.py with its config) or set model.teacher_ckpt to its .pth file.')
-        state = state_dict_of(load_full_checkpoint(path))
-        if any(k.startswith('student.') for k in state):  # a distilled run as teacher
-            state = {k[8:]: v for k, v in state.items() if k.startswith('student.')}
+        # a distilled run can serve as teacher: its student.* weights
+        state = strip_student_prefix(state_dict_of(load_full_checkpoint(path)))
         load_matching_state(teacher, state, f'Teacher checkpoint {path}')
+
+    def _load_student(self, spec):
+        path = resolve_checkpoint(spec, what='model.student_ckpt')
+        if path.endswith('.safetensors'):
+            from safetensors.torch import load_file
+            state = load_file(path)
+        else:
+            state = strip_student_prefix(state_dict_of(load_full_checkpoint(path)))
+        load_matching_state(self.student, state, f'model.student_ckpt {path}')
+        print_log(f'student initialised from: {path}', logger='current')
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        own = [k for k in state_dict if k.startswith(prefix)]
+        if own and not any(k.startswith(f'{prefix}student.') for k in own):
+            student_keys = set(self.student.state_dict())
+            if any(k[len(prefix):] in student_keys for k in own):
+                raise CheckpointError(
+                    'the checkpoint given to load_from is a captioner\'s (no student.* '
+                    'keys), not a distillation run\'s: to start the student from it set '
+                    'model.student_ckpt=<that file> and load_from=None.')
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    # -- build-time checks ---------------------------------------------------------
+    def _check_vocabularies(self):
+        """Token-level terms need the same tokens in the same order on both sides."""
+        users = [name for name, m in self.loss_inputs.items()
+                 if any(t in TOKEN_LEVEL or (t in self.recorders
+                                             and self.recorders.source(t) == 'teacher'
+                                             and self.recorders.recorders[t].module_path
+                                             .startswith('head'))
+                        for _, t in m.values())]
+        if not users:
+            return
+        s_tok, t_tok = self.student.tokenizer, self.teacher.tokenizer
+        s_fp, t_fp = s_tok.fingerprint(), t_tok.fingerprint()
+        if s_fp != t_fp:
+            raise DistillConfigError(
+                f'distill loss {users[0]!r} compares teacher and student token by token, but '
+                f'their vocabularies differ (student: {s_tok.vocab_size} tokens, fingerprint '
+                f'{s_fp}; teacher: {t_tok.vocab_size} tokens, fingerprint {t_fp}); give '
+                'model.student and model.teacher the same tokenizer (same vocab_file), or use '
+                'a feature-level or sequence-level loss.')
+
+    def required_batch_keys(self):
+        """Batch key -> the term that needs it (checked on the first training batch)."""
+        need = {}
+        for name in self.distill_losses:
+            for _, tensor in self.loss_inputs[name].values():
+                if tensor.startswith('data.'):
+                    need = merge_requirements(need, {tensor[5:]: f'distill loss {name!r}'})
+                elif tensor == 'weight':
+                    need = merge_requirements(need, {'grade': f'distill loss {name!r}'})
+            extra = getattr(self.distill_losses[name], 'required_batch_keys', None)
+            if extra:
+                need = merge_requirements(
+                    need, {k: f'distill loss {name!r}' for k in dict(extra)})
+        own = getattr(self.student, 'required_batch_keys', None)
+        if self.student_loss_weight and callable(own):
+            need = merge_requirements(need, {k: f'the student ({v})' for k, v in own().items()})
+        return need
+
+    def _dummy_batch(self, batch_size=2, frames=4):
+        """Random inputs of the widths the student's and teacher's configs read."""
+        g = torch.Generator().manual_seed(0)
+        inputs = {}
+        for model in (self.student, self.teacher):
+            key = getattr(model, 'feature_key', None)
+            dim = getattr(getattr(model, 'visual_encoder', None), 'in_dim', None)
+            if key is None or dim is None:
+                return None
+            inputs[key] = torch.randn(batch_size, frames, dim, generator=g)
+            inputs[f'{key}_mask'] = torch.ones(batch_size, frames, dtype=torch.bool)
+        tok = self.student.tokenizer
+        vocab = min(tok.vocab_size, self.teacher.tokenizer.vocab_size)
+        length = min(self.student.max_len, 4)
+        tokens = torch.randint(4, max(vocab, 5), (batch_size, length + 2), generator=g)
+        tokens[:, 0], tokens[:, -1] = tok.bos_id, tok.eos_id
+        samples = dict(tokens=tokens, video_id=[f'dry{i}' for i in range(batch_size)],
+                       weight=torch.ones(batch_size))
+        for key in ('obj_tokens', 'act_tokens'):
+            samples[key] = torch.randint(4, max(vocab, 5), (batch_size, 3), generator=g)
+        return inputs, samples
+
+    @torch.no_grad()
+    def _dry_run(self):
+        """One pass of recorders, connectors and losses on a tiny random batch.
+
+        Width mismatches surface here, naming the loss and the shapes, rather than at
+        the first step. Losses reading ``seq_*`` (teacher beam search) or batch keys a
+        dummy batch cannot invent are left to the first step; the teacher cache is not
+        touched.
+        """
+        batch = self._dummy_batch()
+        if batch is None:
+            return
+        inputs, samples = batch
+        names = [n for n, m in self.loss_inputs.items()
+                 if not any(t in SEQ_SIDE or (t.startswith('data.') and t[5:] not in inputs
+                                              and t[5:] not in samples)
+                            for _, t in m.values())]
+        if not names:
+            return
+        was_training, cache = self.training, self.teacher_cache
+        self.eval()
+        self.teacher_cache = None
+        try:
+            tokens = samples['tokens']
+            targets = tokens[:, 1:]
+            mask = targets != self.student.tokenizer.pad_id
+            s_logits, s_hidden = self._run(self.student, 'student', inputs, tokens,
+                                           's_hidden' in self._used)
+            tensors = dict(s_logits=s_logits, s_hidden=s_hidden, mask=mask, targets=targets,
+                           weight=samples['weight'])
+            tensors.update(self._teacher_tensors(inputs, samples, tokens, mask))
+            self.recorders.check_fired([n for n in self.recorders
+                                        if self.recorders.source(n) == 'student' or n in tensors])
+            for name in names:
+                self._loss_term(name, tensors, inputs, samples, dry=True)
+        finally:
+            self.teacher_cache = cache
+            for rec in self.recorders.recorders.values():
+                rec.reset()
+            self.train(was_training)
+
+    def _loss_term(self, name, tensors, inputs, data_samples, dry=False):
+        kwargs = {}
+        for arg, (conns, tensor) in self.loss_inputs[name].items():
+            value = self._resolve(tensor, tensors, inputs, data_samples)
+            for conn in reversed(conns):
+                if not dry:
+                    value = self.connectors[conn](value)
+                    continue
+                try:
+                    value = self.connectors[conn](value)
+                except (RuntimeError, ValueError, IndexError) as exc:
+                    raise DistillConfigError(
+                        f'distill loss {name!r}: connector {conn!r} cannot take its input '
+                        f'{arg}={tensor!r} of shape {_shape(value)} '
+                        f'({str(exc).splitlines()[0]}); set its in_dim to the last size of '
+                        f'that shape.') from None
+            kwargs[arg] = value
+        if not dry:
+            return self.distill_losses[name](**kwargs)
+        try:
+            return self.distill_losses[name](**kwargs)
+        except (RuntimeError, ValueError, IndexError) as exc:
+            shapes = ', '.join(f'{arg} {_shape(v)}' for arg, v in kwargs.items())
+            raise DistillConfigError(
+                f'distill loss {name!r} ({type(self.distill_losses[name]).__name__}) fails on '
+                f'inputs of shapes {shapes}: {str(exc).splitlines()[0]}. Check the '
+                'connectors\' in_dim/out_dim and the recorded modules.') from None
 
     # -- the frozen teacher ------------------------------------------------------------
     @torch.no_grad()
@@ -317,6 +518,9 @@ class DistillAlgorithm(BaseModel):
         raise KeyError(tensor)
 
     def loss(self, inputs, data_samples):
+        if not self._checked_batch:
+            check_batch_keys(self.required_batch_keys(), data_samples, inputs)
+            self._checked_batch = True
         tokens = data_samples['tokens']
         targets = tokens[:, 1:]
         mask = targets != self.student.tokenizer.pad_id
@@ -341,18 +545,13 @@ class DistillAlgorithm(BaseModel):
                                         if self.recorders.source(n) == 'student'
                                         or n in tensors or self.teacher_cache is None])
             self._checked_recorders = True
-        for name, loss in self.distill_losses.items():
-            kwargs = {}
-            for arg, (conns, tensor) in self.loss_inputs[name].items():
-                value = self._resolve(tensor, tensors, inputs, data_samples)
-                for conn in reversed(conns):
-                    value = self.connectors[conn](value)
-                kwargs[arg] = value
-            losses[f'distill.{name}'] = loss(**kwargs)
+        for name in self.distill_losses:
+            losses[f'distill.{name}'] = self._loss_term(name, tensors, inputs, data_samples)
         self._steps += 1
         if self.teacher_check_interval and self._steps % self.teacher_check_interval == 0:
             self.check_teacher()
         return losses
 
 
-__all__ = ['DistillAlgorithm', 'RecorderError', 'TeacherChangedError', 'parse_source']
+__all__ = ['DistillAlgorithm', 'DistillConfigError', 'RecorderError', 'TeacherChangedError',
+           'parse_source']
