@@ -163,3 +163,47 @@ def test_bad_model_gives_one_clear_line(case, grid2, tmp_path):
     last = res.stderr.strip().splitlines()[-1]
     assert last.startswith('error: ') and 'Traceback' not in res.stderr, res.stderr[-2000:]
     assert expected in last
+
+
+def _text_files(folder):
+    """A list file and notes that FFmpeg's tty demuxer opens as "video", and a README."""
+    import av
+    files = {'videos.txt': ''.join(f'videos/clip_{i:04d}.mp4\n' for i in range(100)),
+             'notes.txt': '# My videos\n\nThese are my clips.\n' * 60,
+             'README.md': '# My videos\n\nThese are my clips.\n' * 60}
+    paths = {}
+    for name, text in files.items():
+        paths[name] = folder / name
+        paths[name].write_text(text)
+    for name in ('videos.txt', 'notes.txt'):  # the trap this guards against is real here
+        with av.open(str(paths[name])) as container:
+            assert container.format.name == 'tty' and container.streams.video
+    return paths
+
+
+def test_only_real_videos_are_captioned(grid2, grid2_model, tmp_path):
+    _, cfg, ckpt = grid2
+    texts = _text_files(tmp_path)
+    for path in texts.values():
+        with pytest.raises(VideoReadError, match='not a video|cannot be opened') as info:
+            caption_video(grid2_model, str(path))
+        assert str(path) in str(info.value) and '\n' not in str(info.value)
+    from PIL import Image
+    Image.fromarray(np.zeros((24, 32, 3), np.uint8)).save(tmp_path / 'still.jpg')
+    with pytest.raises(VideoReadError, match='still image'):
+        caption_video(grid2_model, str(tmp_path / 'still.jpg'))
+
+    res = run_tool(['tools/caption_video.py', cfg, ckpt, str(texts['videos.txt'])])
+    assert res.returncode == 1 and res.stdout == '', res.stdout + res.stderr[-2000:]
+    errors = [ln for ln in res.stderr.splitlines() if ln.startswith('error: ')]
+    assert len(errors) == 1 and 'Traceback' not in res.stderr, res.stderr
+    assert 'videos.txt: is a text file, not a video' in errors[0]
+
+    good = write_video(tmp_path / 'ok.mp4')
+    res = run_tool(['tools/caption_video.py', cfg, ckpt, str(texts['README.md']), good,
+                    str(texts['notes.txt'])])
+    assert res.returncode == 1
+    assert [ln.split('\t')[0] for ln in res.stdout.splitlines() if '\t' in ln] == [good]
+    errors = [ln for ln in res.stderr.splitlines() if ln.startswith('error: ')]
+    assert len(errors) == 2 and 'Traceback' not in res.stderr
+    assert 'README.md' in errors[0] and 'notes.txt: is a text file' in errors[1]

@@ -18,7 +18,7 @@ import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
-import capdistill  # noqa: E402,F401  (compatibility patches first)
+import capdistill  # noqa: E402
 from capdistill.utils.cli import friendly_main  # noqa: E402
 
 
@@ -61,6 +61,7 @@ def _encoder_cfg(args, presets):
 
 @friendly_main
 def main(argv=None):
+    capdistill.setup_runtime()  # compatibility patches, for this process only
     args, presets = parse_args(argv)
     from capdistill.apis.captioning import (CaptionInputError, caption_video,
                                             init_video_captioner)
@@ -81,8 +82,9 @@ def main(argv=None):
         try:
             res = caption_video(model, video, num_frames=args.num_frames, **decode)
         except VideoReadError as exc:
-            failures.append(f'cannot read video {exc.path}: {exc.reason}; check the file '
-                            '(an mp4/avi/webm/mkv that ffmpeg can decode)')
+            hint = ('' if 'give a video' in exc.reason else
+                    '; check the file (an mp4/avi/webm/mkv that ffmpeg can decode)')
+            failures.append(f'cannot read video {exc.path}: {exc.reason}{hint}')
             continue
         except CaptionInputError as exc:
             _fail(str(exc))

@@ -10,6 +10,12 @@ import numpy as np
 
 VIDEO_EXTENSIONS = ('.mp4', '.avi', '.webm', '.mkv', '.mov')
 
+# FFmpeg demuxers and codecs that turn text or still pictures into "video": its tty demuxer
+# opens a text file of a few hundred bytes (a list file, notes) as an ANSI-art animation.
+_TEXT_FORMATS = {'tty', 'bin', 'xbin', 'adf', 'idf', 'ass', 'srt', 'webvtt', 'subviewer'}
+_TEXT_CODECS = {'ansi', 'bintext', 'xbin', 'idf'}
+_IMAGE_FORMATS = {'image2', 'image2pipe'}
+
 
 class VideoReadError(Exception):
     """A video that cannot be read; the message is one line naming file and reason."""
@@ -37,6 +43,10 @@ def _open(path):
         container.close()
         raise VideoReadError(path, 'contains no video stream')
     stream = container.streams.video[0]
+    reason = _not_a_video(container, stream)
+    if reason:
+        container.close()
+        raise VideoReadError(path, reason)
     ctx = stream.codec_context
     # Frame threads pay off for large frames only; for small clips their start-up
     # costs more than the decoding itself.
@@ -47,7 +57,22 @@ def _open(path):
     return container, stream
 
 
+def _not_a_video(container, stream):
+    """Why FFmpeg's reading of a file is not a real video stream, or None."""
+    fmt = (container.format.name or '').split(',')[0]
+    codec = stream.codec_context.name or ''
+    if fmt in _TEXT_FORMATS or codec in _TEXT_CODECS:
+        return (f'is a text file, not a video (FFmpeg reads it as {codec or fmt} text '
+                'art); give a video file (mp4, avi, webm, mkv, mov)')
+    if fmt in _IMAGE_FORMATS or fmt.endswith('_pipe'):
+        return f'is a still image ({codec or fmt}), not a video; give a video file'
+    return None
+
+
 def _short(exc):
+    # PyAV's errors repeat the errno and the path; FFmpeg's own words are enough.
+    if getattr(exc, 'strerror', None):
+        return str(exc.strerror).strip()[:200]
     text = str(exc).strip().splitlines()
     return (text[0] if text else type(exc).__name__)[:200]
 
