@@ -9,7 +9,10 @@ under a parent, and a second child under ``MODELS`` would be shadowed by it.
 Every registry imports its modules lazily through ``locations``.
 """
 import difflib
+import importlib
+import os
 import re
+import sys
 
 from mmengine import registry as mmengine_registry
 from mmengine.registry import DATA_SAMPLERS as MMENGINE_DATA_SAMPLERS
@@ -114,3 +117,37 @@ TOKENIZERS = Registry('tokenizer', scope=SCOPE, build_func=_checked(build_from_c
 _ALL = {(r.scope, r.name): r for r in (
     MODELS, DATASETS, TRANSFORMS, METRICS, HOOKS, DATA_SAMPLERS, FUNCTIONS, BACKBONES,
     HEADS, TEACHERS, STUDENTS, LOSSES, CONNECTORS, TOKENIZERS)}
+
+
+class PluginImportError(FileNotFoundError):
+    """A module named in ``custom_imports`` cannot be found."""
+
+
+def import_custom_modules(cfg):
+    """Import the modules of ``cfg.custom_imports``, which registers their classes.
+
+    ``Config.fromfile`` imports them only as the file states them; tools call this again
+    after ``--cfg-options`` so ``custom_imports.imports=[...]`` given on the command line
+    takes effect. The current directory is searched last, as ``python -m`` would, so a
+    ``projects.<name>`` folder imports when a tool runs from the repository root.
+    """
+    custom = cfg.get('custom_imports') or {}
+    imports = custom.get('imports', [])
+    if isinstance(imports, str):
+        imports = [imports]
+    allow_failed = custom.get('allow_failed_imports', False)
+    if imports and os.getcwd() not in sys.path and '' not in sys.path:
+        sys.path.append(os.getcwd())
+    for name in imports:
+        try:
+            importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            missing = exc.name or ''
+            if not (name == missing or name.startswith(missing + '.')):
+                raise  # the plugin itself imports something that is missing
+            if allow_failed:
+                print(f'warning: custom_imports: {name} not imported ({exc})', file=sys.stderr)
+                continue
+            raise PluginImportError(
+                f'custom_imports: cannot import {name!r} ({exc}). Run from the folder that '
+                'contains it or add that folder to PYTHONPATH.') from None

@@ -6,7 +6,10 @@ import sys
 import numpy as np
 import pytest
 
-import capdistill  # noqa: F401
+import capdistill
+
+# the tests run models the way the tools do: with the compatibility patches applied
+capdistill.setup_runtime()
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 COLOURS = ['red', 'green', 'blue', 'yellow']
@@ -97,8 +100,8 @@ def tiny_root(tmp_path_factory):
 def run_tool(args, cwd=REPO, timeout=300, env=None):
     """Run a script under tools/ (or any command) as a subprocess of this interpreter."""
     # one thread per process: tiny models gain nothing from more, and lose a lot on busy cores
-    full_env = dict(os.environ, PYTHONPATH=REPO, HF_HUB_OFFLINE='1', OMP_NUM_THREADS='1',
-                    **(env or {}))
+    full_env = dict(os.environ, PYTHONPATH=REPO, HF_HUB_OFFLINE='1', OMP_NUM_THREADS='1')
+    full_env.update(env or {})  # env may override the defaults above
     cmd = [sys.executable] + list(args) if args[0].endswith('.py') else list(args)
     return subprocess.run(cmd, cwd=cwd, env=full_env, capture_output=True, text=True,
                           timeout=timeout)

@@ -9,7 +9,7 @@ import sys
 import torch
 import torch.distributed as dist
 
-import capdistill  # noqa: F401
+import capdistill
 from mmengine.model import MMDistributedDataParallel
 from mmengine.registry import DefaultScope
 
@@ -28,6 +28,7 @@ def captioner(in_dim, embed, key):
 
 
 def main(out):
+    capdistill.setup_runtime()
     distributed = 'WORLD_SIZE' in os.environ
     if distributed:
         dist.init_process_group('gloo')

@@ -11,6 +11,7 @@ from capdistill.engine.hooks import LossWeightScheduleHook, resolve_target, sche
 from conftest import write_tiny_config
 
 MODEL = ("dict(type='DistillAlgorithm', student=_student, teacher=_teacher, "
+         "allow_random_teacher=True, "
          "distill_losses=dict(loss_word=dict(type='WordKLLoss', tau=2.0, loss_weight=0.0)))")
 
 

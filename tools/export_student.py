@@ -9,13 +9,14 @@ with ``capdistill.apis.export.load_exported_student(DIR)`` or
 """
 import argparse
 
-import capdistill  # noqa: F401  (compatibility patches first)
+import capdistill
 from capdistill.apis.export import export_student
 from capdistill.utils.cli import friendly_main
 
 
 @friendly_main
 def main():
+    capdistill.setup_runtime()  # compatibility patches, for this process only
     parser = argparse.ArgumentParser(description='Export a student as safetensors + json')
     parser.add_argument('checkpoint', help='full mmengine checkpoint of the run')
     parser.add_argument('config', help='the run\'s config (distillation or captioner)')

@@ -106,7 +106,8 @@ def main(argv=None):
         if not osp.exists(args.videos):
             raise FileNotFoundError(f'input not found: {args.videos}')
 
-        import capdistill  # noqa: F401  (compatibility fixes before torch extras)
+        import capdistill
+        capdistill.setup_runtime()  # compatibility patches, for this process only
         from capdistill.apis.extraction import extract_features
         from capdistill.registry import BACKBONES
         encoder = BACKBONES.build(cfg)

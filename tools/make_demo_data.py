@@ -21,7 +21,8 @@ def main(argv=None):
     if args.num_videos < 10:
         print('error: --num-videos must be at least 10', file=sys.stderr)
         return 1
-    import capdistill  # noqa: F401
+    import capdistill
+    capdistill.setup_runtime()  # compatibility patches, for this process only
     from capdistill.datasets.demo import make_demo_dataset
     result = make_demo_dataset(args.root, seed=args.seed, num_videos=args.num_videos,
                                force=args.force, workers=args.workers)

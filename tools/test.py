@@ -3,7 +3,7 @@ import argparse
 import gc
 import os.path as osp
 
-import capdistill  # noqa: F401  (compatibility patches first)
+import capdistill
 from mmengine.dist import is_main_process
 from mmengine.runner import Runner
 
@@ -31,6 +31,7 @@ def parse_args():
 
 @friendly_main
 def main():
+    capdistill.setup_runtime()  # compatibility patches, for this process only
     args = parse_args()
     for path, what in ((args.config, 'Config'), (args.checkpoint, 'Checkpoint')):
         if not osp.isfile(path):

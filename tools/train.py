@@ -2,7 +2,7 @@
 import argparse
 import gc
 
-import capdistill  # noqa: F401  (compatibility patches first)
+import capdistill
 from mmengine.runner import Runner
 
 from capdistill.engine.setup import (add_common_args, enable_amp, finish_distributed,
@@ -25,6 +25,7 @@ def parse_args():
 
 @friendly_main
 def main():
+    capdistill.setup_runtime()  # compatibility patches, for this process only
     args = parse_args()
     cfg = load_config(args)
     if args.amp:

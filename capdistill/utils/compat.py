@@ -1,6 +1,8 @@
 """Work-arounds for known frictions between mmengine 0.10, torch >= 2.6 and torchvision.
 
-Each patch is idempotent and does nothing where it is not needed.
+Nothing here runs when ``capdistill`` is imported: the tools (and anyone starting a run
+from their own script) call :func:`capdistill.setup_runtime`, which applies them all to
+that process. Each patch is idempotent and does nothing where it is not needed.
 """
 import os
 import sys
@@ -92,7 +94,16 @@ def _atomic_write(filepath, data, mode):
             os.remove(tmp)
 
 
+def is_applied():
+    """Whether :func:`apply_all` has patched mmengine in this process."""
+    from mmengine.fileio.backends import LocalBackend
+    from mmengine.runner.checkpoint import CheckpointLoader
+    return bool(getattr(CheckpointLoader, '_capdistill_patched', False)
+                and getattr(LocalBackend, '_capdistill_atomic', False))
+
+
 def apply_all():
+    """Every patch above, plus ``HF_HUB_OFFLINE=1`` unless the caller set it."""
     os.environ.setdefault('HF_HUB_OFFLINE', '1')
     patch_torchvision()
     patch_checkpoint_loader()

@@ -127,6 +127,8 @@ def fmt(res, params, deployed):
 
 def main(argv=None):
     args = parse_args(argv)
+    import capdistill
+    capdistill.setup_runtime()  # compatibility patches, for this process only
     if args.threads:
         torch.set_num_threads(args.threads)
     from capdistill.evaluation.cost import count_parameters, deployed_parameters

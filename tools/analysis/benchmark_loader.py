@@ -32,7 +32,8 @@ def main():
     from mmengine.registry import init_default_scope
     from mmengine.runner import Runner
 
-    import capdistill  # noqa: F401
+    import capdistill
+    capdistill.setup_runtime()  # compatibility patches, for this process only
     from capdistill.registry import MODELS
 
     cfg = Config.fromfile(args.config)

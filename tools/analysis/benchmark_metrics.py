@@ -106,7 +106,8 @@ def main(argv=None):
     parser.add_argument('--seed', type=int, default=0)
     args = parser.parse_args(argv)
 
-    import capdistill  # noqa: F401  (compat patches)
+    import capdistill
+    capdistill.setup_runtime()  # compatibility patches, for this process only
     from capdistill.evaluation import score_captions
 
     predictions, references = make_caption_set(args.num_videos, args.refs, args.seed)

@@ -94,7 +94,8 @@ def main():
     from mmengine.config import Config
     from mmengine.registry import init_default_scope
 
-    import capdistill  # noqa: F401
+    import capdistill
+    capdistill.setup_runtime()  # compatibility patches, for this process only
     cfg = Config.fromfile(args.config)
     init_default_scope(cfg.get('default_scope', 'capdistill'))
     for name in [args.split] if args.split else list(SPLITS):

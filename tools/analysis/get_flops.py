@@ -22,6 +22,8 @@ def main(argv=None):
     p.add_argument('config')
     p.add_argument('--num-frames', type=int, default=None)
     args = p.parse_args(argv)
+    import capdistill
+    capdistill.setup_runtime()  # compatibility patches, for this process only
     from tools.analysis.benchmark import build
 
     from capdistill.evaluation.cost import (count_parameters, deployed_parameters, dummy_batch,

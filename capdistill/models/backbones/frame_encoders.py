@@ -179,6 +179,8 @@ class OpenCLIPVisual(FrameEncoder):
     def __init__(self, model_name='ViT-B-32', checkpoint=None, allow_random=False,
                  quick_gelu=None, normalize=False):
         super().__init__()
+        from capdistill.utils.compat import patch_torchvision
+        patch_torchvision()  # open_clip imports torchvision
         import open_clip
         state, scripted = None, False
         if checkpoint is None:
@@ -246,6 +248,8 @@ class TimmFrameEncoder(FrameEncoder):
 
     def __init__(self, model_name, checkpoint=None, allow_random=False):
         super().__init__()
+        from capdistill.utils.compat import patch_torchvision
+        patch_torchvision()  # timm imports torchvision
         import timm
         from timm.data import resolve_data_config
         if checkpoint is None and not allow_random:

@@ -67,7 +67,7 @@ def test_config_imports_the_loss_and_wires_it():
                                                                           words=words),
                     head=dict(type='PrefixLMHead', embed_dim=8, depth=1, num_heads=2))
     model = dict(cfg.model, student=cap(6, 'feats'), teacher=cap(10, 'teacher_feats'),
-                 teacher_ckpt=None)
+                 teacher_ckpt=None, allow_random_teacher=True)
     with DefaultScope.overwrite_default_scope('capdistill'):
         algo = MODELS.build(model)
     inputs = dict(feats=torch.randn(2, 3, 6), feats_mask=torch.ones(2, 3, dtype=torch.bool),

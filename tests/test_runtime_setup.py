@@ -1,0 +1,72 @@
+"""``import capdistill`` leaves mmengine alone; ``setup_runtime()`` patches this process only."""
+import json
+import os
+import subprocess
+import sys
+
+import torch
+
+from conftest import REPO, run_tool
+
+# Prints what capdistill could patch in mmengine, before and after importing every
+# capdistill package, and after setup_runtime(). Runs in a fresh interpreter: this
+# test process has the patches applied already (conftest).
+PROBE = r'''
+import json, os, sys
+from mmengine.fileio.backends import registry_utils
+from mmengine.runner.checkpoint import CheckpointLoader
+
+
+def state():
+    return dict(loader=repr(CheckpointLoader._schemes['']),
+                backend=repr(registry_utils.prefix_to_backends.get('')),
+                local=repr(registry_utils.backends['local']),
+                env=sorted(os.environ.items()))
+
+
+before = state()
+import capdistill, capdistill.registry, capdistill.models, capdistill.datasets  # noqa
+import capdistill.evaluation, capdistill.engine, capdistill.apis, capdistill.utils  # noqa
+from capdistill.registry import MODELS, LOSSES
+LOSSES.build(dict(type='WordKLLoss'))  # lazy registry imports run too
+imported = state()
+capdistill.setup_runtime()
+patched = state()
+json.dump(dict(before=before, imported=imported, patched=patched), sys.stdout)
+'''
+
+
+def _states():
+    env = {k: v for k, v in os.environ.items() if k != 'HF_HUB_OFFLINE'}
+    res = subprocess.run([sys.executable, '-c', PROBE], cwd=REPO, capture_output=True, text=True,
+                         env=dict(env, PYTHONPATH=REPO, OMP_NUM_THREADS='1'), timeout=120)
+    assert res.returncode == 0, res.stderr[-2000:]
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def test_import_patches_nothing_and_setup_runtime_does():
+    states = _states()
+    before, imported, patched = states['before'], states['imported'], states['patched']
+    assert imported == before, 'importing capdistill changed mmengine or the environment'
+    # the same probe sees each patch once setup_runtime() runs, so it can tell
+    assert patched['loader'] != before['loader']
+    assert patched['backend'] != before['backend'] and 'Atomic' in patched['backend']
+    assert patched['local'] != before['local']
+    assert ['HF_HUB_OFFLINE', '1'] in patched['env']
+    assert ['HF_HUB_OFFLINE', '1'] not in imported['env']
+
+
+def test_setup_runtime_is_what_loads_full_checkpoints(tmp_path):
+    """torch >= 2.6 refuses mmengine's own objects in a full checkpoint without the patch."""
+    from mmengine.logging import HistoryBuffer
+    ckpt = tmp_path / 'full.pth'
+    torch.save(dict(state_dict={'w': torch.ones(2)}, message_hub=HistoryBuffer()), ckpt)
+    code = ('import sys, capdistill\n'
+            'from mmengine.runner.checkpoint import CheckpointLoader\n'
+            'if sys.argv[2] == "setup": capdistill.setup_runtime()\n'
+            'print(CheckpointLoader.load_checkpoint(sys.argv[1], "cpu")["state_dict"]["w"].sum())')
+    plain = run_tool([sys.executable, '-c', code, str(ckpt), 'plain'])
+    assert plain.returncode != 0 and 'weights_only' in plain.stderr
+    setup = run_tool([sys.executable, '-c', code, str(ckpt), 'setup'])
+    assert setup.returncode == 0, setup.stderr[-2000:]
+    assert 'tensor(2.)' in setup.stdout
