@@ -14,10 +14,11 @@ from capdistill.registry import MODELS
 from conftest import run_tool, write_tiny_config
 
 DISTILL = ("dict(type='DistillAlgorithm', student=_student, teacher=_teacher, "
+           "allow_random_teacher=True, "
            "recorders=dict(s=dict(source='student', module='visual_encoder', output=0), "
            "t=dict(source='teacher', module='encoder', output=0)), "
            "connectors=dict(c=dict(type='LinearConnector', in_dim=32, out_dim=32)), "
-           "distill_losses=dict(kd=dict(type='WordKLLoss'), f=dict(type='FeatureMSELoss', "
+           "distill_losses=dict(loss_kd=dict(type='WordKLLoss'), loss_f=dict(type='FeatureMSELoss', "
            "inputs=dict(student='c(s)', teacher='t'))))")
 
 

@@ -27,6 +27,7 @@ def shrink(cfg_model, tokenizer):
         cfg_model.head.clip_embedding = None
     if cfg_model.type == 'DistillAlgorithm':
         cfg_model.teacher_ckpt = None
+        cfg_model.allow_random_teacher = True
         cfg_model.student.tokenizer = cfg_model.teacher.tokenizer = tokenizer
     return cfg_model
 
