@@ -5,4 +5,4 @@
 _base_ = ['../_base_/models/sftcap_l14-to-b32_distill.py',
           '../_base_/datasets/msrvtt_clip-l14-b32.py', '../_base_/schedules/adam_20e.py',
           '../_base_/default_runtime.py']
-model = dict(teacher_ckpt='work_dirs/sftcap_teacher_clip-l14_1xb64-20e_msrvtt/best_CIDEr.pth')
+model = dict(teacher_ckpt='work_dirs/sftcap_teacher_clip-l14_1xb64-20e_msrvtt/best')
