@@ -45,7 +45,7 @@ def load_full_checkpoint(filename, map_location='cpu'):
     _warn_if_foreign(filename)
     try:
         return torch.load(filename, map_location=map_location, weights_only=False)
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as exc:
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, pickle.UnpicklingError) as exc:
         raise CheckpointError(
             f'Checkpoint {filename} is damaged or incomplete ({type(exc).__name__}: '
             f'{str(exc).splitlines()[0] if str(exc) else "no detail"}). Use an earlier '
@@ -119,7 +119,7 @@ def train_command_hint(path):
     return 'train it first with python tools/train.py <its config>'
 
 
-def resolve_checkpoint(spec, what='checkpoint'):
+def resolve_checkpoint(spec, what='Checkpoint', key=None):
     """The checkpoint file a config entry names.
 
     ``spec`` is one of:
@@ -132,8 +132,10 @@ def resolve_checkpoint(spec, what='checkpoint'):
     * ``work_dirs/RUN/latest``: the file named in mmengine's ``last_checkpoint``, else
       the ``epoch_N.pth``/``iter_N.pth`` with the highest N.
 
-    ``what`` names the config key in error messages. Missing: ``FileNotFoundError``.
+    ``what`` (e.g. ``'Teacher checkpoint'``) and ``key`` (the config key, e.g.
+    ``'model.teacher_ckpt'``) name it in errors. Missing: ``FileNotFoundError``, one line.
     """
+    where = f' ({key})' if key else ''
     spec = os.path.expanduser(str(spec))
     if os.path.isfile(spec):
         return spec
@@ -142,7 +144,8 @@ def resolve_checkpoint(spec, what='checkpoint'):
         found = [p for p in glob.glob(spec) if os.path.isfile(p)]
         if found:
             return max(found, key=lambda p: (_number(p), p))
-        raise FileNotFoundError(f'{what}: no file matches {spec}; {train_command_hint(spec)}.')
+        raise FileNotFoundError(f'{what} not found: no file matches {spec}{where}; '
+                                f'{train_command_hint(spec)}.')
     if last in ('best', 'latest') and os.path.isdir(folder):
         if last == 'best':
             found = sorted(glob.glob(os.path.join(folder, 'best_*.pth')))
@@ -150,8 +153,9 @@ def resolve_checkpoint(spec, what='checkpoint'):
                 return found[0]
             if len(found) > 1:
                 raise FileNotFoundError(
-                    f'{what}: {spec} is ambiguous, {folder} holds several best checkpoints '
-                    f'({", ".join(os.path.basename(p) for p in found)}); name one of them.')
+                    f'{what}{where}: {spec} is ambiguous, {folder} holds several best '
+                    f'checkpoints ({", ".join(os.path.basename(p) for p in found)}); name one '
+                    'of them.')
         else:
             pointer = os.path.join(folder, 'last_checkpoint')
             if os.path.isfile(pointer):
@@ -164,7 +168,7 @@ def resolve_checkpoint(spec, what='checkpoint'):
                      for p in glob.glob(os.path.join(folder, pattern))]
             if found:
                 return max(found, key=lambda p: (_number(p), p))
-        raise FileNotFoundError(f'{what}: {folder} holds no {last} checkpoint; '
-                                f'{train_command_hint(spec)}.')
-    raise FileNotFoundError(f'{what}: checkpoint not found: {spec}; {train_command_hint(spec)}'
-                            ', or point it at a file, a glob, or work_dirs/RUN/best|latest.')
+        raise FileNotFoundError(f'{what} not found: {folder} holds no {last} checkpoint'
+                                f'{where}; {train_command_hint(spec)}.')
+    raise FileNotFoundError(f'{what} not found: {spec}{where}; {train_command_hint(spec)}, or '
+                            'name a file, a glob, or work_dirs/RUN/best or work_dirs/RUN/latest.')

@@ -158,7 +158,7 @@ class DistillAlgorithm(BaseModel):
             self._load_student(student_ckpt)
         teacher = TEACHERS.build(teacher)
         if teacher_ckpt is not None:
-            path = resolve_checkpoint(teacher_ckpt, what='model.teacher_ckpt')
+            path = resolve_checkpoint(teacher_ckpt, 'Teacher checkpoint', 'model.teacher_ckpt')
             print_log(f'teacher checkpoint: {path}', logger='current')
             self._load_teacher(teacher, path)
         else:
@@ -235,7 +235,7 @@ class DistillAlgorithm(BaseModel):
         load_matching_state(teacher, state, f'Teacher checkpoint {path}')
 
     def _load_student(self, spec):
-        path = resolve_checkpoint(spec, what='model.student_ckpt')
+        path = resolve_checkpoint(spec, 'Student checkpoint', 'model.student_ckpt')
         if path.endswith('.safetensors'):
             from safetensors.torch import load_file
             state = load_file(path)
