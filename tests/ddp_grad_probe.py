@@ -1,8 +1,12 @@
 """Gradients of one distillation step, in one process or split over a DDP group.
 
-Run alone (``python ddp_grad_probe.py OUT``) it uses the whole batch; under torchrun each
-rank takes its share. Rank 0 writes the student's gradients to OUT.
+``python ddp_grad_probe.py OUT [--per-rank-mean]``: alone it uses the whole batch; under
+torchrun each rank takes its share. Captions have different lengths, and the first ranks
+get the short ones. Rank 0 writes the student's gradients to OUT and each rank's token
+count to OUT.tokens.json. ``--per-rank-mean`` swaps the losses' DDP-aware mean for a
+plain per-rank mean, to show what the parity test guards against.
 """
+import json
 import os
 import sys
 
@@ -16,6 +20,8 @@ from mmengine.registry import DefaultScope
 from capdistill.registry import MODELS
 
 WORDS = ['a', 'red', 'blue', 'ball', 'cube', 'spins', 'rolls']
+LENGTHS = [1, 1, 2, 2, 5, 5, 4, 5]  # words per caption; 8 captions, 4 per rank on 2 ranks
+PAD, BOS, EOS, FIRST_WORD = 0, 1, 2, 4
 
 
 def captioner(in_dim, embed, key):
@@ -27,26 +33,31 @@ def captioner(in_dim, embed, key):
                 tokenizer=dict(type='WordTokenizer', words=WORDS), max_len=5)
 
 
-def main(out):
+def main(out, per_rank_mean=False):
     capdistill.setup_runtime()
+    if per_rank_mean:
+        from capdistill.models.losses import caption_losses
+        caption_losses.global_mean = lambda total, count: total / count.clamp(min=1e-8)
     distributed = 'WORLD_SIZE' in os.environ
     if distributed:
         dist.init_process_group('gloo')
     rank, world = (dist.get_rank(), dist.get_world_size()) if distributed else (0, 1)
     torch.manual_seed(0)
     with DefaultScope.overwrite_default_scope('capdistill'):
+        # the teacher's weights do not matter for gradient parity
         model = MODELS.build(dict(type='DistillAlgorithm', student=captioner(6, 8, 'feats'),
                                   teacher=captioner(10, 16, 'teacher_feats'),
-                                  distill_losses=dict(kd=dict(type='WordKLLoss', tau=2.0))))
+                                  allow_random_teacher=True,
+                                  distill_losses=dict(loss_kd=dict(type='WordKLLoss', tau=2.0))))
     g = torch.Generator().manual_seed(1)
-    n, t = 8, 4
+    n, t = len(LENGTHS), 4
     inputs = dict(feats=torch.randn(n, t, 6, generator=g), feats_mask=torch.ones(n, t, dtype=bool),
                   teacher_feats=torch.randn(n, t, 10, generator=g),
                   teacher_feats_mask=torch.ones(n, t, dtype=bool))
-    # equal caption lengths: every rank averages over the same number of tokens
-    words = torch.randint(4, 4 + len(WORDS), (n, 3), generator=g)
-    tokens = torch.cat([torch.ones(n, 1, dtype=torch.long), words,
-                        torch.full((n, 1), 2, dtype=torch.long)], dim=1)
+    tokens = torch.full((n, max(LENGTHS) + 2), PAD, dtype=torch.long)
+    for i, length in enumerate(LENGTHS):
+        words = torch.randint(FIRST_WORD, FIRST_WORD + len(WORDS), (length,), generator=g)
+        tokens[i, :length + 2] = torch.cat([torch.tensor([BOS]), words, torch.tensor([EOS])])
     share = slice(rank * n // world, (rank + 1) * n // world)
     inputs = {k: v[share] for k, v in inputs.items()}
     samples = dict(tokens=tokens[share], video_id=[str(i) for i in range(n)][share])
@@ -54,8 +65,14 @@ def main(out):
     net = MMDistributedDataParallel(module=model, device_ids=None) if distributed else model
     losses = net(inputs, samples, mode='loss')
     sum(losses.values()).backward()
+    counts = torch.zeros(world)
+    counts[rank] = (samples['tokens'][:, 1:] != PAD).sum()
+    if distributed:
+        dist.all_reduce(counts)
     if rank == 0:
         torch.save({k: p.grad.clone() for k, p in model.named_parameters()}, out)
+        with open(f'{out}.tokens.json', 'w') as f:
+            json.dump(counts.tolist(), f)
     if distributed:
         dist.barrier()
         # Freeing the DDP reducer right after a collective can deadlock in gloo's
@@ -66,4 +83,4 @@ def main(out):
 
 
 if __name__ == '__main__':
-    main(sys.argv[1])
+    main(sys.argv[1], per_rank_mean='--per-rank-mean' in sys.argv[2:])

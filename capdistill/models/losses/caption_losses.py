@@ -6,6 +6,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from capdistill.registry import LOSSES
+from capdistill.utils.distributed import global_mean
 
 
 def upcast(x):
@@ -14,11 +15,15 @@ def upcast(x):
 
 
 def masked_mean(per_token, mask, weight=None):
-    """Mean over real tokens; ``weight`` ``(B,)`` scales each caption's tokens."""
+    """Mean over real tokens; ``weight`` ``(B,)`` scales each caption's tokens.
+
+    Under DDP the mean is over the tokens of all ranks (:func:`global_mean`).
+    """
     mask = mask.to(per_token.dtype)
     if weight is not None:
         mask = mask * weight.to(per_token.dtype)[:, None]
-    return (per_token * mask).sum() / mask.sum().clamp(min=1e-8)
+    # under DDP the denominator counts every rank's tokens (see global_mean)
+    return global_mean((per_token * mask).sum(), mask.sum())
 
 
 def label_smoothed_nll(logits, targets, smoothing=0.0):
