@@ -212,3 +212,45 @@ def test_finished_rows_leave_the_computation(cls):
     beam_search(head, memory, mask, BOS, EOS, 10, beam_size=3)
     assert head.rows[0] == 8 and head.rows[1] == 24 and head.rows[-1] < 24
     assert all(r % 3 == 0 for r in head.rows[1:])
+
+
+def test_int8_shortlist_argmax_is_exact():
+    """The int8 pass only narrows the candidates: the pick is the exact float argmax."""
+    from capdistill.models.captioners.decoding import Int8Shortlist
+    g = torch.Generator().manual_seed(0)
+    weight = torch.randn(20000, 64, generator=g) * 0.5
+    short = Int8Shortlist(weight)
+    banned = torch.zeros(20000, dtype=torch.bool)
+    banned[[0, 1, 7]] = True
+    hits = 0
+    for trial in range(30):
+        h = torch.randn(4, 64, generator=g) * (3.0 if trial % 2 else 1.0)
+        best = (h @ weight.t()).masked_fill(banned, float('-inf')).argmax(-1)
+        h[0] = weight[7] * 5  # the best word is banned: the next one must come back
+        best[0] = (h[:1] @ weight.t()).masked_fill(banned, float('-inf')).argmax(-1)
+        got = short.argmax(h, banned)
+        if got is not None:
+            hits += 1
+            assert torch.equal(got, best)
+    assert hits > 0
+    short.max_candidates = 0  # too many candidates: the caller must score all words
+    assert short.argmax(torch.randn(2, 64, generator=g), banned) is None
+
+
+@pytest.mark.parametrize('cls', HEADS)
+def test_greedy_shortlist_gives_the_same_captions(cls, monkeypatch):
+    from capdistill.models.captioners.decoding import Int8Shortlist
+    picks = []
+    argmax = Int8Shortlist.argmax
+    monkeypatch.setattr(Int8Shortlist, 'argmax',
+                        lambda self, h, banned: picks.append(argmax(self, h, banned))
+                        or picks[-1])
+    head = make_head(cls, vocab=9000, scale=12.0).head
+    memory, mask = make_memory()
+    kw = dict(min_len=2, banned_ids=[0, 1])
+    plain = greedy_decode(head, memory, mask, BOS, EOS, 9, shortlist=False, **kw)
+    assert not picks
+    fast = greedy_decode(head, memory, mask, BOS, EOS, 9, shortlist=True, **kw)
+    slow = greedy_decode(head, memory, mask, BOS, EOS, 9, use_cache=False, **kw)
+    assert torch.equal(plain, fast) and torch.equal(fast, slow)
+    assert any(p is not None for p in picks)  # the int8 pass did pick words

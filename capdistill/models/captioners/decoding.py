@@ -19,7 +19,10 @@ that reaches ``max_steps`` without EOS ends there)::
 with ``log p`` the log-softmax over the *whole* vocabulary; banned tokens, EOS before
 ``min_len`` and repeated n-grams are excluded from the search but not renormalised.
 """
+import weakref
+
 import torch
+import torch.nn.functional as F
 
 NEG_INF = float('-inf')
 
@@ -34,9 +37,82 @@ def decode(head, memory, mem_mask, bos_id, eos_id, max_steps, strategy='greedy',
         kwargs.pop('no_repeat_ngram', None)
         return greedy_decode(head, memory, mem_mask, bos_id, eos_id, max_steps, **kwargs)
     if strategy == 'beam':
+        kwargs.pop('shortlist', None)  # beam scores need the whole distribution
         return beam_search(head, memory, mem_mask, bos_id, eos_id, max_steps,
                            beam_size=beam_size, **kwargs)
     raise ValueError(f"Unknown decoding strategy {strategy!r}; use 'greedy' or 'beam'.")
+
+
+_SHORTLISTS = {}  # id(weight) -> (weakref to it, its version, Int8Shortlist)
+
+
+class Int8Shortlist:
+    """Exact argmax of ``h @ W.T`` that reads an int8 copy of a wide ``W``.
+
+    At batch 1 a decoding step is bound by reading the output layer (49,408 x 512
+    floats for CLIP's vocabulary); the int8 copy is a quarter of the bytes. Every
+    word's int8 score ``a`` is within ``e`` of its exact score, with
+    ``e = |W_v - Q_v|_2 |h|_2 + |Q_v|_1 s`` (weight rounding, Cauchy-Schwarz; input
+    rounding of at most one step ``s`` of the dynamic int8 input scale, Hoelder), so
+    the best word is among the words whose ``a + e`` reaches ``max(a - e)``; only
+    those get exact float scores. Banned words are never candidates. When the
+    candidates are too many (flat distributions, e.g. untrained weights) the exact
+    scores of the whole vocabulary are needed instead (:meth:`argmax` says so). Needs PyTorch's x86/fbgemm
+    quantized engine (checked by :meth:`supported`).
+    """
+
+    #: above this many candidates per row the whole vocabulary is scored exactly
+    max_candidates = 256
+
+    def __init__(self, weight):
+        w = weight.detach().float().contiguous()
+        scale = (w.abs().amax(1) / 127).clamp(min=1e-12).double()
+        q = torch.quantize_per_channel(w, scale, torch.zeros_like(scale, dtype=torch.long),
+                                       0, torch.qint8)
+        self.packed = torch.ops.quantized.linear_prepack(q, None)
+        deq = q.dequantize()
+        self.err = (w - deq).norm(dim=1)
+        self.l1 = deq.abs().sum(1)
+        self.weight = w
+
+    @staticmethod
+    def supported(weight):
+        return (weight.device.type == 'cpu' and weight.dtype == torch.float32
+                and torch.backends.quantized.engine in ('x86', 'fbgemm'))
+
+    @classmethod
+    def of(cls, weight):
+        """The shortlist of ``weight``, rebuilt when the weight changes in place."""
+        key = (weight._version, weight.data_ptr(), tuple(weight.shape))
+        hit = _SHORTLISTS.get(id(weight))
+        if hit is None or hit[0]() is not weight or hit[1] != key:
+            for k in [k for k, v in _SHORTLISTS.items() if v[0]() is None]:
+                del _SHORTLISTS[k]  # weights that are gone
+            hit = (weakref.ref(weight), key, cls(weight))
+            _SHORTLISTS[id(weight)] = hit
+        return hit[2]
+
+    def argmax(self, h, banned=None):
+        """Index of the largest exact score per row of ``h`` ``(N, E)`` (``banned``: a
+        boolean ``(V,)`` mask or None), or None when the candidates are too many."""
+        h = h.float().contiguous()
+        # reduce_range keeps fbgemm's int16 pair sums from saturating
+        approx = torch.ops.quantized.linear_dynamic(h, self.packed, True)
+        step = (h.amax().clamp(min=0) - h.amin().clamp(max=0)) / 127
+        margin = torch.addcmul(self.l1 * step, self.err, h.norm(dim=1, keepdim=True))
+        margin = margin.add_(approx.abs(), alpha=1e-5).add_(1e-5)  # float rounding
+        if banned is not None:
+            approx.masked_fill_(banned, NEG_INF)
+        lower = (approx - margin).amax(1, keepdim=True)
+        upper = approx.add_(margin)
+        count = int((upper >= lower).sum(1).max())
+        if count > self.max_candidates:
+            return None
+        cand = row_topk(upper, count)[1]                            # (N, C)
+        exact = torch.bmm(self.weight[cand], h[:, :, None])[..., 0]  # (N, C)
+        if banned is not None:
+            exact.masked_fill_(banned[cand], NEG_INF)
+        return cand.gather(1, exact.argmax(-1, keepdim=True))[:, 0]
 
 
 class _Stepper:
@@ -124,9 +200,21 @@ def _constrain(logp, hist, eos_id, step, min_len, banned_ids, no_repeat_ngram):
     return logp
 
 
+def _shortlist_of(head, memory, use_cache, wanted):
+    """The :class:`Int8Shortlist` greedy decoding should use, or None."""
+    weight = getattr(head, 'output_weight', None)
+    if not use_cache or wanted is False or weight is None \
+            or torch.is_autocast_enabled(memory.device.type) \
+            or memory.dtype != torch.float32 or not Int8Shortlist.supported(weight):
+        return None
+    if wanted is None and weight.shape[0] < 8192:
+        return None
+    return Int8Shortlist.of(weight)
+
+
 @torch.no_grad()
 def greedy_decode(head, memory, mem_mask, bos_id, eos_id, max_steps, use_cache=True,
-                  min_len=0, banned_ids=None):
+                  min_len=0, banned_ids=None, shortlist=None):
     """Most likely next word at each step, for a batch of videos.
 
     Args:
@@ -136,6 +224,10 @@ def greedy_decode(head, memory, mem_mask, bos_id, eos_id, max_steps, use_cache=T
             step, as the reference implementation does (slow, kept for checking).
         min_len (int): EOS is not allowed before this many tokens.
         banned_ids (iterable, optional): ids never generated (e.g. PAD, BOS).
+        shortlist (bool, optional): pick each word through :class:`Int8Shortlist`
+            (same words, a quarter of the output layer's bytes read); None: when the
+            vocabulary has at least 8,192 words and the head exposes
+            ``output_weight`` (cached path, float32 on a CPU with the x86 engine).
 
     Returns:
         LongTensor ``(B, <=max_steps)``: generated ids; after EOS, EOS repeats.
@@ -147,13 +239,30 @@ def greedy_decode(head, memory, mem_mask, bos_id, eos_id, max_steps, use_cache=T
     live = torch.arange(b, device=memory.device)
     tokens = torch.full((b, 1), bos_id, dtype=torch.long, device=memory.device)
     stepper = _Stepper(head, memory, mem_mask, bos_id, use_cache, max_steps)
-    steps = 0
+    fast = _shortlist_of(head, memory, use_cache, shortlist)
+    if fast is not None:
+        stepper.state['hidden_only'] = True
+        banned = torch.zeros(head.vocab_size, dtype=torch.bool, device=memory.device)
+        banned[list(banned_ids or [])] = True
+        banned_eos = banned.clone()
+        banned_eos[eos_id] = True
+    steps = misses = 0
     for t in range(max_steps):
-        logits = stepper(tokens, reuse_output=True)
-        if banned_ids or t < min_len:
-            logits = _constrain(logits.clone(), tokens[:, 1:], eos_id, t, min_len,
-                                banned_ids, 0)
-        nxt = logits.argmax(-1)
+        if fast is not None:
+            h = stepper(tokens)
+            ban = banned_eos if t < min_len else banned
+            nxt = fast.argmax(h, ban) if misses < 2 else None
+            if nxt is None:
+                # flat distributions: every word is a candidate; after two such steps
+                # the int8 pass is skipped for the rest of this decode
+                misses += 1
+                nxt = F.linear(h, fast.weight).masked_fill_(ban, NEG_INF).argmax(-1)
+        else:
+            logits = stepper(tokens, reuse_output=True)
+            if banned_ids or t < min_len:
+                logits = _constrain(logits.clone(), tokens[:, 1:], eos_id, t, min_len,
+                                    banned_ids, 0)
+            nxt = logits.argmax(-1)
         out[live, t] = nxt
         steps = t + 1
         going = nxt != eos_id

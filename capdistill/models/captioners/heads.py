@@ -116,6 +116,11 @@ class TiedWordHead(nn.Module):
     def _words(self, tokens, offset=0):
         return self.word_embed(tokens) + self.word_pos[:, offset:offset + tokens.shape[1]]
 
+    @property
+    def output_weight(self):
+        """``(V, E)``: logits are ``norm(hidden) @ output_weight.T`` (tied embedding)."""
+        return self.word_embed.weight
+
     def _logits(self, x, out=None):
         if out is None:
             return F.linear(self.norm(x), self.word_embed.weight)
@@ -197,7 +202,9 @@ class PrefixLMHead(TiedWordHead):
         """Logits ``(B, V)`` for the next word after feeding ``tokens`` ``(B,)``.
 
         If ``state['logits_out']`` holds a ``(B, V)`` tensor, the logits are written
-        there (decoding loops reuse one buffer instead of allocating one per step).
+        there (decoding loops reuse one buffer instead of allocating one per step);
+        with ``state['hidden_only']`` the normalised hidden state ``(B, E)`` comes
+        back instead, to be scored against :attr:`output_weight`.
         """
         x = self._words(tokens[:, None], offset=state['length'])
         state['key_mask'] = torch.cat(
@@ -206,6 +213,8 @@ class PrefixLMHead(TiedWordHead):
         for blk, cache in zip(self.blocks, state['caches']):
             x = blk(x, allowed, cache)
         state['length'] += 1
+        if state.get('hidden_only'):  # the decoder scores the words itself
+            return self.norm(x[:, -1])
         return self._logits(x[:, -1], out=state.get('logits_out'))
 
     @staticmethod
@@ -305,13 +314,17 @@ class TransformerDecoderHead(TiedWordHead):
         """Logits ``(B, V)`` for the next word after feeding ``tokens`` ``(B,)``.
 
         If ``state['logits_out']`` holds a ``(B, V)`` tensor, the logits are written
-        there (decoding loops reuse one buffer instead of allocating one per step).
+        there (decoding loops reuse one buffer instead of allocating one per step);
+        with ``state['hidden_only']`` the normalised hidden state ``(B, E)`` comes
+        back instead, to be scored against :attr:`output_weight`.
         """
         x = self._words(tokens[:, None], offset=state['length'])
         mem_allowed = state['mem_mask'][:, None, None, :]
         for blk, kv, cache in zip(self.blocks, state['kv'], state['caches']):
             x = blk(x, None, kv, mem_allowed, cache)
         state['length'] += 1
+        if state.get('hidden_only'):  # the decoder scores the words itself
+            return self.norm(x[:, -1])
         return self._logits(x[:, -1], out=state.get('logits_out'))
 
     @staticmethod
