@@ -3,7 +3,8 @@ from mmengine.config import Config
 from mmengine.registry import DefaultScope
 
 from capdistill.registry import MODELS
-from capdistill.utils import load_full_checkpoint, load_matching_state, state_dict_of
+from capdistill.utils import (load_full_checkpoint, load_matching_state, state_dict_of,
+                              strip_student_prefix)
 
 
 def deployed_model(model):
@@ -14,8 +15,9 @@ def deployed_model(model):
 def init_captioner(config, checkpoint=None, device='cpu'):
     """Build the deployed captioner of ``config`` and load ``checkpoint`` into it.
 
-    Accepts a captioner config or a distillation config (its student is returned);
-    the checkpoint is a full mmengine checkpoint of either. An exported student
+    Accepts a captioner config or a distillation config (its student alone is built:
+    no teacher, no teacher checkpoint); the checkpoint is a full mmengine checkpoint
+    of either. An exported student
     (``tools/export_student.py``: a ``.safetensors`` checkpoint, or its ``.json``/folder
     as ``config`` with no checkpoint) is loaded from its own json config, without
     unpickling; ``config`` is then ignored.
@@ -25,15 +27,17 @@ def init_captioner(config, checkpoint=None, device='cpu'):
         return load_exported_student(checkpoint, device)
     if checkpoint is None and isinstance(config, str) and is_export(config):
         return load_exported_student(config, device)
+    from capdistill.models.distillers import is_distillation, student_only_config
     cfg = Config.fromfile(config) if isinstance(config, str) else config
     model_cfg = cfg.model
-    if model_cfg.get('type') == 'DistillAlgorithm':
-        model_cfg = model_cfg.student
+    if is_distillation(model_cfg):
+        # the student alone: neither the teacher nor its checkpoint is needed
+        model_cfg = student_only_config(model_cfg)
     with DefaultScope.overwrite_default_scope('capdistill'):
         model = MODELS.build(model_cfg)
     if checkpoint is not None:
-        state = state_dict_of(load_full_checkpoint(checkpoint))
-        if any(k.startswith('student.') for k in state):
-            state = {k[len('student.'):]: v for k, v in state.items() if k.startswith('student.')}
+        state = strip_student_prefix(state_dict_of(load_full_checkpoint(checkpoint)))
         load_matching_state(model, state, f'Checkpoint {checkpoint}')
+    from .captioning import config_num_frames
+    model.num_frames = config_num_frames(cfg)  # what caption_video samples per video
     return model.to(device).eval()

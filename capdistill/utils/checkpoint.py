@@ -95,6 +95,20 @@ def strip_student_prefix(state):
     return {k[n:]: v for k, v in state.items() if k.startswith(STUDENT_PREFIX)}
 
 
+def load_student_checkpoint(model, path, source=None):
+    """Load a student's weights, strictly, from a captioner run's checkpoint, a
+    distillation checkpoint (its ``student.*``) or an exported ``.safetensors`` file."""
+    if str(path).endswith('.safetensors'):
+        from safetensors.torch import load_file
+        if not os.path.isfile(path):
+            raise CheckpointError(f'Checkpoint not found: {path}.')
+        state = load_file(path)
+    else:
+        state = strip_student_prefix(state_dict_of(load_full_checkpoint(path)))
+    load_matching_state(model, state, source or f'Checkpoint {path}')
+    return model
+
+
 _NUMBER = re.compile(r'(\d+)(?=\.\w+$)')
 _RUN = re.compile(r'(?:^|[\\/])work_dirs[\\/]([^\\/]+)')
 

@@ -1,9 +1,11 @@
-from .algorithm import DistillAlgorithm, TeacherChangedError, parse_source
+from .algorithm import DistillAlgorithm, DistillConfigError, TeacherChangedError, parse_source
 from .exported import build_exported_student
 from .connectors import IdentityConnector, LinearConnector, MLPConnector
 from .recorders import ModuleOutputRecorder, RecorderError, RecorderManager
+from .student_only import build_distilled_student, is_distillation, student_only_config
 from .teacher_cache import TeacherCache
 
-__all__ = ['DistillAlgorithm', 'TeacherChangedError', 'parse_source', 'IdentityConnector',
-           'LinearConnector', 'MLPConnector', 'ModuleOutputRecorder', 'RecorderError',
-           'RecorderManager', 'TeacherCache', 'build_exported_student']
+__all__ = ['DistillAlgorithm', 'DistillConfigError', 'TeacherChangedError', 'parse_source',
+           'IdentityConnector', 'LinearConnector', 'MLPConnector', 'ModuleOutputRecorder', 'RecorderError',
+           'RecorderManager', 'TeacherCache', 'build_exported_student', 'build_distilled_student',
+           'is_distillation', 'student_only_config']

@@ -10,7 +10,8 @@ from mmengine.model import BaseModel
 
 from capdistill.registry import CONNECTORS, LOSSES, MODELS, STUDENTS, TEACHERS
 from capdistill.utils import (CheckpointError, load_full_checkpoint, load_matching_state,
-                              resolve_checkpoint, state_dict_of, strip_student_prefix)
+                              load_student_checkpoint, resolve_checkpoint, state_dict_of,
+                              strip_student_prefix)
 from capdistill.utils.requirements import (ModelConfigError, check_batch_keys,
                                            merge_requirements)
 from .recorders import RecorderError, RecorderManager
@@ -236,12 +237,7 @@ class DistillAlgorithm(BaseModel):
 
     def _load_student(self, spec):
         path = resolve_checkpoint(spec, 'Student checkpoint', 'model.student_ckpt')
-        if path.endswith('.safetensors'):
-            from safetensors.torch import load_file
-            state = load_file(path)
-        else:
-            state = strip_student_prefix(state_dict_of(load_full_checkpoint(path)))
-        load_matching_state(self.student, state, f'model.student_ckpt {path}')
+        load_student_checkpoint(self.student, path, f'model.student_ckpt {path}')
         print_log(f'student initialised from: {path}', logger='current')
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
