@@ -44,12 +44,13 @@ def unknown_type_message(message: str):
     return _format_unknown(name, registry)
 
 
-def _format_unknown(name, registry):
+def _format_unknown(name, registry, fallback=False):
     known = sorted(registry.module_dict)
     close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
     hint = f' Did you mean: {", ".join(close)}?' if close else ''
+    also = ' (nor in the MODELS registry tree)' if fallback else ''
     return (f'Unknown type {name!r} in the {registry.scope}::{registry.name} '
-            f'registry.{hint} Registered: {", ".join(known) or "(none)"}.')
+            f'registry{also}.{hint} Registered: {", ".join(known) or "(none)"}.')
 
 
 class UnknownTypeError(KeyError):
@@ -59,21 +60,41 @@ class UnknownTypeError(KeyError):
         return self.args[0]
 
 
-def _checked(build_func):
+def _checked(build_func, fallback=False):
+    """``build_func`` with a did-you-mean error for unknown types.
+
+    With ``fallback``, a type the part registry does not hold is looked up in the
+    ``MODELS`` tree (capdistill's ``MODELS``, then mmengine's root and, for
+    ``type='scope.Name'``, that OpenMMLab scope's registry), so a config can use a module
+    of another OpenMMLab project or a user's ``MODELS``-registered class as a part.
+    """
 
     def build(cfg, *args, registry, **kwargs):
         obj_type = cfg.get('type') if hasattr(cfg, 'get') else None
-        if isinstance(obj_type, str) and '.' not in obj_type:
-            registry.import_from_location()
-            if registry.get(obj_type) is None:
-                raise UnknownTypeError(_format_unknown(obj_type, registry))
-        return build_func(cfg, *args, registry=registry, **kwargs)
+        if not isinstance(obj_type, str):
+            return build_func(cfg, *args, registry=registry, **kwargs)
+        registry.import_from_location()
+        scope = obj_type.split('.', 1)[0] if '.' in obj_type else None
+        if registry.get(obj_type) is not None:
+            return build_func(cfg, *args, registry=registry, **kwargs)
+        if fallback and MODELS.get(obj_type) is not None:
+            return build_model_from_cfg(cfg, *args, registry=MODELS, **kwargs)
+        name = obj_type.split('.', 1)[1] if scope else obj_type
+        if scope is not None and scope != registry.scope:
+            other = MMENGINE_MODELS._children.get(scope)  # mmengine imported {scope}.registry
+            if other is not None:
+                raise UnknownTypeError(_format_unknown(name, other))
+            raise UnknownTypeError(
+                f'Unknown type {obj_type!r}: no registry of scope {scope!r} is loaded. Install '
+                f'the package that provides it, or import the module that registers it with '
+                f"custom_imports=dict(imports=['...']).")
+        raise UnknownTypeError(_format_unknown(name, registry, fallback))
 
     return build
 
 
 def _part_registry(name, location):
-    return Registry(name, scope=SCOPE, build_func=_checked(build_model_from_cfg),
+    return Registry(name, scope=SCOPE, build_func=_checked(build_model_from_cfg, fallback=True),
                     locations=[location])
 
 
