@@ -55,7 +55,8 @@ def batch(model_cfg, b=3, t=6):
     tokens = torch.tensor([[1, 5, 6, 7, 2, 0, 0, 0]] * b)
     samples = dict(video_id=[f'v{i}' for i in range(b)], tokens=tokens,
                    weight=torch.ones(b), refs=[['a b c']] * b,
-                   obj_tokens=torch.tensor([[5, 6, 0]] * b), act_tokens=torch.tensor([[7, 0, 0]] * b))
+                   obj_tokens=torch.tensor([[5, 6, 0]] * b), act_tokens=torch.tensor([[7, 0, 0]] * b),
+                   teacher_tokens=[torch.tensor([1, 6, 5, 2, 0, 0, 0, 0])] * b)
     return dict(inputs=inputs, data_samples=samples)
 
 
@@ -115,9 +116,11 @@ def test_sftcap_student_export_and_concepts(tiny):
     student.load_state_dict(state, strict=True)
     data = model.data_preprocessor(batch(m))
     assert torch.equal(model.generate(data['inputs']), student.generate(data['inputs']))
-    # without concept labels the concept terms are skipped
-    samples = {k: v for k, v in data['data_samples'].items() if not k.endswith('_tokens')}
-    assert not any('obj' in k or 'act' in k for k in model.loss(data['inputs'], samples))
+    # without concept labels a concept term with a weight stops the step, naming the option
+    samples = {k: v for k, v in data['data_samples'].items()
+               if k not in ('obj_tokens', 'act_tokens')}
+    with pytest.raises(KeyError, match=r'lam_o=0.1.*dataset.concepts=dict'):
+        model.loss(data['inputs'], samples)
     # teacher and student paths differ; predict uses the student path
     t_logits = model.caption_logits(data['inputs'], samples['tokens'], path='teacher')
     s_logits = model.caption_logits(data['inputs'], samples['tokens'])

@@ -41,6 +41,10 @@ class CaptionDataset(BaseDataset):
             ``dict(max_objects=3, max_actions=3)``; off by default.
         cache_dir (str, optional): where preprocessed annotations (concepts, grades)
             are cached; default ``.capdistill_cache/`` beside the annotation file.
+        teacher_caption (bool): add the video's "teacher caption" (the reference with
+            the highest mean TF-IDF, where the concepts come from) to every training
+            sample as ``teacher_caption``/``teacher_tokens`` (SFTCap trains its teacher
+            path on it); off by default.
     """
     #: name used to find ``splits/<name>_<split>_list.{json,txt,pkl}`` when no
     #: split_file is given
@@ -48,12 +52,13 @@ class CaptionDataset(BaseDataset):
 
     def __init__(self, ann_file, feature_dirs, tokenizer, split_file=None, split='train',
                  max_len=22, skip_missing=False, allow_pickle=False, grade=None,
-                 concepts=None, cache_dir=None, **kwargs):
+                 concepts=None, cache_dir=None, teacher_caption=False, **kwargs):
         if grade not in (None, 'tfidf', 'consensus'):
             raise ValueError(f"grade must be None, 'tfidf' or 'consensus', not {grade!r}.")
         if concepts is not None and not isinstance(concepts, dict):
             concepts = {} if concepts is True else None
         self.grade = grade
+        self.teacher_caption = bool(teacher_caption)
         self.concepts = None if concepts is None else dict(
             max_objects=concepts.get('max_objects', 3),
             max_actions=concepts.get('max_actions', 3))
@@ -147,7 +152,7 @@ class CaptionDataset(BaseDataset):
             print_log(msg + ' They are left out (skip_missing=True).', logger='current',
                       level=30)
         prep = None
-        if self.grade or self.concepts is not None:
+        if self.grade or self.concepts is not None or self.teacher_caption:
             prep = load_preprocessed(self.ann_file, self.cache_dir, captions)
         data_list = []
         for vid in ids:
@@ -167,6 +172,10 @@ class CaptionDataset(BaseDataset):
                 data_list.append(dict(video_id=vid, refs=refs, feature_paths=paths, **extra))
                 continue
             weights = prep[vid][self.grade] if self.grade else [1.0] * len(refs)
+            if self.teacher_caption:
+                best = refs[prep[vid]['teacher']]
+                extra = dict(extra, teacher_caption=best,
+                             teacher_tokens=self.tokenizer.encode_padded(best, self.max_len))
             for cap, weight in zip(refs, weights):
                 tokens = self.tokenizer.encode_padded(cap, self.max_len)
                 data_list.append(dict(video_id=vid, caption=cap, tokens=tokens,

@@ -6,6 +6,6 @@ from .heads import PrefixLMHead
 __all__ = ['Captioner', 'CaptionDataPreprocessor', 'greedy_decode', 'PrefixLMHead']
 from .decoding import beam_search, decode  # noqa: E402
 from .heads import TransformerDecoderHead  # noqa: E402
-from .sftcap import SFTCap, concept_loss  # noqa: E402
+from .sftcap import SFTCap  # noqa: E402
 
-__all__ += ['beam_search', 'decode', 'TransformerDecoderHead', 'SFTCap', 'concept_loss']
+__all__ += ['beam_search', 'decode', 'TransformerDecoderHead', 'SFTCap']

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from capdistill.registry import HEADS
+from ..pooling import masked_pool
 
 
 def load_clip_token_embedding(path):
@@ -161,8 +162,7 @@ class PrefixLMHead(TiedWordHead):
 
     # -- pieces ----------------------------------------------------------------
     def _prefix(self, memory, mem_mask):
-        m = mem_mask.unsqueeze(-1).to(memory.dtype)
-        glob = (memory * m).sum(1, keepdim=True) / m.sum(1, keepdim=True).clamp(min=1)
+        glob = masked_pool(memory, mem_mask, 'mean', keepdim=True)
         prefix = torch.cat([memory, glob], dim=1) + self.type_embed[0]
         prefix_mask = torch.cat([mem_mask, mem_mask.new_ones(mem_mask.shape[0], 1)], dim=1)
         return self.drop(prefix), prefix_mask

@@ -1,29 +1,20 @@
 """SFTCap as the reference code trains it: one network, a teacher path and a student path."""
 import torch
-import torch.nn.functional as F
 
-from capdistill.registry import BACKBONES, MODELS, STUDENTS, TEACHERS
+from capdistill.registry import BACKBONES, LOSSES, MODELS, STUDENTS, TEACHERS
 from .captioner import Captioner
 
+#: where each SFTCap loss term takes its targets from (``action_labels`` choices)
+ACTION_LABELS = dict(verbs='act_tokens', objects='obj_tokens')
+TEACHER_TARGETS = ('teacher_caption', 'sampled')
 
-def concept_loss(feats, mask, concepts, embedding, pad_id=0, weight=None):
-    """Bag-of-concepts cross-entropy of pooled features against concept token ids.
 
-    ``feats`` ``(B, N, E)`` are max-pooled over valid rows (``mask`` ``(B, N)``) and
-    scored against every word by the (tied) word embedding ``(V, E)``; the target is
-    uniform over the video's concept tokens ``concepts`` ``(B, K)`` (``pad_id`` =
-    empty slot). Videos without concepts are left out; no concept at all gives 0.
-    """
-    valid = concepts != pad_id
-    has = valid.any(1)
-    if not has.any():
-        return feats.sum() * 0.0
-    pooled = feats.masked_fill(~mask[..., None], float('-inf')).amax(1).nan_to_num(0.0)
-    logp = F.log_softmax(F.linear(pooled, embedding).float(), dim=-1)
-    picked = logp.gather(1, concepts) * valid
-    per_video = -picked.sum(1) / valid.sum(1).clamp(min=1)
-    w = has.float() if weight is None else has.float() * weight.float()
-    return (per_video * w).sum() / w.sum().clamp(min=1e-8)
+def _batch_tensor(data_samples, key, device):
+    """A per-sample tensor entry as one ``(B, ...)`` tensor (collation may leave a list)."""
+    value = data_samples.get(key)
+    if isinstance(value, (list, tuple)):
+        value = torch.stack([torch.as_tensor(v) for v in value])
+    return None if value is None else value.to(device)
 
 
 @MODELS.register_module()
@@ -37,31 +28,58 @@ class SFTCap(Captioner):
 
         t * L_T + (1 - t) * L_S + lam_o * L_obj + lam_a * L_act
 
-    ``L_T``/``L_S``: caption loss of the teacher/student path. ``L_obj``/``L_act``
-    (only when the batch carries ``obj_tokens``/``act_tokens``): for each path, the
-    HAM object features (frames) / action features (action queries) are max-pooled
-    and must predict the teacher caption's nouns / verbs through the tied word
-    embedding (see :func:`concept_loss`); both paths' terms are averaged with the
-    same ``t``. Prediction, decoding and :meth:`student_state_dict` use the student
-    path; the teacher-only weights (``teacher_encoder``) are dropped from the
-    deployed model, which loads into a plain :class:`Captioner` with the same
-    ``visual_encoder``/``encoder``/``head`` (see :meth:`student_config`).
+    ``L_T``: caption loss of the teacher path on the video's *teacher caption* (the
+    reference with the highest mean TF-IDF; dataset option ``teacher_caption=True``),
+    as the reference trainer does; ``teacher_targets='sampled'`` trains it on the
+    sampled caption instead. ``L_S``: the student path on the sampled caption.
+    ``L_obj``/``L_act``: for each path, the HAM object features (valid frames) / action
+    features (action queries) are max-pooled and must predict the teacher caption's
+    nouns / the labels named by ``action_labels`` through the tied word embedding
+    (``concept_loss``, a :class:`ConceptPredictionLoss`); both paths' terms are
+    averaged with the same ``t``. A term with a non-zero weight whose labels the batch
+    lacks stops the step with one line naming the dataset option to set.
+
+    Prediction, decoding and :meth:`student_state_dict` use the student path; the
+    teacher-only weights (``teacher_encoder``) are dropped from the deployed model,
+    which loads into a plain :class:`Captioner` (see :meth:`student_config`).
 
     Args:
         teacher_encoder (dict): the teacher-only stack over the frame tokens.
         t (float): weight of the teacher path's caption loss.
         lam_o, lam_a (float): weights of the object / action concept losses.
-        Others as :class:`Captioner`; ``encoder`` should be a :class:`HAM` for the
-        concept losses (other encoders work without them).
+        teacher_targets (str): ``'teacher_caption'`` (the reference) or ``'sampled'``
+            (both paths on the sampled caption).
+        action_labels (str): ``'verbs'`` (the paper and the reference's non-shared
+            branch) or ``'objects'`` (the reference's shared-weight branch scores the
+            action features against the noun labels).
+        concept_loss (dict): the concept term (``LOSSES``).
+        Others as :class:`Captioner`; ``encoder`` must be a :class:`HAM` (anything
+        with ``forward_features``) when ``lam_o`` or ``lam_a`` is non-zero.
     """
 
     teacher_only = ('teacher_encoder.',)
 
     def __init__(self, visual_encoder, encoder, head, tokenizer, teacher_encoder,
-                 t=0.5, lam_o=0.0, lam_a=0.0, **kwargs):
+                 t=0.5, lam_o=0.0, lam_a=0.0, teacher_targets='teacher_caption',
+                 action_labels='verbs',
+                 concept_loss=dict(type='ConceptPredictionLoss', pool='max'), **kwargs):
         super().__init__(visual_encoder, encoder, head, tokenizer, **kwargs)
+        if teacher_targets not in TEACHER_TARGETS:
+            raise ValueError(f'SFTCap: teacher_targets must be one of {TEACHER_TARGETS}, '
+                             f'not {teacher_targets!r}.')
+        if action_labels not in ACTION_LABELS:
+            raise ValueError(f'SFTCap: action_labels must be one of {tuple(ACTION_LABELS)}, '
+                             f'not {action_labels!r}.')
+        if (lam_o or lam_a) and not hasattr(self.encoder, 'forward_features'):
+            raise ValueError(f'SFTCap: lam_o/lam_a need an encoder with object and action '
+                             f'features (HAM); {type(self.encoder).__name__} has none. '
+                             'Set lam_o=lam_a=0 or use encoder=dict(type="HAM", ...).')
         self.teacher_encoder = BACKBONES.build(teacher_encoder)
         self.t, self.lam_o, self.lam_a = t, lam_o, lam_a
+        self.teacher_targets, self.action_labels = teacher_targets, action_labels
+        concept_loss = dict(concept_loss)
+        concept_loss.setdefault('pad_id', self.tokenizer.pad_id)
+        self.concept_loss = LOSSES.build(concept_loss)
         self._cfg = dict(visual_encoder=visual_encoder, encoder=encoder, head=head,
                          tokenizer=tokenizer, **kwargs)
 
@@ -86,26 +104,46 @@ class SFTCap(Captioner):
         memory, mask = self.encode(inputs, path)
         return self.head(memory, mask, tokens[:, :-1], return_hidden=return_hidden)
 
+    def _required(self, data_samples, key, why, option, device):
+        value = _batch_tensor(data_samples, key, device)
+        if value is None:
+            raise KeyError(f'SFTCap: {why} needs {key!r} in the batch, which has none; set '
+                           f'{option} in the training dataset config.')
+        return value
+
     def loss(self, inputs, data_samples):
         tokens = data_samples['tokens']
+        device = tokens.device
         weight = data_samples.get('weight')
+        targets = dict(student=(tokens, weight), teacher=(tokens, weight))
+        if self.t and self.teacher_targets == 'teacher_caption':
+            # the teacher caption is its video's best reference: grade 1, no weight
+            targets['teacher'] = (self._required(
+                data_samples, 'teacher_tokens', "teacher_targets='teacher_caption'",
+                "train_dataloader.dataset.teacher_caption=True (or model.teacher_targets="
+                "'sampled')", device), None)
+        concept_terms = []
+        for name, lam, key in (('obj', self.lam_o, 'obj_tokens'),
+                               ('act', self.lam_a, ACTION_LABELS[self.action_labels])):
+            if lam:
+                labels = self._required(
+                    data_samples, key, f'lam_{name[0]}={lam}',
+                    'train_dataloader.dataset.concepts=dict(max_objects=3, max_actions=3) '
+                    f'(or model.lam_{name[0]}=0)', device)
+                concept_terms.append((name, lam, labels))
         losses = {}
-        pad = self.tokenizer.pad_id
         emb = self.head.word_embed.weight
         for path, w in (('teacher', self.t), ('student', 1.0 - self.t)):
             out = self._features(inputs, path)
-            logits = self.head(out['tokens'], out['mask'], tokens[:, :-1])
-            losses[f'loss_caption_{path}'] = w * self.caption_loss(logits, tokens[:, 1:], weight)
-            for key, lam, feat, fmask in (
-                    ('obj', self.lam_o, out.get('objects'), out.get('frame_mask')),
-                    ('act', self.lam_a, out.get('actions'), None)):
-                concepts = data_samples.get(f'{key}_tokens')
-                if not lam or concepts is None or feat is None:
-                    continue
-                if fmask is None:
-                    fmask = torch.ones(feat.shape[:2], dtype=torch.bool, device=feat.device)
-                losses[f'loss_{key}_{path}'] = w * lam * concept_loss(
-                    feat, fmask, concepts.to(feat.device), emb, pad)
+            caption, cap_weight = targets[path]
+            logits = self.head(out['tokens'], out['mask'], caption[:, :-1])
+            losses[f'loss_caption_{path}'] = w * self.caption_loss(
+                logits, caption[:, 1:], cap_weight)
+            for name, lam, labels in concept_terms:
+                feats, mask = ((out['objects'], out['frame_mask']) if name == 'obj'
+                               else (out['actions'], None))
+                losses[f'loss_{name}_{path}'] = w * lam * self.concept_loss(
+                    feats, labels, emb, mask=mask)
         return losses
 
     def student_state_dict(self):

@@ -50,11 +50,13 @@ class QualityWeightedCaptionLoss(nn.Module):
         self.ignore_index, self.loss_weight = ignore_index, loss_weight
 
     def forward(self, logits, targets, weight=None):
+        if weight is None:
+            raise ValueError("QualityWeightedCaptionLoss: the batch carries no caption grades "
+                             "('weight'); set grade='tfidf' (or 'consensus') in the training "
+                             'dataset config, or use LabelSmoothingLoss.')
         per_token = label_smoothed_nll(logits, targets, self.smoothing)
-        w = None
-        if weight is not None:
-            w = torch.as_tensor(weight, dtype=per_token.dtype,
-                                device=per_token.device).clamp(min=0) ** self.gamma
+        w = torch.as_tensor(weight, dtype=per_token.dtype,
+                            device=per_token.device).clamp(min=0) ** self.gamma
         return self.loss_weight * masked_mean(per_token, targets != self.ignore_index, w)
 
 
