@@ -1,0 +1,228 @@
+"""Captioning with an ONNX export (``tools/deploy.py``) on onnxruntime (CPU).
+
+:class:`OnnxCaptioner` behaves like a :class:`~capdistill.models.captioners.Captioner` at
+test time (``generate``, ``predict``, ``tokenizer``, ``feature_key``, ``frame_encoder``,
+``num_frames``), so :func:`capdistill.apis.caption_video`, ``tools/caption_video.py`` and
+``tools/test.py`` (``dict(type='OnnxStudent', path=...)``) take it like any checkpoint.
+
+The search is PyTorch's own: ``generate`` is :meth:`Captioner.generate`, which runs
+:func:`capdistill.models.captioners.decoding.decode` over :class:`OnnxHead`, a head whose
+``start``/``step``/``reorder`` are the exported graphs (the decoder step takes and
+returns the key/value cache) and a row selection of the cache. Greedy and beam search,
+length penalty, ``min_len``, banned ids and n-gram blocking are therefore the same code
+for both back-ends; only the reference's uncached loop (``use_cache=False``) has no ONNX
+form.
+"""
+import json
+import os
+import os.path as osp
+import types
+
+import numpy as np
+import torch
+from mmengine.model import BaseModel
+
+from capdistill.registry import MODELS
+from capdistill.utils import CheckpointError
+from .onnx_export import FORMAT, STEP_SUFFIX, spec_from_json
+
+__all__ = ['OnnxCaptioner', 'OnnxHead', 'OnnxStudent', 'is_onnx_export', 'locate_onnx_export']
+
+
+def locate_onnx_export(path):
+    """The export json for a folder, the json itself or either ``.onnx`` graph."""
+    path = str(path)
+    if osp.isdir(path):
+        found = sorted(f for f in os.listdir(path) if f.endswith('.json')
+                       and _is_onnx_json(osp.join(path, f)))
+        if len(found) != 1:
+            raise CheckpointError(f'{path} holds {len(found)} ONNX export json files; give '
+                                  'the .json or .onnx file itself.')
+        return osp.join(path, found[0])
+    if path.endswith(STEP_SUFFIX):
+        path = path[:-len(STEP_SUFFIX)] + '.json'
+    elif path.endswith('.onnx'):
+        path = path[:-len('.onnx')] + '.json'
+    if not osp.isfile(path):
+        raise CheckpointError(f'ONNX export json not found: {path} (tools/deploy.py writes '
+                              '<name>.json beside <name>.onnx and <name>.step.onnx).')
+    if not _is_onnx_json(path):
+        raise CheckpointError(f'{path} is not a capdistill ONNX export (format must be '
+                              f'{FORMAT!r}); make one with tools/deploy.py.')
+    return path
+
+
+def _is_onnx_json(path):
+    try:
+        with open(path, encoding='utf-8') as f:
+            return json.load(f).get('format') == FORMAT
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def is_onnx_export(path):
+    """Whether ``path`` names an ONNX export (an ``.onnx`` graph or its json/folder)."""
+    if path is None:
+        return False
+    path = str(path)
+    if path.endswith('.onnx'):
+        return True
+    if path.endswith('.json'):
+        return _is_onnx_json(path)
+    return osp.isdir(path) and any(f.endswith('.onnx') for f in os.listdir(path))
+
+
+def _session(path, threads):
+    import onnxruntime as ort
+    if not osp.isfile(path):
+        raise CheckpointError(f'ONNX graph not found: {path} (the export json names it; keep '
+                              'the exported files together).')
+    opts = ort.SessionOptions()
+    # the same number of threads as torch, so that back-ends compare on equal terms
+    opts.intra_op_num_threads = int(threads or torch.get_num_threads())
+    opts.inter_op_num_threads = 1
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return ort.InferenceSession(path, sess_options=opts, providers=['CPUExecutionProvider'])
+
+
+class OnnxHead:
+    """The decoder step graph behind the ``start``/``step``/``reorder`` head interface.
+
+    The state is the flat list of cache tensors (numpy arrays) and the position; the
+    encoder graph computes the initial one, which :meth:`start` hands out for the
+    visual tokens it was computed with.
+    """
+
+    def __init__(self, session, names, vocab_size):
+        self.session = session
+        self.names = list(names)
+        self.vocab_size = int(vocab_size)
+        self.inputs = [f'in.{n}' for n in self.names]
+        self._pending = None
+
+    def prime(self, memory, leaves):
+        """Remember the initial state computed for ``memory`` by the encoder graph."""
+        self._pending = (memory, leaves)
+
+    def start(self, memory, mem_mask):
+        if self._pending is None or self._pending[0] is not memory:
+            raise RuntimeError('OnnxHead.start() needs the visual tokens from '
+                               'OnnxCaptioner.encode() (the encoder graph makes the state)')
+        leaves = self._pending[1]
+        self._pending = None
+        return dict(leaves=leaves, length=0)
+
+    def step(self, tokens, state):
+        feed = dict(zip(self.inputs, state['leaves']))
+        feed['token'] = np.ascontiguousarray(tokens.detach().cpu().numpy(), dtype=np.int64)
+        feed['position'] = np.array(state['length'], dtype=np.int64)
+        logits, *leaves = self.session.run(None, feed)
+        state['leaves'] = leaves
+        state['length'] += 1
+        return torch.from_numpy(logits)
+
+    @staticmethod
+    def reorder(state, index):
+        idx = index.detach().cpu().numpy()
+        state['leaves'] = [np.take(a, idx, axis=0) for a in state['leaves']]
+        return state
+
+    def __call__(self, *args, **kwargs):
+        raise ValueError('an ONNX export decodes through its key/value cache only; '
+                         'use_cache=False (the reference loop) is PyTorch-only')
+
+
+class OnnxCaptioner:
+    """An ONNX export run on onnxruntime, with the captioner's test-time interface.
+
+    Args:
+        path: the export's ``.json``, its ``.onnx``/``.step.onnx`` graph or its folder.
+        threads (int, optional): onnxruntime intra-op threads (default: torch's).
+    """
+
+    def __init__(self, path, threads=None):
+        from capdistill.registry import TOKENIZERS
+        self.json_path = locate_onnx_export(path)
+        with open(self.json_path, encoding='utf-8') as f:
+            meta = json.load(f)
+        self.meta = meta
+        folder = osp.dirname(self.json_path)
+        graphs = meta['graphs']
+        self.encoder_session = _session(osp.join(folder, graphs['encoder']), threads)
+        step_session = _session(osp.join(folder, graphs['step']), threads)
+        model = meta['model']
+        self.tokenizer = TOKENIZERS.build(dict(meta['tokenizer']))
+        self.feature_key = model['feature_key']
+        decode = dict(meta.get('decode') or {})
+        self.max_len = int(decode.pop('max_len', model['max_len']))
+        self.decode_cfg = dict(strategy='greedy', use_cache=True, ban_special=True)
+        self.decode_cfg.update(decode)
+        self.head = OnnxHead(step_session, meta['state']['names'], model['vocab_size'])
+        self.spec = spec_from_json(meta['state']['spec'])
+        # what caption_video reads off a captioner
+        self.visual_encoder = types.SimpleNamespace(in_dim=int(model['in_dim']))
+        self.frame_encoder = meta.get('frame_encoder')
+        self.num_frames = meta.get('num_frames')
+        self.int8 = bool(meta.get('int8'))
+        self.training = False
+
+    # -- the parts of nn.Module that callers use ----------------------------------------
+    def parameters(self):
+        return iter(())
+
+    def eval(self):
+        return self
+
+    def to(self, *args, **kwargs):
+        return self
+
+    # -- captioning -------------------------------------------------------------------
+    def encode(self, inputs):
+        """Visual tokens and mask ``(B, N, E)``/``(B, N)``; primes the head's state."""
+        feats = inputs[self.feature_key]
+        mask = inputs[f'{self.feature_key}_mask']
+        feed = dict(feats=np.ascontiguousarray(feats.detach().cpu().float().numpy()),
+                    feats_mask=np.ascontiguousarray(mask.detach().cpu().numpy(), dtype=bool))
+        if feed['feats'].shape[-1] != self.visual_encoder.in_dim:
+            raise ValueError(f'the ONNX export reads {self.visual_encoder.in_dim}-dim features, '
+                             f'got {feed["feats"].shape[-1]}; use the frame encoder it was '
+                             'trained on')
+        memory, mem_mask, *leaves = self.encoder_session.run(None, feed)
+        memory, mem_mask = torch.from_numpy(memory), torch.from_numpy(mem_mask)
+        self.head.prime(memory, leaves)
+        return memory, mem_mask
+
+    def generate(self, inputs, **decode):
+        """Generated ids ``(B, <=max_len+1)``: :meth:`Captioner.generate` over the graphs."""
+        from capdistill.models.captioners.captioner import Captioner
+        if decode.get('use_cache', self.decode_cfg.get('use_cache', True)) is False:
+            self.head()  # one clear error
+        return Captioner.generate(self, inputs, **decode)
+
+    def predict(self, inputs, data_samples=None):
+        from capdistill.models.captioners.captioner import Captioner
+        return Captioner.predict(self, inputs, data_samples)
+
+
+@MODELS.register_module(name='OnnxStudent')
+class OnnxStudent(BaseModel):
+    """An ONNX export as a model for the Runner (``tools/test.py``): ``predict`` only.
+
+    ``dict(type='OnnxStudent', path='DIR/x.json')`` with ``load_from = None``; the
+    captions come from onnxruntime, the batching from the usual data preprocessor.
+    """
+
+    def __init__(self, path, threads=None,
+                 data_preprocessor=dict(type='CaptionDataPreprocessor')):
+        super().__init__(data_preprocessor=data_preprocessor)
+        self.onnx = OnnxCaptioner(path, threads=threads)
+        self.tokenizer = self.onnx.tokenizer
+
+    def forward(self, inputs, data_samples=None, mode='predict'):
+        if mode != 'predict':
+            raise ValueError(f'an ONNX export only predicts (mode={mode!r}); train the '
+                             'PyTorch model instead')
+        return self.onnx.predict(inputs, data_samples)
+
+    def generate(self, inputs, **decode):
+        return self.onnx.generate(inputs, **decode)
