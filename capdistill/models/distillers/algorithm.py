@@ -132,6 +132,7 @@ class DistillAlgorithm(BaseModel):
         recorders (dict): name -> ``dict(source, module, output=None, step=None)``.
         connectors (dict): name -> connector config (``CONNECTORS``).
         distill_losses (dict): name -> loss config (``LOSSES``) with optional ``inputs``.
+            In these three dicts an entry set to None is left out (a term switched off).
         student_loss_weight (float): weight of the student's own caption loss.
         teacher_check_interval (int): steps between teacher checksums (0: never).
         teacher_cache (dict, optional): ``dict(cache_dir, topk=32, mode='auto')`` caches
@@ -169,6 +170,11 @@ class DistillAlgorithm(BaseModel):
         teacher.requires_grad_(False)
         self.__dict__['teacher'] = teacher  # not a submodule, see the class docstring
         self.student_loss_weight = student_loss_weight
+        # an entry set to None is switched off (a config switch, e.g. --cfg-options
+        # model.distill_losses.loss_obj=None model.connectors.obj=None)
+        recorders, connectors, distill_losses = (
+            {k: v for k, v in (d or {}).items() if v is not None}
+            for d in (recorders, connectors, distill_losses))
         self.recorders = RecorderManager(dict(student=self.student, teacher=teacher),
                                          recorders)
         self.connectors = torch.nn.ModuleDict(
