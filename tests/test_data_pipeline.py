@@ -36,3 +36,43 @@ def test_mangled_references_are_refused():
     data = dict(inputs={}, data_samples=dict(video_id=['a', 'b'], refs=[('x', 'y'), ('z', 'w')]))
     with pytest.raises(ValueError, match='TextList'):
         CaptionDataPreprocessor()(data)
+
+
+def _loader_inputs(cfg, split):
+    with DefaultScope.overwrite_default_scope('capdistill'):
+        loader = Runner.build_dataloader(cfg[split])
+    return set(CaptionDataPreprocessor()(next(iter(loader)))['inputs'])
+
+
+def test_datasets_load_only_the_features_the_model_reads(tmp_path):
+    """A student's dataset never opens the teacher's folder (here it is not even there);
+    a distillation run's training data carries both, its validation only the student's."""
+    import argparse
+
+    from capdistill.engine.setup import load_config
+    from conftest import make_tiny_dataset
+    root = make_tiny_dataset(str(tmp_path / 'data'), num_videos=6, dims=(('grid8', 24),))
+    args = argparse.Namespace(config=write_tiny_config(tmp_path / 'student.py', root,
+                                                       model='_student'),
+                              cfg_options=None, local_rank=0, work_dir=str(tmp_path / 'w'))
+    cfg = load_config(args)
+    assert cfg.train_dataloader.dataset.feature_keys == ['feats']
+    assert _loader_inputs(cfg, 'train_dataloader') == {'feats', 'feats_mask'}
+    raw = Config.fromfile(args.config)  # as written: the missing folder is an error
+    with pytest.raises(Exception, match='grid16|teacher_feats'):
+        _loader_inputs(raw, 'train_dataloader')
+    kd = ("dict(type='DistillAlgorithm', student=_student, teacher=_teacher, "
+          "distill_losses=dict(loss_word=dict(type='WordKLLoss')))")
+    make_tiny_dataset(root, num_videos=6)  # now with the teacher's features too
+    args.config = write_tiny_config(tmp_path / 'kd.py', root, model=kd)
+    cfg = load_config(args)
+    assert _loader_inputs(cfg, 'train_dataloader') == {
+        'feats', 'feats_mask', 'teacher_feats', 'teacher_feats_mask'}
+    assert _loader_inputs(cfg, 'val_dataloader') == {'feats', 'feats_mask'}
+    # a key the dataset does not have is refused by name
+    from capdistill.datasets import CaptionDataset
+    with pytest.raises(ValueError, match="feature_keys \\['clip'\\]"):
+        CaptionDataset(ann_file='language/tiny_caption.json', data_root=root,
+                       feature_dirs=dict(feats='visual/grid8/frame_feature'),
+                       tokenizer=cfg.train_dataloader.dataset.tokenizer,
+                       split_file='splits/tiny_train_list.json', feature_keys=['clip'])

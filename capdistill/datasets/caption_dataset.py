@@ -10,6 +10,44 @@ from .annotations import DataError, load_captions, load_official_splits, load_sp
 from .preprocess import load_preprocessed
 
 
+def model_feature_keys(model, deployed=False):
+    """Inputs a model config reads: its ``feature_key`` (default ``'feats'``), or its
+    student's and teacher's (only the student's with ``deployed``); None if unknown."""
+    if not isinstance(model, dict):
+        return None
+    parts = [model.get('student'), None if deployed else model.get('teacher')] \
+        if model.get('student') is not None else [model]
+    keys = set()
+    for part in parts:
+        if part is None:
+            continue
+        if not isinstance(part, dict) or 'visual_encoder' not in part:
+            return None  # a model type that does not say what it reads
+        keys.add(part.get('feature_key', 'feats'))
+    return sorted(keys) or None
+
+
+def restrict_features(cfg):
+    """Set ``feature_keys`` of every dataloader's dataset to the inputs the model reads.
+
+    Training loads what the model (student and teacher) reads; validation and test
+    only what the deployed model reads. Datasets that already set ``feature_keys``,
+    have no ``feature_dirs``, or lack an input the model reads (that error is the
+    model's to report) are left alone.
+    """
+    for name, deployed in (('train_dataloader', False), ('val_dataloader', True),
+                           ('test_dataloader', True)):
+        loader = cfg.get(name)
+        dataset = loader.get('dataset') if isinstance(loader, dict) else None
+        keys = model_feature_keys(cfg.get('model'), deployed)
+        if not isinstance(dataset, dict) or keys is None or 'feature_keys' in dataset \
+                or not isinstance(dataset.get('feature_dirs'), dict) \
+                or not set(keys) <= set(dataset['feature_dirs']):
+            continue
+        dataset['feature_keys'] = keys
+    return cfg
+
+
 @DATASETS.register_module()
 class CaptionDataset(BaseDataset):
     """Frame features + captions, in the reference release's layout.
@@ -26,6 +64,9 @@ class CaptionDataset(BaseDataset):
         feature_dirs (dict): input name -> folder of ``<vid>.npy`` (or an .h5 file),
             e.g. ``dict(feats='visual/clip_b32/frame_feature',
             teacher_feats='visual/clip_l14/frame_feature')``.
+        feature_keys (list[str], optional): the inputs of ``feature_dirs`` to check
+            and load (the others are never read); None: all. Training and testing
+            set it to the inputs the model reads (:func:`restrict_features`).
         tokenizer (dict): tokenizer config (see ``capdistill.datasets.tokenizers``).
         max_len (int): caption tokens kept, without BOS/EOS.
         test_mode (bool): one sample per video with all references; otherwise one
@@ -52,6 +93,7 @@ class CaptionDataset(BaseDataset):
 
     def __init__(self, ann_file, feature_dirs, tokenizer, split_file=None, split='train',
                  max_len=22, skip_missing=False, allow_pickle=False, grade=None,
+                 feature_keys=None,
                  concepts=None, cache_dir=None, teacher_caption=False, **kwargs):
         if grade not in (None, 'tfidf', 'consensus'):
             raise ValueError(f"grade must be None, 'tfidf' or 'consensus', not {grade!r}.")
@@ -66,6 +108,13 @@ class CaptionDataset(BaseDataset):
         self.split_file = split_file
         self.split = split
         self.feature_dirs = dict(feature_dirs)
+        if feature_keys is not None:
+            unknown = sorted(set(feature_keys) - set(self.feature_dirs))
+            if unknown:
+                raise ValueError(f'feature_keys {unknown} are not in feature_dirs '
+                                 f'{sorted(self.feature_dirs)}; name inputs the dataset has.')
+            self.feature_dirs = {k: v for k, v in self.feature_dirs.items()
+                                 if k in set(feature_keys)}
         self.tokenizer = TOKENIZERS.build(tokenizer) if isinstance(tokenizer, dict) else tokenizer
         self.max_len = max_len
         self.skip_missing = skip_missing

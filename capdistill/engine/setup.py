@@ -86,6 +86,8 @@ def load_config(args):
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
     import_custom_modules(cfg)  # also those named by --cfg-options
+    from capdistill.datasets.caption_dataset import restrict_features
+    restrict_features(cfg)  # datasets load only the feature sets the model reads
     cfg.work_dir = args.work_dir or cfg.get('work_dir') or osp.join(
         'work_dirs', osp.splitext(osp.basename(args.config))[0])
     return cfg
