@@ -360,8 +360,17 @@ def export_graphs(captioner, out_dir, name, num_frames=15):
 def quantize_int8(src, dst):
     """Dynamic int8 quantisation of the MatMul/Gemm weights (linear layers and the tied
     output projection) of ``src`` into ``dst``; activations stay float."""
+    import logging
+
     from onnxruntime.quantization import QuantType, quantize_dynamic
-    quantize_dynamic(src, dst, weight_type=QuantType.QInt8, op_types_to_quantize=['MatMul', 'Gemm'])
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)  # its advice to pre-process is for static quantisation
+    try:
+        quantize_dynamic(src, dst, weight_type=QuantType.QInt8,
+                         op_types_to_quantize=['MatMul', 'Gemm'])
+    finally:
+        root.setLevel(level)
     import onnx
     onnx.checker.check_model(dst, full_check=True)
 
