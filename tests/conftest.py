@@ -1,5 +1,6 @@
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -12,6 +13,26 @@ import capdistill
 capdistill.setup_runtime()
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def on_ci():
+    """True where the environment says it is CI (``CI=true``, as GitHub/GitLab set it)."""
+    return os.environ.get('CI', '').strip().lower() in ('1', 'true', 'yes')
+
+
+def pytest_runtest_setup(item):
+    """``java`` tests skip without Java, but fail under CI, where a skip would hide a
+    missing runtime; ``gpu`` tests skip without CUDA."""
+    if item.get_closest_marker('java') is not None and shutil.which('java') is None:
+        message = ('needs a Java runtime and java is not on PATH (install one, e.g. '
+                   'apt-get install default-jre-headless)')
+        if on_ci():
+            pytest.fail(f'{message}; CI=true, so this is a failure, not a skip', pytrace=False)
+        pytest.skip(message)
+    if item.get_closest_marker('gpu') is not None:
+        import torch
+        if not torch.cuda.is_available():
+            pytest.skip('needs a CUDA GPU (torch.cuda.is_available() is False)')
 COLOURS = ['red', 'green', 'blue', 'yellow']
 ACTIONS = ['moves left', 'moves right', 'spins', 'bounces']
 
