@@ -257,15 +257,50 @@ def _check_exportable(captioner):
                                   'ONNX (it says so: onnx_exportable = False)')
 
 
-def _module_of_failure(captioner, exc):
-    """The module that the exporter was tracing when it failed, if it can be told."""
-    text = str(exc)
-    best = None
-    for name, module in captioner.named_modules():
-        if name and (name in text or type(module).__name__ in text):
-            if best is None or len(name) > len(best[0]):
-                best = (name, module)
-    return best
+def _first_line(exc):
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _try_export(module, args):
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')
+        torch.onnx.export(module, args, io.BytesIO(), dynamo=False, opset_version=OPSET)
+
+
+def _blame(graph_module, args, error):
+    """``(name, module)`` of the deepest part that fails to export with the same error.
+
+    Every submodule's inputs are recorded during one forward pass; the parts called with
+    tensors only are then exported alone, deepest first. None when no single part does.
+    """
+    calls, hooks = {}, []
+
+    def record(name):
+        def hook(module, args, kwargs):
+            calls.setdefault(name, (module, args, kwargs))
+        return hook
+    for name, module in graph_module.named_modules():
+        if name:
+            hooks.append(module.register_forward_pre_hook(record(name), with_kwargs=True))
+    try:
+        with torch.no_grad():
+            graph_module(*args)
+    except Exception:  # noqa: BLE001  (the forward may be what fails; keep the record)
+        pass
+    finally:
+        for h in hooks:
+            h.remove()
+    for name in sorted(calls, key=lambda n: -n.count('.')):
+        module, a, kw = calls[name]
+        if kw or not a or not all(isinstance(x, torch.Tensor) for x in a):
+            continue
+        try:
+            _try_export(module, a)
+        except Exception as exc:  # noqa: BLE001  (any exporter failure)
+            if type(exc) is type(error) and _first_line(exc) == _first_line(error):
+                return name.removeprefix('captioner.'), module
+    return None
 
 
 def _export_graph(module, args, path, input_names, output_names, dynamic_axes, captioner):
@@ -279,10 +314,12 @@ def _export_graph(module, args, path, input_names, output_names, dynamic_axes, c
     except OnnxExportError:
         raise
     except Exception as exc:  # the exporter's errors have no common base class
-        found = _module_of_failure(captioner, exc)
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        where = f'{found[0]} ({type(found[1]).__name__})' if found else type(module).__name__
-        raise OnnxExportError(f'cannot export {where} to ONNX: {first[:300]}') from None
+        found = _blame(module, args, exc)
+        where = (f'{found[0]} ({type(found[1]).__name__})' if found
+                 else f'the {"decoder step" if isinstance(module, StepGraph) else "encoder"} '
+                      f'of {type(captioner).__name__}')
+        raise OnnxExportError(f'cannot export {where} to ONNX: {_first_line(exc)[:300]}') \
+            from None
     data = buffer.getvalue()
     with open(path, 'wb') as f:
         f.write(data)
