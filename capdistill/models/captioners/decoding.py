@@ -182,10 +182,18 @@ def row_topk(x, k, chunk=64):
     return values, index
 
 
+def _index(ids, device):
+    """Token ids as a tensor made once per decode, or None for none."""
+    ids = sorted(set(int(i) for i in ids or ()))
+    return torch.tensor(ids, dtype=torch.long, device=device) if ids else None
+
+
 def _constrain(logp, hist, eos_id, step, min_len, banned_ids, no_repeat_ngram):
     """Set -inf on tokens the search may not pick; ``hist`` ``(N, step)`` excludes BOS."""
-    if banned_ids:
-        logp[:, list(banned_ids)] = NEG_INF
+    if banned_ids is not None and len(banned_ids):
+        if not torch.is_tensor(banned_ids):
+            banned_ids = torch.tensor(list(banned_ids), dtype=torch.long, device=logp.device)
+        logp.index_fill_(1, banned_ids, NEG_INF)
     if step < min_len:
         logp[:, eos_id] = NEG_INF
     n = no_repeat_ngram or 0
@@ -239,6 +247,7 @@ def greedy_decode(head, memory, mem_mask, bos_id, eos_id, max_steps, use_cache=T
     live = torch.arange(b, device=memory.device)
     tokens = torch.full((b, 1), bos_id, dtype=torch.long, device=memory.device)
     stepper = _Stepper(head, memory, mem_mask, bos_id, use_cache, max_steps)
+    banned_index = _index(banned_ids, memory.device)
     fast = _shortlist_of(head, memory, use_cache, shortlist)
     if fast is not None:
         stepper.state['hidden_only'] = True
@@ -259,9 +268,9 @@ def greedy_decode(head, memory, mem_mask, bos_id, eos_id, max_steps, use_cache=T
                 nxt = F.linear(h, fast.weight).masked_fill_(ban, NEG_INF).argmax(-1)
         else:
             logits = stepper(tokens, reuse_output=True)
-            if banned_ids or t < min_len:
+            if banned_index is not None or t < min_len:
                 logits = _constrain(logits.clone(), tokens[:, 1:], eos_id, t, min_len,
-                                    banned_ids, 0)
+                                    banned_index, 0)
             nxt = logits.argmax(-1)
         out[live, t] = nxt
         steps = t + 1
@@ -313,19 +322,24 @@ def beam_search(head, memory, mem_mask, bos_id, eos_id, max_steps, beam_size=5,
     # videos still searching (indices into the batch); a finished video's rows leave
     # the computation, so the cost follows the actual caption lengths
     live = torch.arange(b, device=device)
+    arange_n = live
+    banned_index = _index(banned_ids, device)
     a = float(length_penalty)
     for t in range(max_steps):
         length = t + 1
         n = live.numel()
-        arange_n = torch.arange(n, device=device)
+        if arange_n.numel() != n:
+            arange_n = torch.arange(n, device=device)
         # Scores are normalised over the whole vocabulary, before the constraints; after
         # that only each beam's few best words are needed, so no (B, K*V) candidate sum
         # or top-k is materialised.
-        logits = stepper(tokens, reuse_output=True).float().contiguous()
+        logits = stepper(tokens, reuse_output=True)
+        if logits.dtype != torch.float32 or not logits.is_contiguous():
+            logits = logits.float().contiguous()
         # in place: a fresh (B*K, V) tensor per step costs page faults at this size
         logp = torch.log_softmax(logits, dim=-1, out=logits)
         v = logp.shape[-1]
-        logp = _constrain(logp, tokens[:, 1:], eos_id, t, min_len, banned_ids,
+        logp = _constrain(logp, tokens[:, 1:], eos_id, t, min_len, banned_index,
                           no_repeat_ngram)
         width = beam_scores.shape[1]
         last = length == max_steps
@@ -344,10 +358,11 @@ def beam_search(head, memory, mem_mask, bos_id, eos_id, max_steps, beam_size=5,
             eos_logp = logp[:, eos_id]
             kth = top_val[:, min(k, v) - 1]
             eos_cand = (beam_scores.reshape(-1) + eos_logp).view(n, width)
-            eos_cand = eos_cand.masked_fill((eos_logp < kth).view(n, width), NEG_INF)
+            eos_cand.masked_fill_((eos_logp < kth).view(n, width), NEG_INF)
             ends, end_beam = eos_cand.max(-1)
             end_word = torch.full_like(end_beam, eos_id)
-        ends = ends / (length ** a) if a else ends
+        if a:
+            ends = ends.div_(float(length ** a))
         live_best = best_scores[live]
         better = ends > live_best
         if better.any():
@@ -362,14 +377,15 @@ def beam_search(head, memory, mem_mask, bos_id, eos_id, max_steps, beam_size=5,
         if last:
             break
         # survivors: the K best continuations that do not end here
-        top_cand = top_cand.masked_fill((top_idx == eos_id).view(n, width, -1), NEG_INF)
+        top_cand.masked_fill_((top_idx == eos_id).view(n, width, -1), NEG_INF)
         per_beam = top_cand.shape[-1]
         new_scores, idx = top_cand.view(n, -1).topk(min(k, width * per_beam), dim=-1)
         new_src = (arange_n[:, None] * width + idx // per_beam)
         new_word = top_idx.view(n, -1).gather(1, idx)
         # stop a video when no live beam can beat its best finished caption
-        bound = new_scores[:, 0] / (max_steps ** a) if a else new_scores[:, 0]
-        going = (bound > live_best) & ~new_scores[:, 0].isinf()
+        lead = new_scores[:, 0]
+        bound = lead / (max_steps ** a) if a else lead
+        going = (bound > live_best) & (lead > NEG_INF)
         if not going.all():
             if not going.any():
                 break
