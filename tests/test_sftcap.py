@@ -28,6 +28,7 @@ def shrink(cfg_model, tokenizer):
     if cfg_model.type == 'DistillAlgorithm':
         cfg_model.teacher_ckpt = None
         cfg_model.allow_random_teacher = True
+        cfg_model.allow_random_teacher = True
         cfg_model.student.tokenizer = cfg_model.teacher.tokenizer = tokenizer
     return cfg_model
 
@@ -95,6 +96,8 @@ def test_capdemo_configs_train_and_predict(path, tiny):
     if m.type == 'SFTCap':
         assert {'loss_caption_teacher', 'loss_caption_student', 'loss_obj_student',
                 'loss_act_teacher'} <= set(losses)
+    elif m.type == 'Captioner':  # the teacher of (b)
+        assert set(losses) == {'loss_caption', 'loss'}
     else:  # (b): object-, action- and word-level distillation terms, all non-zero
         terms = {k.split('.')[-1]: float(v.detach()) for k, v in losses.items()}
         assert {'loss_word', 'loss_obj', 'loss_act'} <= set(terms), sorted(losses)

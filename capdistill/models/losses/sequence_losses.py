@@ -40,7 +40,7 @@ class QualityWeightedCaptionLoss(nn.Module):
     ``l`` the per-token label-smoothed KL (``smoothing > 0``) or cross-entropy, ``m``
     the caption mask and ``g`` the grade ``data_samples['weight']`` (dataset option
     ``grade='tfidf'``). ``gamma`` sharpens (>1) or flattens (<1) the grading; ``gamma=0``
-    is the plain loss. Usable as a student's ``caption_loss`` (called with
+    is the plain loss (and needs no grades). Usable as a student's ``caption_loss`` (called with
     ``logits, targets, weight``) or as a distill loss fed ``s_logits, targets, weight``.
     """
 
@@ -50,13 +50,15 @@ class QualityWeightedCaptionLoss(nn.Module):
         self.ignore_index, self.loss_weight = ignore_index, loss_weight
 
     def forward(self, logits, targets, weight=None):
-        if weight is None:
+        if not self.gamma:  # the plain loss: grades are not needed
+            weight = None
+        elif weight is None:
             raise ValueError("QualityWeightedCaptionLoss: the batch carries no caption grades "
                              "('weight'); set grade='tfidf' (or 'consensus') in the training "
                              'dataset config, or use LabelSmoothingLoss.')
         per_token = label_smoothed_nll(logits, targets, self.smoothing)
-        w = torch.as_tensor(weight, dtype=per_token.dtype,
-                            device=per_token.device).clamp(min=0) ** self.gamma
+        w = None if weight is None else torch.as_tensor(
+            weight, dtype=per_token.dtype, device=per_token.device).clamp(min=0) ** self.gamma
         return self.loss_weight * masked_mean(per_token, targets != self.ignore_index, w)
 
 

@@ -13,6 +13,12 @@ model = dict(
     tokenizer=dict(type='ClipBPETokenizer'),
     caption_loss=dict(type='LabelSmoothingLoss', smoothing=0.1),
     t=0.5, lam_o=0.0, lam_a=0.0,
+    # the teacher path learns each video's teacher caption (needs the dataset option
+    # teacher_caption=True); 'sampled': both paths on the sampled caption
+    teacher_targets='teacher_caption',
+    # the action concepts are the teacher caption's verbs (the paper, and the reference's
+    # non-shared branch); 'objects': its nouns, as the reference's shared-weight branch does
+    action_labels='verbs',
     max_len=22,
     decode=dict(strategy='greedy', use_cache=True),
 )

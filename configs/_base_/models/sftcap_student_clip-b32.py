@@ -6,5 +6,6 @@ student = dict(
     encoder=dict(type='HAM', embed_dim=256, num_actions=8, num_heads=4),
     head=dict(type='PrefixLMHead', embed_dim=256, depth=2, num_heads=4),
     tokenizer=dict(type='ClipBPETokenizer'),
-    caption_loss=dict(type='LabelSmoothingLoss', smoothing=0.1),
+    # the grade term of (b): each caption's label-smoothed loss weighted by its grade
+    caption_loss=dict(type='QualityWeightedCaptionLoss', smoothing=0.1, gamma=1.0),
     max_len=22)
