@@ -9,6 +9,7 @@ from mmengine.runner import Runner
 
 from capdistill.engine.setup import (add_common_args, finish_distributed, load_config,
                                      setup_distributed)
+from capdistill.models.distillers import is_distillation, student_only_config
 from capdistill.utils import trust_directory
 from capdistill.utils.cli import friendly_main
 
@@ -40,6 +41,11 @@ def main():
     if args.checkpoint.endswith('.safetensors'):
         # an exported student: built from its own json, loaded without unpickling
         cfg.model = dict(type='ExportedStudent', path=args.checkpoint)
+        cfg.load_from = None
+    elif is_distillation(cfg.model):
+        # the student alone, its weights (student.*) loaded strictly when it is built:
+        # testing a distilled run needs neither the teacher nor its checkpoint
+        cfg.model = student_only_config(cfg.model, args.checkpoint)
         cfg.load_from = None
     else:
         cfg.load_from = args.checkpoint
