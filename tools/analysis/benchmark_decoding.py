@@ -4,7 +4,8 @@ Rows printed (each a ratio of medians over interleaved repeats, so a busy machin
 slows both sides alike):
 
 * ``beam-vs-rows``: beam ``K`` at batch ``B`` against greedy at batch ``K*B`` (the same
-  number of rows through the head) for each ``--batch-sizes`` B; goal <= 1.2x;
+  number of rows through the head, both held to every step) for each
+  ``--batch-sizes`` B; goal <= 1.2x;
 * ``batch1``: cached greedy against the reference loop (the whole head over a
   full-length caption buffer for every token) at batch 1, tokens checked identical,
   and where one cached step's time goes (output layer, attention, the rest);
@@ -74,9 +75,13 @@ def beam_vs_rows(model, args, frames):
         small, _ = dummy_batch(model, b, frames, seed=b)
         big, _ = dummy_batch(model, k * b, frames, seed=b)
         reps = max(1, args.repeats if b * k <= 160 else args.repeats // 2 + 1)
+        # EOS is held back to the last step in both, so both run every step: with
+        # untrained weights caption lengths are arbitrary, and the row is about the
+        # cost per step of the same number of rows
+        full = dict(min_len=model.max_len + 1)
         t = side_by_side(dict(
-            beam=lambda: model.generate(small, strategy='beam', beam_size=k),
-            greedy=lambda: model.generate(big, strategy='greedy')), reps)
+            beam=lambda: model.generate(small, strategy='beam', beam_size=k, **full),
+            greedy=lambda: model.generate(big, strategy='greedy', **full)), reps)
         row = dict(beam_s=t['beam'], greedy_rows_s=t['greedy'],
                    ratio=t['beam'] / t['greedy'])
         out[b] = row
@@ -110,6 +115,17 @@ def step_breakdown(model, inputs, repeats):
                  attention_s=attn / repeats / 1e6)
     parts['rest_s'] = max(0.0, per_decode - parts['output_layer_s'] - parts['attention_s'])
     parts['vocab'] = vocab
+    # the int8 shortlist against the float output layer on a peaked hidden state (one
+    # word far ahead, as in a trained model); with flat scores it gives way to floats
+    from capdistill.models.captioners.decoding import Int8Shortlist
+    w = head.output_weight
+    if vocab >= 8192 and Int8Shortlist.supported(w):
+        short = Int8Shortlist.of(w)
+        peak = w[vocab // 2:vocab // 2 + 1] / w[vocab // 2].norm() * w.shape[1] ** 0.5
+        t = side_by_side(dict(
+            exact=lambda: head._logits(peak).argmax(-1),
+            int8=lambda: short.argmax(head.norm(peak))), 20)
+        parts.update(pick_float_s=t['exact'], pick_int8_s=t['int8'])
     return parts
 
 
@@ -133,6 +149,11 @@ def batch1(model, args, frames):
           f'attention {parts["attention_s"] * 1e3:.1f} ms, rest (other layers, Python) '
           f'{parts["rest_s"] * 1e3:.1f} ms of {parts["decode_s"] * 1e3:.1f} ms (profiled)',
           flush=True)
+    if 'pick_int8_s' in parts:
+        print(f'batch1 output layer per step, peaked scores: float logits + argmax '
+              f'{parts["pick_float_s"] * 1e3:.2f} ms, int8 shortlist '
+              f'{parts["pick_int8_s"] * 1e3:.2f} ms '
+              f'({parts["pick_float_s"] / parts["pick_int8_s"]:.1f}x)', flush=True)
     return row
 
 

@@ -19,6 +19,7 @@ that reaches ``max_steps`` without EOS ends there)::
 with ``log p`` the log-softmax over the *whole* vocabulary; banned tokens, EOS before
 ``min_len`` and repeated n-grams are excluded from the search but not renormalised.
 """
+import warnings
 import weakref
 
 import torch
@@ -67,9 +68,11 @@ class Int8Shortlist:
     def __init__(self, weight):
         w = weight.detach().float().contiguous()
         scale = (w.abs().amax(1) / 127).clamp(min=1e-12).double()
-        q = torch.quantize_per_channel(w, scale, torch.zeros_like(scale, dtype=torch.long),
-                                       0, torch.qint8)
-        self.packed = torch.ops.quantized.linear_prepack(q, None)
+        with warnings.catch_warnings():  # quantized tensors are marked for removal
+            warnings.simplefilter('ignore', UserWarning)
+            q = torch.quantize_per_channel(w, scale, torch.zeros_like(scale, dtype=torch.long),
+                                           0, torch.qint8)
+            self.packed = torch.ops.quantized.linear_prepack(q, None)
         deq = q.dequantize()
         self.err = (w - deq).norm(dim=1)
         self.l1 = deq.abs().sum(1)
@@ -77,8 +80,10 @@ class Int8Shortlist:
 
     @staticmethod
     def supported(weight):
+        """Whether this PyTorch build can run the int8 pass for ``weight``."""
         return (weight.device.type == 'cpu' and weight.dtype == torch.float32
-                and torch.backends.quantized.engine in ('x86', 'fbgemm'))
+                and torch.backends.quantized.engine in ('x86', 'fbgemm')
+                and hasattr(torch.ops.quantized, 'linear_dynamic'))
 
     @classmethod
     def of(cls, weight):

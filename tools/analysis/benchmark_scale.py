@@ -1,0 +1,256 @@
+"""How costs grow with the number of videos: a table (and a plot) over data set sizes.
+
+    python tools/analysis/make_synthetic_msrvtt.py --root /tmp/synth_1000 --num-videos 1000
+    ...  (3000, 10000)
+    OMP_NUM_THREADS=1 python tools/analysis/benchmark_scale.py \\
+        /tmp/synth_1000 /tmp/synth_3000 /tmp/synth_10000 --plot docs/scale.png
+
+For each data root (MSR-VTT layout, e.g. from ``make_synthetic_msrvtt.py``) and the
+CONFIG's data and model (default: the SFTCap (b) MSR-VTT config), each phase runs in a
+fresh subprocess, so its time and peak memory (max RSS) are its own:
+
+* ``build cold`` / ``build warm``: the training dataset (tokenising every caption,
+  concepts and grades) without and then with its preprocessing cache;
+* ``loader``: training samples per second through the dataloader (``--loader-batches``);
+* ``train step``: seconds per training step of the config's model (student with its
+  teacher; random weights), median of ``--train-steps``, and the epoch it implies
+  (steps per epoch x step time: a full epoch at 10,000 videos takes hours on 2 cores);
+* ``eval``: greedy decoding of the whole test split by the deployed student plus the
+  caption metric (``--scorers``).
+
+Times per video (or per caption) should stay flat as the size grows: nothing may grow
+faster than linearly.
+"""
+import argparse
+import json
+import os
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, REPO)
+DEFAULT_CONFIG = 'configs/sftcap/sftcap_l14-to-b32_clip_1xb64-20e_msrvtt.py'
+PHASES = ('build_cold', 'build_warm', 'loader', 'train', 'eval')
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    p.add_argument('roots', nargs='+', help='data roots, smallest first')
+    p.add_argument('--config', default=DEFAULT_CONFIG)
+    p.add_argument('--phases', nargs='+', default=list(PHASES), choices=PHASES)
+    p.add_argument('--loader-batches', type=int, default=20)
+    p.add_argument('--train-steps', type=int, default=3)
+    p.add_argument('--scorers', nargs='+', default=['Bleu', 'METEOR', 'ROUGE_L', 'CIDEr'])
+    p.add_argument('--out', help='write the results as json here')
+    p.add_argument('--plot', help='write a plot (png) here')
+    p.add_argument('--phase', help=argparse.SUPPRESS)  # internal: run one phase
+    return p.parse_args(argv)
+
+
+def _cfg(args, root):
+    from mmengine.config import Config
+
+    from capdistill.datasets.caption_dataset import restrict_features
+    cfg = Config.fromfile(os.path.join(REPO, args.config))
+    for name in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        loader = cfg[name]
+        loader.dataset.data_root = root
+        loader.dataset.allow_pickle = False
+        loader.num_workers = 0
+        loader.persistent_workers = False
+    m = cfg.model
+    m.teacher_ckpt = None
+    m.allow_random_teacher = True
+    for part in (m, m.get('student') or {}, m.get('teacher') or {}):
+        head = part.get('head') if hasattr(part, 'get') else None
+        if head and head.get('clip_embedding'):
+            head.clip_embedding = None  # timing needs no CLIP weights
+    return restrict_features(cfg)
+
+
+def _dataset(cfg, name='train_dataloader'):
+    from mmengine.registry import DefaultScope
+
+    from capdistill.registry import DATASETS
+    with DefaultScope.overwrite_default_scope('capdistill'):
+        return DATASETS.build(cfg[name].dataset)
+
+
+def _loader(cfg, name):
+    from mmengine.registry import DefaultScope
+    from mmengine.runner import Runner
+    with DefaultScope.overwrite_default_scope('capdistill'):
+        return Runner.build_dataloader(cfg[name], seed=0)
+
+
+def run_phase(args, root):
+    """One phase in this process; returns its measurements."""
+    import torch
+    torch.set_num_threads(1)
+    import capdistill
+    capdistill.setup_runtime()
+    cfg = _cfg(args, root)
+    phase = args.phase
+    out = {}
+    start = time.perf_counter()
+    if phase == 'build_cold':
+        ann = cfg.train_dataloader.dataset.ann_file
+        cache = os.path.join(root, os.path.dirname(ann), '.capdistill_cache')
+        shutil.rmtree(cache, ignore_errors=True)
+    if phase in ('build_cold', 'build_warm'):
+        ds = _dataset(cfg)
+        out.update(samples=len(ds))
+    elif phase == 'loader':
+        loader = _loader(cfg, 'train_dataloader')
+        it = iter(loader)
+        next(it)
+        start = time.perf_counter()
+        n = 0
+        for _ in range(args.loader_batches):
+            n += len(next(it)['data_samples']['video_id'])
+        out.update(samples_per_s=n / (time.perf_counter() - start), samples=n)
+    elif phase == 'train':
+        from mmengine.optim import OptimWrapper
+        from mmengine.registry import DefaultScope
+
+        from capdistill.registry import MODELS
+        loader = _loader(cfg, 'train_dataloader')
+        with DefaultScope.overwrite_default_scope('capdistill'):
+            model = MODELS.build(cfg.model)
+        model.train()
+        optim = OptimWrapper(torch.optim.Adam(
+            [p for p in model.parameters() if p.requires_grad], lr=1e-4))
+        times = []
+        it = iter(loader)
+        for i in range(args.train_steps + 1):
+            batch = next(it)
+            t0 = time.perf_counter()
+            model.train_step(batch, optim)
+            if i:  # the first step warms up
+                times.append(time.perf_counter() - t0)
+        step = statistics.median(times)
+        out.update(step_s=step, steps_per_epoch=len(loader), epoch_s=step * len(loader))
+    elif phase == 'eval':
+        from mmengine.registry import DefaultScope
+
+        from capdistill.registry import METRICS, MODELS
+        loader = _loader(cfg, 'test_dataloader')
+        with DefaultScope.overwrite_default_scope('capdistill'):
+            model = MODELS.build(cfg.model)
+            metric = METRICS.build(dict(cfg.test_evaluator, scorers=args.scorers))
+        model.eval()
+        t0 = time.perf_counter()
+        videos = 0
+        with torch.no_grad():
+            for batch in loader:
+                data = model.data_preprocessor(batch, False)
+                preds = model(**data, mode='predict')
+                metric.process(batch, preds)
+                videos += len(preds)
+        decode_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        scores = metric.compute_metrics(metric.results)
+        out.update(videos=videos, decode_s=decode_s, metric_s=time.perf_counter() - t0,
+                   CIDEr=scores.get('CIDEr'))
+    out['seconds'] = time.perf_counter() - start
+    out['peak_rss_mb'] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return out
+
+
+def _count(root):
+    with open(os.path.join(root, 'language', 'msrvtt_caption.json')) as f:
+        data = json.load(f)
+    return len(data.get('videos') or {s['video_id'] for s in data['sentences']}), \
+        len(data['sentences'])
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if args.phase:
+        root = args.roots[0]
+        print('RESULT ' + json.dumps(run_phase(args, root)))
+        return 0
+    for root in args.roots:
+        if not os.path.isfile(os.path.join(root, 'language', 'msrvtt_caption.json')):
+            raise FileNotFoundError(f'{root}: no language/msrvtt_caption.json; make it with '
+                                    'tools/analysis/make_synthetic_msrvtt.py --root ROOT')
+    results = []
+    for root in args.roots:
+        videos, captions = _count(root)
+        row = dict(root=root, videos=videos, captions=captions)
+        for phase in args.phases:
+            cmd = [sys.executable, os.path.abspath(__file__), root, '--phase', phase,
+                   '--config', args.config, '--loader-batches', str(args.loader_batches),
+                   '--train-steps', str(args.train_steps), '--scorers', *args.scorers]
+            proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
+            lines = [x for x in proc.stdout.splitlines() if x.startswith('RESULT ')]
+            if proc.returncode or not lines:
+                raise RuntimeError(f'phase {phase} on {root} failed:\n{proc.stderr[-2000:]}')
+            row[phase] = json.loads(lines[-1][7:])
+            print(f'{videos:>6} videos  {phase:<10} ' + ', '.join(
+                f'{k}={v:.3g}' if isinstance(v, float) else f'{k}={v}'
+                for k, v in row[phase].items()), flush=True)
+        results.append(row)
+    print(table(results))
+    if args.out:
+        with open(args.out, 'w') as f:
+            json.dump(results, f, indent=1)
+    if args.plot:
+        plot(results, args.plot)
+    return 0
+
+
+def table(results):
+    """A markdown table, one row per size."""
+    head = ('| videos | captions | build cold s (MB) | build warm s (MB) | loader samples/s '
+            '| train step s | epoch s (implied) | test videos | decode s | metric s |')
+    lines = [head, '|' + '---|' * (head.count('|') - 1)]
+    for r in results:
+        def g(phase, key, fmt='{:.1f}'):
+            v = r.get(phase, {}).get(key)
+            return fmt.format(v) if isinstance(v, (int, float)) else '-'
+        lines.append(
+            f'| {r["videos"]} | {r["captions"]} '
+            f'| {g("build_cold", "seconds")} ({g("build_cold", "peak_rss_mb", "{:.0f}")}) '
+            f'| {g("build_warm", "seconds")} ({g("build_warm", "peak_rss_mb", "{:.0f}")}) '
+            f'| {g("loader", "samples_per_s", "{:.0f}")} | {g("train", "step_s", "{:.2f}")} '
+            f'| {g("train", "epoch_s", "{:.0f}")} | {g("eval", "videos", "{}")} '
+            f'| {g("eval", "decode_s")} | {g("eval", "metric_s")} |')
+    return '\n'.join(lines)
+
+
+def plot(results, path):
+    """Seconds (and MB) against videos, log-log, with a linear reference."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    xs = [r['videos'] for r in results]
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    series = [('build_cold', 'seconds', 'dataset build, cold (s)'),
+              ('build_warm', 'seconds', 'dataset build, warm (s)'),
+              ('build_cold', 'peak_rss_mb', 'build peak memory (MB)'),
+              ('train', 'epoch_s', 'training epoch, implied (s)'),
+              ('eval', 'decode_s', 'test decoding (s)'),
+              ('eval', 'metric_s', 'test metric (s)')]
+    for phase, key, label in series:
+        ys = [r.get(phase, {}).get(key) for r in results]
+        if all(isinstance(y, (int, float)) for y in ys):
+            ax.plot(xs, ys, marker='o', label=label)
+    lo = min(xs)
+    ax.plot(xs, [x / lo for x in xs], 'k--', lw=0.8, label='linear (x / smallest)')
+    ax.set_xscale('log')
+    ax.set_yscale('log')
+    ax.set_xlabel('videos (20 captions each)')
+    ax.set_title('capdistill costs against data set size (synthetic MSR-VTT)')
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+if __name__ == '__main__':
+    from capdistill.utils.cli import friendly_main
+    sys.exit(friendly_main(main)())
