@@ -25,6 +25,10 @@ def user_errors():
     from capdistill.utils.checkpoint import CheckpointError
     errors = [DataError, UnknownTypeError, CheckpointError, NonFiniteLossError, FileNotFoundError,
               NotADirectoryError, PermissionError]
+    # build-time refusals of model configs (distillation wiring, data a loss term needs)
+    from capdistill.models.distillers.recorders import RecorderError
+    from capdistill.utils.requirements import ModelConfigError
+    errors += [ModelConfigError, RecorderError]
     try:
         from capdistill.evaluation.caption_scorer import (JavaNotFoundError,
                                                           SpiceModelsMissingError)
