@@ -207,3 +207,42 @@ def test_only_real_videos_are_captioned(grid2, grid2_model, tmp_path):
     errors = [ln for ln in res.stderr.splitlines() if ln.startswith('error: ')]
     assert len(errors) == 2 and 'Traceback' not in res.stderr
     assert 'README.md' in errors[0] and 'notes.txt: is a text file' in errors[1]
+
+
+def test_export_captions_a_video_with_no_other_argument(grid2, tmp_path):
+    """A run sampling 16 frames: its export carries the encoder, the frame count and the
+    decoding settings, and captions an mp4 from its files alone, like the checkpoint."""
+    import json
+    root, cfg, ckpt = grid2
+    text = open(cfg).read().replace('num_frames=4', 'num_frames=16')
+    assert 'num_frames=16' in text
+    cfg16 = tmp_path / 'grid2_16f.py'
+    cfg16.write_text(text)
+    video = write_video(tmp_path / 'clip.mp4', num_frames=20, seed=7)
+    reference = caption_video(init_video_captioner(str(cfg16), ckpt), video)
+    assert reference['num_frames'] == 16
+
+    out = tmp_path / 'exported'
+    res = run_tool(['tools/export_student.py', str(cfg16), ckpt, '--out', str(out),
+                    '--name', 'x'])
+    assert res.returncode == 0, res.stderr[-2000:]
+    meta = json.load(open(out / 'x.json'))
+    assert meta['frame_encoder'] == GRID2_ENCODER
+    assert (meta['num_frames'], meta['feature_dim'], meta['feature_key']) == (
+        16, 12, 'teacher_feats')
+    assert meta['decode']['strategy'] == 'greedy'
+
+    # the API: no config, no encoder, no frame count
+    model = init_captioner(None, str(out / 'x.safetensors'))
+    got = caption_video(model, video)
+    assert (got['caption'], got['num_frames']) == (reference['caption'], 16)
+    assert caption_video(init_video_captioner(str(out / 'x.json')), video)['caption'] \
+        == reference['caption']
+
+    for args in ([str(out / 'x.json'), str(out / 'x.safetensors')], [str(out / 'x.json')],
+                 [str(out)]):
+        dest = tmp_path / 'captions.json'
+        res = run_tool(['tools/caption_video.py', *args, video, '--out', str(dest)])
+        assert res.returncode == 0, (args, res.stderr[-2000:])
+        [result] = json.load(open(dest))
+        assert (result['caption'], result['num_frames']) == (reference['caption'], 16), args

@@ -51,7 +51,7 @@ def test_export_tool_writes_student_only_and_loads_without_unpickling(
         distill_run, tmp_path, monkeypatch):
     cfg_path, ckpt, algo = distill_run
     out = tmp_path / 'export'
-    proc = run_tool(['tools/export_student.py', ckpt, cfg_path, '--out', str(out),
+    proc = run_tool(['tools/export_student.py', cfg_path, ckpt, '--out', str(out),
                      '--name', 'tiny_student'])
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert sorted(os.listdir(out)) == ['tiny_student.json', 'tiny_student.safetensors']
@@ -60,6 +60,11 @@ def test_export_tool_writes_student_only_and_loads_without_unpickling(
     assert not any(k.startswith(('teacher', 'connectors', 'student.')) for k in weights)
     meta = json.load(open(out / 'tiny_student.json'))
     assert meta['model']['type'] == 'Captioner'
+    assert (meta['version'], meta['feature_key'], meta['feature_dim'], meta['num_frames']) == (
+        2, 'feats', 24, 4)
+    assert meta['decode']['strategy'] == 'greedy' and meta['decode']['max_len'] == 6
+    # its features sit in visual/grid8/ but are 24-d: no encoder is claimed, and it says so
+    assert meta['frame_encoder'] is None and 'no frame encoder recorded' in proc.stderr
     assert 'words' in meta['model']['tokenizer'] and 'vocab_file' not in meta['model']['tokenizer']
 
     def no_unpickling(*args, **kwargs):
@@ -106,7 +111,7 @@ def test_missing_export_file_is_a_clear_error(tmp_path):
 def test_test_tool_scores_an_exported_student_like_its_checkpoint(distill_run, tmp_path):
     cfg_path, ckpt, _ = distill_run
     out = tmp_path / 'export'
-    assert run_tool(['tools/export_student.py', ckpt, cfg_path, '--out', str(out),
+    assert run_tool(['tools/export_student.py', cfg_path, ckpt, '--out', str(out),
                      '--name', 's']).returncode == 0
     scores = []
     for weights in (ckpt, str(out / 's.safetensors')):
@@ -117,3 +122,32 @@ def test_test_tool_scores_an_exported_student_like_its_checkpoint(distill_run, t
         scores.append(json.load(open(preds)))
     assert scores[0]['predictions'] == scores[1]['predictions']
     assert scores[0]['aggregate'] == scores[1]['aggregate']
+
+
+def test_export_tool_takes_config_then_checkpoint(distill_run, tmp_path):
+    cfg_path, ckpt, _ = distill_run
+    for args, expected in (([ckpt, cfg_path], 'wrong order: expected CONFIG CHECKPOINT'),
+                           ([ckpt, ckpt], 'expected CONFIG (a .py config) first')):
+        proc = run_tool(['tools/export_student.py', *args, '--out', str(tmp_path / 'x')])
+        assert proc.returncode == 1, proc.stderr[-2000:]
+        lines = proc.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith('error: ') and expected in lines[0], lines
+        assert not (tmp_path / 'x').exists()
+    # an encoder that cannot give the student's features is refused before anything is written
+    proc = run_tool(['tools/export_student.py', cfg_path, ckpt, '--out', str(tmp_path / 'x'),
+                     '--encoder', 'pixel-grid8'])
+    assert proc.returncode == 1 and 'gives 192-d features, but the student reads 24-d' in \
+        proc.stderr.strip().splitlines()[-1]
+
+
+def test_frame_encoder_from_the_feature_folder():
+    from capdistill.apis.export import infer_frame_encoder
+    data = dict(test_dataloader=dict(dataset=dict(feature_dirs=dict(
+        feats='visual/clip_b32/frame_feature', teacher_feats='visual/clip_l14/frame_feature'))))
+    cfg = Config(data)
+    assert infer_frame_encoder(cfg, 'feats')['model_name'] == 'ViT-B-32'
+    assert infer_frame_encoder(cfg, 'teacher_feats')['model_name'] == 'ViT-L-14'
+    assert infer_frame_encoder(Config(dict(data, frame_encoder=dict(
+        type='PixelGridEncoder', grid=4))), 'feats') == dict(type='PixelGridEncoder', grid=4)
+    assert infer_frame_encoder(Config(dict(test_dataloader=dict(dataset=dict(feature_dirs=dict(
+        feats='visual/my_resnet/frame_feature'))))), 'feats') is None

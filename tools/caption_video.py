@@ -5,8 +5,11 @@ Examples::
     python tools/caption_video.py CONFIG work_dirs/run/best_CIDEr.pth my_clip.mp4 other.webm
     python tools/caption_video.py CONFIG student.safetensors clip.mp4 --encoder pixel-grid8
     python tools/caption_video.py CONFIG ckpt.pth feats.npy          # precomputed features
+    python tools/caption_video.py exported/x.json clip.mp4           # an exported student
+    python tools/caption_video.py exported/x.json exported/x.safetensors clip.mp4
 
-Frame features must come from the encoder the model was trained on: the config's
+Frame features must come from the encoder the model was trained on: an exported
+student's json names it (and the frame count), else the config's
 ``frame_encoder = dict(type=...)`` entry, else ``--encoder``/``--encoder-cfg``
 (``pixel-grid8`` for the demo student, ``pixel-grid16`` for the demo teacher). CLIP
 presets read their weights from ``model_zoo/clip_model/`` (see model_zoo/README.md).
@@ -25,10 +28,12 @@ from capdistill.utils.cli import friendly_main  # noqa: E402
 def parse_args(argv=None):
     from extract_features import PRESETS
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('config', help='the model config (training or deployment)')
-    parser.add_argument('checkpoint', help='a full checkpoint (.pth) or an exported student '
-                                           '(.safetensors)')
-    parser.add_argument('videos', nargs='+', help='video files or .npy frame features')
+    parser.add_argument('config', help='the model config (training or deployment), or an '
+                                       'exported student (.json, .safetensors or its folder)')
+    parser.add_argument('inputs', nargs='+', metavar='[CHECKPOINT] VIDEO',
+                        help='a full checkpoint (.pth) or an exported student (.safetensors), '
+                             'omitted after an exported student, then video files or .npy '
+                             'frame features')
     enc = parser.add_mutually_exclusive_group()
     enc.add_argument('--encoder', choices=sorted(PRESETS),
                      help="frame encoder preset (default: the config's frame_encoder)")
@@ -36,11 +41,25 @@ def parse_args(argv=None):
                                            "\"dict(type='PixelGridEncoder', grid=8)\"")
     parser.add_argument('--encoder-checkpoint', help='weight file of the frame encoder')
     parser.add_argument('--num-frames', type=int,
-                        help="frames per video (default: the config's, else 15)")
+                        help="frames per video (default: the export's or config's, else 15)")
     parser.add_argument('--beam-size', type=int, help='beam search with this beam size')
     parser.add_argument('--device', default='cpu')
     parser.add_argument('--out', help='also write the captions and timings to this json')
-    return parser.parse_args(argv), PRESETS
+    args = parser.parse_args(argv)
+    args.checkpoint, args.videos = _split_inputs(parser, args.config, args.inputs)
+    return args, PRESETS
+
+
+def _split_inputs(parser, config, inputs):
+    """``(checkpoint, videos)``: an exported student needs no CHECKPOINT argument."""
+    from capdistill.apis.export import is_export
+    first = inputs[0]
+    if is_export(config) and not (is_export(first) or first.endswith(('.pth', '.pt', '.ckpt'))):
+        return None, list(inputs)
+    if len(inputs) < 2:
+        parser.error(f'give the videos to caption after CHECKPOINT {first} '
+                     '(CONFIG CHECKPOINT VIDEO [VIDEO ...])')
+    return first, list(inputs[1:])
 
 
 def _encoder_cfg(args, presets):
@@ -68,7 +87,7 @@ def main(argv=None):
     from capdistill.datasets.video_io import VideoReadError
 
     for path, what in ((args.config, 'Config'), (args.checkpoint, 'Checkpoint')):
-        if not osp.isfile(path):
+        if path is not None and not (osp.isfile(path) or (what == 'Config' and osp.isdir(path))):
             raise FileNotFoundError(f'{what} file not found: {path}')
     try:
         encoder = _encoder_cfg(args, presets)

@@ -7,25 +7,18 @@ Examples::
     python tools/extract_features.py videos.txt --encoder-cfg \
         "dict(type='TimmFrameEncoder', model_name='resnet50', checkpoint='model_zoo/resnet50.pth')" \
         --out data/mine/visual/resnet50/frame_feature --fps 1
+    # 4 processes (one per GPU, or CPU processes), each on its own share of the videos
+    bash tools/dist_run.sh extract_features.py 4 data/msrvtt/raw_videos --encoder clip-l14
 """
 import argparse
-import ast
+import os
 import os.path as osp
 import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
-# name -> (encoder config, folder name under visual/)
-PRESETS = {
-    'pixel-grid8': (dict(type='PixelGridEncoder', grid=8), 'grid8'),
-    'pixel-grid16': (dict(type='PixelGridEncoder', grid=16), 'grid16'),
-    'clip-b32': (dict(type='OpenCLIPVisual', model_name='ViT-B-32',
-                      checkpoint='model_zoo/clip_model/ViT-B-32.pt'), 'clip_b32'),
-    'clip-b16': (dict(type='OpenCLIPVisual', model_name='ViT-B-16',
-                      checkpoint='model_zoo/clip_model/ViT-B-16.pt'), 'clip_b16'),
-    'clip-l14': (dict(type='OpenCLIPVisual', model_name='ViT-L-14',
-                      checkpoint='model_zoo/clip_model/ViT-L-14.pt'), 'clip_l14'),
-}
+from capdistill.apis.extraction import ENCODER_PRESETS as PRESETS  # noqa: E402
+from capdistill.apis.extraction import parse_encoder_cfg  # noqa: E402,F401
 
 
 def parse_args(argv=None):
@@ -56,22 +49,61 @@ def parse_args(argv=None):
                         help='list of unreadable videos (default <out>/../failures.txt)')
     parser.add_argument('--device', default=None, help='cuda, cuda:1, cpu (default: auto)')
     parser.add_argument('--shard', default=None,
-                        help='I/N: process the I-th of N interleaved shards (0-based)')
+                        help='I/N: process the I-th of N interleaved shards (0-based); under '
+                             'torchrun each process takes its own shard (RANK/WORLD_SIZE)')
+    parser.add_argument('--launcher', choices=['none', 'pytorch'], default=None,
+                        help='pytorch: launched by torchrun (tools/dist_run.sh); found from '
+                             'the WORLD_SIZE variable when not given')
     parser.add_argument('--no-progress', action='store_true')
     return parser.parse_args(argv)
 
 
-def parse_encoder_cfg(text):
-    """A dict literal, either ``{...}`` or ``dict(...)``, without evaluating code."""
-    tree = ast.parse(text.strip(), mode='eval').body
-    if isinstance(tree, ast.Call) and isinstance(tree.func, ast.Name) and tree.func.id == 'dict':
-        if tree.args:
-            raise ValueError('use keyword arguments only in dict(...)')
-        return {kw.arg: ast.literal_eval(kw.value) for kw in tree.keywords}
-    value = ast.literal_eval(tree)
-    if not isinstance(value, dict) or 'type' not in value:
-        raise ValueError('the encoder config must be a dict with a "type" key')
-    return value
+def _torchrun_shard(args):
+    """``(rank, world size)`` when torchrun started this process with more than one."""
+    world = int(os.environ.get('WORLD_SIZE', '1') or 1)
+    if args.launcher == 'none' or (world <= 1 and args.launcher is None):
+        return None
+    return (int(os.environ.get('RANK', '0')), world) if world > 1 else None
+
+
+def _merge_shards(summary, out, failures, shard, dist):
+    """Per-shard line; the failure lists joined into one file, totals for all shards.
+
+    Under torchrun rank 0 waits for every shard and merges; with ``--shard I/N`` run by
+    hand each shard merges the lists present when it ends (the last one sees them all).
+    """
+    from capdistill.apis.extraction import merge_shard_failures
+    index, count = shard
+    print(f'[shard {index}/{count}] extracted {summary["done"]}, skipped {summary["skipped"]}, '
+          f'failed {summary["failed"]} of {summary["total"]} videos '
+          f'({summary["wall_time"]:.1f} s)', file=sys.stderr, flush=True)
+    failures = failures or osp.join(osp.dirname(osp.abspath(out)), 'failures.txt')
+    keys = ('total', 'done', 'skipped', 'failed')
+    if dist:
+        import datetime
+
+        import torch.distributed as tdist
+        # Shards may finish hours apart on a real corpus: wait as long as that takes.
+        tdist.init_process_group('gloo', timeout=datetime.timedelta(days=7))
+        try:
+            parts = [None] * count
+            tdist.all_gather_object(parts, {k: summary[k] for k in keys})
+        finally:
+            tdist.destroy_process_group()
+        if index != 0:
+            return summary
+        totals = {k: sum(p[k] for p in parts) for k in keys}
+    else:
+        totals = {k: summary[k] for k in keys}
+    failed = merge_shard_failures(failures, count)
+    if dist:
+        print(f'all {count} shards: extracted {totals["done"]}, skipped {totals["skipped"]}, '
+              f'failed {totals["failed"]} of {totals["total"]} videos -> {out}',
+              file=sys.stderr)
+    if failed:
+        print(f'unreadable videos of {"all shards" if dist else "the shards so far"} listed '
+              f'in {failures}', file=sys.stderr)
+    return dict(summary, **totals) if dist else summary
 
 
 def main(argv=None):
@@ -94,12 +126,18 @@ def main(argv=None):
             if osp.basename(folder) != 'raw_videos':
                 raise ValueError('give --out (the input is not a <dataset>/raw_videos folder)')
             out = osp.join(osp.dirname(folder), 'visual', name, 'frame_feature')
-        shard = None
+        shard, dist = None, _torchrun_shard(args)
+        if args.shard and dist:
+            raise ValueError('--shard and torchrun both split the videos; use one of them')
         if args.shard:
-            index, count = (int(v) for v in args.shard.split('/'))
+            try:
+                index, count = (int(v) for v in args.shard.split('/'))
+            except ValueError:
+                raise ValueError(f'--shard {args.shard}: expected I/N, e.g. 0/4') from None
             if not 0 <= index < count:
                 raise ValueError(f'--shard {args.shard}: need 0 <= I < N')
             shard = (index, count)
+        shard = dist or shard
         num_frames = args.num_frames
         if num_frames is None and args.fps is None:
             num_frames = 15
@@ -108,14 +146,24 @@ def main(argv=None):
 
         import capdistill
         capdistill.setup_runtime()  # compatibility patches, for this process only
-        from capdistill.apis.extraction import extract_features
+        from capdistill.apis.extraction import extract_features, format_summary
         from capdistill.registry import BACKBONES
+        device = args.device
+        if dist and device is None:
+            import torch
+            if torch.cuda.is_available():  # one GPU per process, as torchrun numbers them
+                device = f'cuda:{int(os.environ.get("LOCAL_RANK", 0))}'
         encoder = BACKBONES.build(cfg)
         summary = extract_features(
             args.videos, encoder, out, num_frames=num_frames, fps=args.fps,
             batch_size=args.batch_size, workers=args.workers, fp16=args.fp16,
-            resume=not args.no_resume, failures_file=args.failures, device=args.device,
-            progress=not args.no_progress, shard=shard)
+            resume=not args.no_resume, failures_file=args.failures, device=device,
+            progress=not args.no_progress and (shard is None or shard[0] == 0), shard=shard,
+            verbose=False)
+        if shard is not None:
+            summary = _merge_shards(summary, out, args.failures, shard, bool(dist))
+        else:
+            print(format_summary(summary), file=sys.stderr)
     except (FileNotFoundError, ValueError, KeyError) as exc:
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         print(f'error: {message}', file=sys.stderr)

@@ -11,7 +11,6 @@ The encoder is found, in this order: the ``encoder`` argument (a module or a con
 dict), a ``frame_encoder = dict(type=...)`` entry of the model's config (pass
 ``config=`` or use :func:`init_video_captioner`).
 """
-import json
 import os
 import os.path as osp
 import time
@@ -79,37 +78,22 @@ def build_frame_encoder(encoder):
 def init_video_captioner(config, checkpoint=None, device='cpu', encoder=None):
     """:func:`init_captioner` plus what videos need: the frame encoder and frame count.
 
-    ``encoder`` overrides the config's ``frame_encoder``; the result carries
-    ``frame_encoder`` (a module, or None when neither names one) and ``num_frames``.
+    ``config`` may be an exported student itself (its ``.json``, ``.safetensors`` or
+    folder) with ``checkpoint=None``; with an exported student the export's json gives the
+    frame encoder and frame count, else the config's ``frame_encoder`` and test pipeline.
+    ``encoder`` overrides either; the result carries ``frame_encoder`` (a module, or None
+    when nothing names one) and ``num_frames``.
     """
+    from .export import is_export
     from .inference import init_captioner
-    meta = _export_meta(checkpoint) or _export_meta(config)
-    cfg = None if meta and str(config).endswith('.json') else _as_config(config)
+    exported = is_export(checkpoint) or (checkpoint is None and is_export(config))
+    cfg = None if exported and (config is None or is_export(config)) else _as_config(config)
     model = init_captioner(cfg if cfg is not None else config, checkpoint, device=device)
     if encoder is None:
-        encoder = config_frame_encoder(cfg) or meta.get('frame_encoder')
+        encoder = getattr(model, 'frame_encoder', None) or config_frame_encoder(cfg)
     model.frame_encoder = build_frame_encoder(encoder)
-    model.num_frames = config_num_frames(cfg) or meta.get('num_frames')
+    model.num_frames = getattr(model, 'num_frames', None) or config_num_frames(cfg)
     return model
-
-
-def _export_meta(path):
-    """The json beside an exported student (``tools/export_student.py``), else {}."""
-    if not isinstance(path, (str, os.PathLike)):
-        return {}
-    path = str(path)
-    if osp.isdir(path):
-        found = sorted(f for f in os.listdir(path) if f.endswith('.json'))
-        path = osp.join(path, found[0]) if len(found) == 1 else ''
-    if not path.endswith(('.safetensors', '.json')):
-        return {}
-    js_path = osp.splitext(path)[0] + '.json'
-    try:
-        with open(js_path, encoding='utf-8') as f:
-            meta = json.load(f)
-    except (OSError, ValueError):
-        return {}
-    return meta if isinstance(meta, dict) and 'model' in meta else {}
 
 
 def _expected_dim(model):
@@ -157,7 +141,8 @@ def caption_video(model, video_path_or_features, encoder=None, num_frames=None, 
         encoder: frame encoder for video files (module or config dict); default the
             model's ``frame_encoder`` or the ``frame_encoder`` of ``config``.
         num_frames: frames sampled uniformly per video; default the model's
-            ``num_frames`` (its config's test pipeline), else 15.
+            ``num_frames`` (its config's test pipeline or its export's json), else the
+            frame count of ``config``; 15 (SFTCap's) only when none of them says.
         config: the model's config (path, dict or Config) to take the defaults from.
         device: where the features go; default the model's device.
         **decode: decoding overrides passed to ``model.generate`` (e.g. ``strategy='beam'``).
@@ -180,6 +165,9 @@ def caption_video(model, video_path_or_features, encoder=None, num_frames=None, 
     cfg = _as_config(config)
     if encoder is None:
         encoder = getattr(model, 'frame_encoder', None) or config_frame_encoder(cfg)
+        if isinstance(getattr(model, 'frame_encoder', None), dict):
+            # an exported student's encoder config: build it once, keep it with the model
+            model.frame_encoder = encoder = build_frame_encoder(encoder)
     encoder = build_frame_encoder(encoder)
     if num_frames is None:
         num_frames = (getattr(model, 'num_frames', None) or config_num_frames(cfg)

@@ -44,6 +44,7 @@ from capdistill.utils import (CheckpointError, load_full_checkpoint, load_matchi
                               state_dict_of)
 
 FORMAT = 'capdistill-student'
+VERSION = 2
 _DROP_KEYS = ('clip_embedding', 'init_cfg')  # files only needed to initialise training
 
 
@@ -69,12 +70,79 @@ def _build(model_cfg):
         return MODELS.build(model_cfg)
 
 
-def export_student(config, checkpoint, out_dir, name=None):
+def _feature_key(cfg, model):
+    return getattr(model, 'feature_key', None) or 'feats'
+
+
+def infer_frame_encoder(cfg, feature_key='feats'):
+    """The frame encoder config a run's features came from, or None.
+
+    The config's ``frame_encoder = dict(type=...)`` entry, else the preset of
+    ``tools/extract_features.py`` whose output folder the run reads its ``feature_key``
+    features from (``visual/clip_b32/frame_feature`` -> the ``clip-b32`` preset).
+    """
+    from .extraction import ENCODER_PRESETS
+    enc = cfg.get('frame_encoder')
+    if enc:
+        return _plain(enc.to_dict() if hasattr(enc, 'to_dict') else dict(enc))
+    by_folder = {folder: dict(preset) for preset, folder in ENCODER_PRESETS.values()}
+    for loader in ('test_dataloader', 'val_dataloader', 'train_dataloader'):
+        dirs = ((cfg.get(loader) or {}).get('dataset') or {}).get('feature_dirs') or {}
+        parts = str(dirs.get(feature_key, '')).replace('\\', '/').rstrip('/').split('/')
+        if len(parts) >= 2 and parts[-1] == 'frame_feature' and parts[-2] in by_folder:
+            return by_folder[parts[-2]]
+    return None
+
+
+def _encoder_dim(encoder_cfg):
+    """The feature width of an encoder config, or None when it cannot be built here
+    (e.g. its weight file is on another machine)."""
+    if not encoder_cfg:
+        return None
+    from capdistill.registry import BACKBONES
+    try:
+        with DefaultScope.overwrite_default_scope('capdistill'):
+            return int(BACKBONES.build(dict(encoder_cfg)).feature_dim)
+    except (FileNotFoundError, ValueError, CheckpointError, ImportError):
+        return None
+
+
+def inference_settings(cfg, model, frame_encoder=None):
+    """The json fields an export carries for inference (see the module docstring)."""
+    from .captioning import config_num_frames
+    key = _feature_key(cfg, model)
+    feature_dim = getattr(getattr(model, 'visual_encoder', None), 'in_dim', None)
+    if isinstance(frame_encoder, dict):
+        frame_encoder = dict(frame_encoder)
+    elif frame_encoder is not None:
+        raise TypeError(f'frame_encoder must be a dict(type=...) config, got {frame_encoder!r}')
+    given = frame_encoder is not None or bool(cfg.get('frame_encoder'))
+    if frame_encoder is None:
+        frame_encoder = infer_frame_encoder(cfg, key)
+    dim = _encoder_dim(frame_encoder)
+    if dim is not None and feature_dim is not None and dim != feature_dim:
+        if given:
+            raise CheckpointError(
+                f'frame encoder {frame_encoder} gives {dim}-d features, but the student reads '
+                f'{feature_dim}-d ones; name the encoder its features were extracted with')
+        frame_encoder = None  # a folder name that only looks like a preset's
+    decode = dict(getattr(model, 'decode_cfg', None) or {})
+    if getattr(model, 'max_len', None) is not None:
+        decode['max_len'] = int(model.max_len)
+    return dict(frame_encoder=frame_encoder, feature_key=key,
+                feature_dim=int(feature_dim) if feature_dim is not None else None,
+                num_frames=config_num_frames(cfg), decode=_plain(decode))
+
+
+def export_student(config, checkpoint, out_dir, name=None, frame_encoder=None):
     """Write the deployed student of ``config`` + ``checkpoint`` to ``out_dir``.
 
     Returns the paths ``(safetensors, json)``. A distillation config exports its
     student (teacher and connectors are dropped); a model with ``student_state_dict``/
     ``student_config`` (the shared-weight SFTCap) exports its student path only.
+    ``frame_encoder`` (a ``dict(type=...)``) names the encoder videos go through when the
+    config does not (see :func:`infer_frame_encoder`); the frame count and decoding
+    settings come from the config.
     """
     from safetensors.torch import save_file
     cfg = Config.fromfile(config) if isinstance(config, str) else config
@@ -98,13 +166,29 @@ def export_student(config, checkpoint, out_dir, name=None):
     st_path, js_path = osp.join(out_dir, name + '.safetensors'), osp.join(out_dir, name + '.json')
     tensors = {k: v.detach().cpu().contiguous().clone() for k, v in weights.items()}
     save_file(tensors, st_path, metadata=dict(format=FORMAT))
-    meta = dict(format=FORMAT, version=1, model=model_cfg,
+    meta = dict(format=FORMAT, version=VERSION, model=model_cfg,
+                **inference_settings(cfg, model, frame_encoder),
                 source=dict(config=str(getattr(cfg, 'filename', '') or ''),
                             checkpoint=str(checkpoint)),
                 params=int(sum(v.numel() for v in tensors.values())))
     with open(js_path, 'w') as f:
         json.dump(meta, f, indent=1)
     return st_path, js_path
+
+
+def read_export_json(path):
+    """The json of an export (folder, either file), checked to be one."""
+    st_path, js_path = _locate(path)
+    try:
+        with open(js_path, encoding='utf-8') as f:
+            meta = json.load(f)
+    except ValueError as exc:
+        raise CheckpointError(f'{js_path} is not valid json ({exc})') from None
+    if not isinstance(meta, dict) or meta.get('format') != FORMAT:
+        fmt = meta.get('format') if isinstance(meta, dict) else None
+        raise CheckpointError(f'{js_path} is not a capdistill student export '
+                              f'(format={fmt!r}).')
+    return st_path, js_path, meta
 
 
 def _locate(path):
@@ -129,17 +213,20 @@ def load_exported_student(path, device='cpu'):
     """Build an exported student from its json and load its safetensors weights.
 
     ``path``: the export folder, the ``.safetensors`` or the ``.json`` file. Nothing is
-    unpickled (safetensors only). Returns the captioner in eval mode.
+    unpickled (safetensors only). Returns the captioner in eval mode, carrying the
+    export's inference settings: ``frame_encoder`` (config dict or None),
+    ``num_frames`` and ``decode_cfg`` (the json's ``decode``).
     """
     from safetensors.torch import load_file
-    st_path, js_path = _locate(path)
-    with open(js_path) as f:
-        meta = json.load(f)
-    if meta.get('format') != FORMAT:
-        raise CheckpointError(f'{js_path} is not a capdistill student export '
-                              f'(format={meta.get("format")!r}).')
+    st_path, js_path, meta = read_export_json(path)
     model = _build(meta['model'])
     load_matching_state(model, load_file(st_path), f'Exported student {st_path}')
+    model.frame_encoder = meta.get('frame_encoder')
+    model.num_frames = meta.get('num_frames')
+    decode = dict(meta.get('decode') or {})
+    decode.pop('max_len', None)  # a model setting (model.max_len), not a decode argument
+    if decode and hasattr(model, 'decode_cfg'):
+        model.decode_cfg.update(decode)
     return model.to(device).eval()
 
 
@@ -155,4 +242,5 @@ def is_export(path):
     return osp.isdir(path) and bool(glob.glob(osp.join(path, '*.safetensors')))
 
 
-__all__ = ['export_student', 'load_exported_student', 'is_export', 'FORMAT']
+__all__ = ['export_student', 'load_exported_student', 'is_export', 'read_export_json',
+           'infer_frame_encoder', 'inference_settings', 'FORMAT', 'VERSION']

@@ -5,6 +5,7 @@ the encoder does not wait on the decoder. Every file is written atomically (a
 temporary file in the same folder, then ``os.replace``), so an interrupted run
 leaves no half-written features and a rerun skips what is done.
 """
+import ast
 import os
 import os.path as osp
 import sys
@@ -16,6 +17,33 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from capdistill.datasets.video_io import VideoReadError, list_videos, video_id
+
+# name -> (encoder config, folder name under visual/): tools/extract_features.py --encoder;
+# exports recognise a run's features by the folder name.
+ENCODER_PRESETS = {
+    'pixel-grid8': (dict(type='PixelGridEncoder', grid=8), 'grid8'),
+    'pixel-grid16': (dict(type='PixelGridEncoder', grid=16), 'grid16'),
+    'clip-b32': (dict(type='OpenCLIPVisual', model_name='ViT-B-32',
+                      checkpoint='model_zoo/clip_model/ViT-B-32.pt'), 'clip_b32'),
+    'clip-b16': (dict(type='OpenCLIPVisual', model_name='ViT-B-16',
+                      checkpoint='model_zoo/clip_model/ViT-B-16.pt'), 'clip_b16'),
+    'clip-l14': (dict(type='OpenCLIPVisual', model_name='ViT-L-14',
+                      checkpoint='model_zoo/clip_model/ViT-L-14.pt'), 'clip_l14'),
+}
+
+
+def parse_encoder_cfg(text):
+    """An encoder config from a dict literal, ``{...}`` or ``dict(...)``, evaluating no code."""
+    tree = ast.parse(text.strip(), mode='eval').body
+    if isinstance(tree, ast.Call) and isinstance(tree.func, ast.Name) and tree.func.id == 'dict':
+        if tree.args:
+            raise ValueError('use keyword arguments only in dict(...)')
+        value = {kw.arg: ast.literal_eval(kw.value) for kw in tree.keywords}
+    else:
+        value = ast.literal_eval(tree)
+    if not isinstance(value, dict) or 'type' not in value:
+        raise ValueError('the encoder config must be a dict with a "type" key')
+    return value
 
 
 class _VideoFrames(Dataset):
@@ -217,8 +245,10 @@ def extract_features(videos, encoder, out_dir, num_frames=15, fps=None, batch_si
         failures_file: where unreadable videos are listed (``vid<TAB>path<TAB>reason``);
             default ``<out_dir>/../failures.txt``. Rewritten on every run.
         device: where the encoder runs; default CUDA when available, else CPU.
-        shard: ``(index, count)`` to process every ``count``-th video from ``index``,
-            e.g. one shard per GPU.
+        shard: ``(index, count)`` to process every ``count``-th video from ``index``
+            (of the whole sorted list, so a shard keeps its videos between runs), e.g. one
+            shard per GPU; its failures go to ``failures.shard-I-of-N.txt`` beside
+            ``failures_file`` (:func:`merge_shard_failures` joins them).
 
     Returns:
         dict with ``total``, ``done``, ``skipped``, ``failed``, ``frames``,
@@ -277,13 +307,9 @@ def extract_features(videos, encoder, out_dir, num_frames=15, fps=None, batch_si
     failures += batcher.failures
     done, enc_time = batcher.done, batcher.enc_time
 
-    if failures:
-        os.makedirs(osp.dirname(osp.abspath(failures_file)), exist_ok=True)
-        with open(failures_file, 'w', encoding='utf-8') as f:
-            for vid, path, reason in failures:
-                f.write(f'{vid}\t{path}\t{reason}\n')
-    elif osp.exists(failures_file):
-        os.remove(failures_file)  # nothing failed this time: the old list is stale
+    if shard is not None and shard[1] > 1:
+        failures_file = shard_failures_file(failures_file, *shard)
+    _write_failures(failures_file, failures)
 
     wall = time.perf_counter() - start
     summary = dict(
@@ -296,6 +322,43 @@ def extract_features(videos, encoder, out_dir, num_frames=15, fps=None, batch_si
     if verbose:
         print(format_summary(summary), file=sys.stderr)
     return summary
+
+
+def _write_failures(path, failures):
+    """``vid<TAB>path<TAB>reason`` lines, written atomically; no failures: no file."""
+    if not failures:
+        if osp.exists(path):
+            os.remove(path)  # nothing failed this time: the old list is stale
+        return
+    folder = osp.dirname(osp.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f'.{osp.basename(path)}.', suffix='.tmp', dir=folder)
+    with os.fdopen(fd, 'w', encoding='utf-8') as f:
+        for vid, video, reason in failures:
+            f.write(f'{vid}\t{video}\t{reason}\n')
+    os.replace(tmp, path)
+
+
+def shard_failures_file(failures_file, index, count):
+    """Where shard ``index`` of ``count`` lists its failures: ``failures.shard-I-of-N.txt``."""
+    stem, ext = osp.splitext(failures_file)
+    return f'{stem}.shard-{index}-of-{count}{ext or ".txt"}'
+
+
+def merge_shard_failures(failures_file, count):
+    """Join the failure lists of shards ``0..count-1`` into ``failures_file``.
+
+    Shard lists stay beside it (a shard rerun rewrites its own list); the merged file is
+    removed when no shard has failures. Returns the number of failed videos.
+    """
+    rows = []
+    for index in range(count):
+        path = shard_failures_file(failures_file, index, count)
+        if osp.exists(path):
+            with open(path, encoding='utf-8') as f:
+                rows += [line.rstrip('\n').split('\t', 2) for line in f if line.strip()]
+    _write_failures(failures_file, rows)
+    return len(rows)
 
 
 def format_summary(summary):
