@@ -7,6 +7,7 @@ Examples::
     python tools/caption_video.py CONFIG ckpt.pth feats.npy          # precomputed features
     python tools/caption_video.py exported/x.json clip.mp4           # an exported student
     python tools/caption_video.py exported/x.json exported/x.safetensors clip.mp4
+    python tools/caption_video.py deploy/x.json deploy/x.onnx clip.mp4   # ONNX (tools/deploy.py)
 
 Frame features must come from the encoder the model was trained on: an exported
 student's json names it (and the frame count), else the config's
@@ -54,7 +55,8 @@ def _split_inputs(parser, config, inputs):
     """``(checkpoint, videos)``: an exported student needs no CHECKPOINT argument."""
     from capdistill.apis.export import is_export
     first = inputs[0]
-    if is_export(config) and not (is_export(first) or first.endswith(('.pth', '.pt', '.ckpt'))):
+    if is_export(config) and not (is_export(first)
+                                  or first.endswith(('.pth', '.pt', '.ckpt', '.onnx'))):
         return None, list(inputs)
     if len(inputs) < 2:
         parser.error(f'give the videos to caption after CHECKPOINT {first} '
@@ -93,8 +95,13 @@ def main(argv=None):
         encoder = _encoder_cfg(args, presets)
     except ValueError as exc:
         _fail(str(exc))
-    model = init_video_captioner(args.config, args.checkpoint, device=args.device,
-                                 encoder=encoder)
+    from capdistill.apis.onnx_runner import init_onnx_captioner, is_onnx_export
+    onnx_export = args.checkpoint if args.checkpoint is not None else args.config
+    if is_onnx_export(onnx_export):  # tools/deploy.py output, run on onnxruntime
+        model = init_onnx_captioner(onnx_export, encoder=encoder)
+    else:
+        model = init_video_captioner(args.config, args.checkpoint, device=args.device,
+                                     encoder=encoder)
     decode = dict(strategy='beam', beam_size=args.beam_size) if args.beam_size else {}
     results, failures = [], []
     for video in args.videos:

@@ -26,7 +26,8 @@ from capdistill.registry import MODELS
 from capdistill.utils import CheckpointError
 from .onnx_export import FORMAT, STEP_SUFFIX, spec_from_json
 
-__all__ = ['OnnxCaptioner', 'OnnxHead', 'OnnxStudent', 'is_onnx_export', 'locate_onnx_export']
+__all__ = ['OnnxCaptioner', 'OnnxHead', 'OnnxStudent', 'init_onnx_captioner', 'is_onnx_export',
+           'locate_onnx_export']
 
 
 def locate_onnx_export(path):
@@ -226,3 +227,15 @@ class OnnxStudent(BaseModel):
 
     def generate(self, inputs, **decode):
         return self.onnx.generate(inputs, **decode)
+
+
+def init_onnx_captioner(path, encoder=None, threads=None):
+    """:class:`OnnxCaptioner` plus a built frame encoder, ready for ``caption_video``.
+
+    ``encoder`` (a module or ``dict(type=...)``) overrides the export json's
+    ``frame_encoder``; without either, only feature files can be captioned.
+    """
+    from .captioning import build_frame_encoder
+    model = OnnxCaptioner(path, threads=threads)
+    model.frame_encoder = build_frame_encoder(encoder or model.frame_encoder)
+    return model
