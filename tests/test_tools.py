@@ -60,19 +60,8 @@ def test_resume_continues_at_next_epoch(trained_teacher, tmp_path):
     assert 'Epoch(train) [1][' not in res.stdout + res.stderr
 
 
-def test_distillation_keeps_teacher_frozen(trained_teacher, tiny_root, tmp_path):
-    _, work = trained_teacher
-    teacher_ckpt = work / 'epoch_1.pth'
-    before = torch.load(teacher_ckpt, map_location='cpu', weights_only=False)['state_dict']
-    cfg = write_tiny_config(tmp_path / 'kd.py', tiny_root, model=KD_MODEL.format(ckpt=teacher_ckpt))
-    res = run_tool(['tools/train.py', cfg, '--work-dir', str(tmp_path),
-                    '--cfg-options', 'train_cfg.max_epochs=1'])
-    assert res.returncode == 0, res.stderr[-3000:]
-    assert 'distill.loss_word' in res.stdout + res.stderr
-    after = torch.load(teacher_ckpt, map_location='cpu', weights_only=False)['state_dict']
-    assert all(torch.equal(before[k], after[k]) for k in before)
-    student_ckpt = torch.load(tmp_path / 'epoch_1.pth', map_location='cpu', weights_only=False)
-    assert all(k.startswith('student.') for k in student_ckpt['state_dict'])
+# The frozen teacher (weights held in memory before/after a distillation run, on 2 processes)
+# is tested in test_distill_runs.py.
 
 
 def test_dist_train_two_processes_on_cpu(tiny_root, tmp_path):
