@@ -13,6 +13,7 @@ from capdistill.models.distillers import DistillConfigError
 from capdistill.registry import MODELS
 from capdistill.utils import CheckpointError, resolve_checkpoint
 from capdistill.utils.requirements import MissingBatchKeyError
+from conftest import run_tool, write_tiny_config
 
 WORDS = ['a', 'red', 'ball', 'spins', 'moves']
 
@@ -241,3 +242,41 @@ def test_student_ckpt_from_captioner_distillation_or_export(tmp_path):
     with pytest.raises(CheckpointError, match=r'model\.student_ckpt=<that file>'):
         fresh.load_state_dict(torch.load(run, weights_only=False)['state_dict'], strict=False)
     fresh.load_state_dict(algo.state_dict())  # a distillation checkpoint loads
+
+
+def _runner(tmp_path, root, model, **extra):
+    from mmengine.config import Config
+    from mmengine.runner import Runner
+    cfg = Config.fromfile(write_tiny_config(tmp_path / 'cfg.py', root, model=model, **extra))
+    cfg.work_dir = str(tmp_path / 'work')
+    return Runner.from_cfg(cfg)
+
+
+def test_quality_weighted_loss_without_grades_stops_before_the_first_step(tmp_path, tiny_root):
+    from capdistill.engine.hooks import DataRequirementsHook
+    model = "dict(_student, caption_loss=dict(type='QualityWeightedCaptionLoss'))"
+    runner = _runner(tmp_path, tiny_root, model)
+    with pytest.raises(MissingBatchKeyError, match=r"QualityWeightedCaptionLoss \(caption_loss\) "
+                                                   r"needs the batch key 'grade'.*dataset\.grade="):
+        runner.train()
+    assert runner.iter == 0
+    (tmp_path / 'graded').mkdir()
+    graded = _runner(tmp_path / 'graded', tiny_root, model)
+    graded.train_dataloader.dataset.grade = 'tfidf'  # what the config option sets
+    DataRequirementsHook().before_train(graded)  # passes
+
+
+def test_missing_concepts_stop_a_distillation_run_in_one_line(tmp_path, tiny_root):
+    model = ("dict(type='DistillAlgorithm', student=dict(_student, encoder=dict(type='HAM', "
+             "embed_dim=32, num_actions=2, num_heads=2)), teacher=_teacher, "
+             "allow_random_teacher=True, recorders=dict(s_obj=dict(source='student', "
+             "module='encoder.objects')), distill_losses=dict(loss_concept=dict("
+             "type='ConceptPredictionLoss', inputs=dict(feats='s_obj', "
+             "concepts='data.obj_tokens', embedding='s_word_embed'))))")
+    cfg = write_tiny_config(tmp_path / 'kd.py', tiny_root, model=model)
+    res = run_tool(['tools/train.py', cfg, '--work-dir', str(tmp_path / 'work')])
+    assert res.returncode == 1, res.stderr[-3000:]
+    assert 'Traceback' not in res.stderr and 'Epoch(train)' not in res.stdout + res.stderr
+    last = res.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: distill loss 'loss_concept' needs the batch key 'obj_tokens'")
+    assert 'train_dataloader.dataset.concepts=dict(' in last

@@ -21,5 +21,7 @@ load_from = None
 resume = False
 randomness = dict(seed=0, deterministic=False)
 
-# Re-seed every epoch (resumed runs replay the same randomness) and stop on NaN/Inf losses.
-custom_hooks = [dict(type='EpochSeedHook'), dict(type='FiniteLossHook')]
+# Re-seed every epoch (resumed runs replay the same randomness), stop on NaN/Inf losses, and
+# stop before the first step when a loss term reads data the training set does not provide.
+custom_hooks = [dict(type='EpochSeedHook'), dict(type='FiniteLossHook'),
+                dict(type='DataRequirementsHook')]

@@ -12,6 +12,10 @@ path of SFTCap) it reports, in one run:
   tokens; the beam5/greedy ratio;
 * for a distillation config, the same for the teacher, and teacher/student ratios.
 
+A distillation config (with or without its checkpoint) builds the student alone; the
+teacher is built from its config at random weights, for its cost only, so neither the
+teacher's checkpoint nor a trained teacher is needed (``--no-teacher`` skips it).
+
 Random weights are fine for timing (no checkpoint needed); with random weights no
 caption ends early, so every decode runs the full ``max_len + 1`` steps (worst case).
 
@@ -48,8 +52,12 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-def build(cfg_path, checkpoint=None, options=()):
-    """(deployed model, teacher or None, whole model) of a config, in eval mode."""
+def build(cfg_path, checkpoint=None, options=(), with_teacher=True):
+    """(deployed model, teacher or None, whole model) of a config, in eval mode.
+
+    A distillation config builds its student only (no teacher checkpoint needed) and,
+    with ``with_teacher``, its teacher architecture at random weights for comparison.
+    """
     from mmengine.config import Config, DictAction
     from mmengine.registry import DefaultScope
 
@@ -63,25 +71,30 @@ def build(cfg_path, checkpoint=None, options=()):
         cfg.merge_from_dict(parsed)
     m = cfg.model
     # timing needs no trained weights: missing weight files are skipped with a note
-    if m.get('teacher_ckpt') and not os.path.isfile(m.teacher_ckpt):
-        print(f'note: teacher checkpoint {m.teacher_ckpt} absent; random teacher weights')
-        m.teacher_ckpt = None
     for part in (m, m.get('student') or {}, m.get('teacher') or {}):
         head = part.get('head') if hasattr(part, 'get') else None
         if head and head.get('clip_embedding') and not os.path.isfile(head.clip_embedding):
             print(f'note: {head.clip_embedding} absent; random word embedding')
             head.clip_embedding = None
+    from capdistill.models.distillers import is_distillation, student_only_config
+    from capdistill.registry import TEACHERS
+    teacher = None
     with DefaultScope.overwrite_default_scope('capdistill'):
-        model = MODELS.build(m)
-    if checkpoint:
-        from capdistill.utils import load_full_checkpoint, state_dict_of
-        model.load_state_dict(state_dict_of(load_full_checkpoint(checkpoint)), strict=False)
+        if is_distillation(m):
+            # the student alone, loaded strictly from the run's student.* weights; the
+            # teacher only for its cost, at random weights (its checkpoint is not needed)
+            model = MODELS.build(student_only_config(m, checkpoint))
+            if with_teacher:
+                teacher = TEACHERS.build(m.teacher).eval()
+        else:
+            model = MODELS.build(m)
+            if checkpoint:
+                from capdistill.utils import (load_full_checkpoint, load_matching_state,
+                                              state_dict_of)
+                load_matching_state(model, state_dict_of(load_full_checkpoint(checkpoint)),
+                                    f'Checkpoint {checkpoint}')
     model.eval()
-    deployed = getattr(model, 'student', model)
-    teacher = model.__dict__.get('teacher')
-    if teacher is not None:
-        teacher.eval()
-    return deployed, teacher, model
+    return model, teacher, model
 
 
 def measure(model, args, label, slow=True):
@@ -132,7 +145,8 @@ def main(argv=None):
     if args.threads:
         torch.set_num_threads(args.threads)
     from capdistill.evaluation.cost import count_parameters, deployed_parameters
-    deployed, teacher, whole = build(args.config, args.checkpoint, args.cfg_options)
+    deployed, teacher, whole = build(args.config, args.checkpoint, args.cfg_options,
+                                     with_teacher=not args.no_teacher)
     results = {}
     total = count_parameters(whole) + (count_parameters(teacher) if teacher is not None else 0)
     results['student'] = measure(deployed, args, 'deployed', slow=not args.no_slow)

@@ -1,9 +1,10 @@
 from .caption_samples import CaptionSamplesHook
+from .data_requirements import DataRequirementsHook
 from .ema import StudentEMAHook
 from .loss_weight_schedule import LossWeightScheduleHook, resolve_target, schedule_value
 from .run_guards import EpochSeedHook, FiniteLossHook, NonFiniteLossError  # noqa: F401
 from .teacher_check import TeacherFrozenCheckHook
 
-__all__ = ['CaptionSamplesHook', 'StudentEMAHook', 'LossWeightScheduleHook', 'resolve_target',
-           'schedule_value', 'TeacherFrozenCheckHook', 'EpochSeedHook', 'FiniteLossHook',
+__all__ = ['CaptionSamplesHook', 'DataRequirementsHook', 'StudentEMAHook',
+           'LossWeightScheduleHook', 'resolve_target', 'schedule_value', 'TeacherFrozenCheckHook', 'EpochSeedHook', 'FiniteLossHook',
            'NonFiniteLossError']

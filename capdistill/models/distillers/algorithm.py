@@ -287,8 +287,8 @@ class DistillAlgorithm(BaseModel):
                     need = merge_requirements(need, {tensor[5:]: f'distill loss {name!r}'})
                 elif tensor == 'weight':
                     need = merge_requirements(need, {'grade': f'distill loss {name!r}'})
-            extra = getattr(self.distill_losses[name], 'required_batch_keys', None)
-            if extra:
+            extra = getattr(type(self.distill_losses[name]), 'required_batch_keys', None)
+            if isinstance(extra, dict):
                 need = merge_requirements(
                     need, {k: f'distill loss {name!r}' for k in dict(extra)})
         own = getattr(self.student, 'required_batch_keys', None)
@@ -521,7 +521,10 @@ class DistillAlgorithm(BaseModel):
 
     def loss(self, inputs, data_samples):
         if not self._checked_batch:
-            check_batch_keys(self.required_batch_keys(), data_samples, inputs)
+            # grades cannot be told from a batch (every caption weighs 1 without them):
+            # DataRequirementsHook checks them on the dataset
+            check_batch_keys({k: v for k, v in self.required_batch_keys().items()
+                              if k != 'grade'}, data_samples, inputs)
             self._checked_batch = True
         tokens = data_samples['tokens']
         targets = tokens[:, 1:]

@@ -44,6 +44,9 @@ class QualityWeightedCaptionLoss(nn.Module):
     ``logits, targets, weight``) or as a distill loss fed ``s_logits, targets, weight``.
     """
 
+    #: without the dataset's grades every weight is 1 (checked by DataRequirementsHook)
+    required_batch_keys = {'grade': 'quality-weighted caption loss'}
+
     def __init__(self, smoothing=0.1, gamma=1.0, ignore_index=0, loss_weight=1.0):
         super().__init__()
         self.smoothing, self.gamma = smoothing, gamma

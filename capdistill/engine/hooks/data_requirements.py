@@ -1,0 +1,61 @@
+"""Stop a run before its first step when a loss term reads data the training set lacks."""
+from mmengine.hooks import Hook
+from mmengine.model import is_model_wrapper
+
+from capdistill.registry import HOOKS
+from capdistill.utils.requirements import check_batch_keys, merge_requirements
+
+
+def _base_dataset(dataset):
+    """The dataset under mmengine/torch wrappers (``.dataset``, first of ``.datasets``)."""
+    for _ in range(8):
+        if hasattr(dataset, 'datasets') and dataset.datasets:
+            dataset = dataset.datasets[0]
+        elif hasattr(dataset, 'dataset') and not hasattr(dataset, 'data_list'):
+            dataset = dataset.dataset
+        else:
+            break
+    return dataset
+
+
+def model_requirements(model):
+    """Batch key -> who needs it: ``model.required_batch_keys()`` plus the
+    ``required_batch_keys`` dicts its submodules (losses) declare."""
+    need = {}
+    own = getattr(model, 'required_batch_keys', None)
+    if callable(own):
+        need = merge_requirements(need, own())
+    for name, module in model.named_modules():
+        declared = getattr(type(module), 'required_batch_keys', None)
+        if isinstance(declared, dict):
+            need = merge_requirements(
+                need, {k: f'{type(module).__name__} ({name or "model"})' for k in declared})
+    return need
+
+
+@HOOKS.register_module()
+class DataRequirementsHook(Hook):
+    """Before training, compare the batch keys the model's terms read with one packed
+    training sample, so that a term whose data is missing (concepts, caption grades, any
+    ``data.<key>``) stops the run naming the dataset option, instead of vanishing.
+
+    Caption grades (``'grade'``): a :class:`CaptionDataset` gives every caption weight 1
+    unless ``grade=`` is set, so the dataset's ``grade`` is checked, not the weights.
+    """
+    priority = 'VERY_HIGH'
+
+    def before_train(self, runner):
+        model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+        required = model_requirements(model)
+        if not required:
+            return
+        dataset = runner.train_dataloader.dataset
+        sample = dataset[0]
+        present = set(sample.get('inputs') or {}) | set(sample.get('data_samples') or {})
+        base = _base_dataset(dataset)
+        if hasattr(base, 'grade'):
+            if base.grade:
+                present.add('grade')
+        elif 'weight' in present:  # another dataset class: trust the weights it gives
+            present.add('grade')
+        check_batch_keys(required, dict.fromkeys(present))
