@@ -477,30 +477,44 @@ def export_onnx(config, checkpoint, out_dir, name=None, int8=False, num_frames=N
     no ONNX form.
     """
     from .captioning import config_frame_encoder, config_num_frames
-    from .export import _standalone_tokenizer
     model, model_cfg, meta, cfg = _load_source(config, checkpoint)
     model = getattr(model, 'student', model)
     if name is None:
         src = checkpoint if meta and checkpoint else config
         name = osp.splitext(osp.basename(str(src or 'student')))[0]
-    frames = (num_frames or meta.get('num_frames') or config_num_frames(cfg) or 15)
-    layout = export_graphs(model, out_dir, name, num_frames=frames)
-    frame_encoder = meta.get('frame_encoder') if meta else config_frame_encoder(cfg)
+    return export_captioner(
+        model, out_dir, name, int8=int8,
+        num_frames=num_frames or meta.get('num_frames') or config_num_frames(cfg) or 15,
+        tokenizer_cfg=model_cfg['tokenizer'],
+        frame_encoder=meta.get('frame_encoder') if meta else config_frame_encoder(cfg),
+        decode=_decode_settings(model, meta),
+        source=dict(config=str(getattr(cfg, 'filename', '') or config or ''),
+                    checkpoint=str(checkpoint or '')))
+
+
+def export_captioner(model, out_dir, name, int8=False, num_frames=15, tokenizer_cfg=None,
+                     frame_encoder=None, decode=None, source=None):
+    """Export a built captioner (see :func:`export_onnx`); return the json path(s).
+
+    ``tokenizer_cfg``: the tokenizer's config (default: its class with no arguments);
+    a word vocabulary is written into the json either way.
+    """
+    from .export import _standalone_tokenizer
+    tokenizer_cfg = dict(tokenizer_cfg or dict(type=type(model.tokenizer).__name__))
+    layout = export_graphs(model, out_dir, name, num_frames=num_frames)
     doc = dict(
         format=FORMAT, version=1,
         graphs=dict(encoder=name + '.onnx', step=name + STEP_SUFFIX),
         int8=False,
         model=dict(type=type(model).__name__, feature_key=model.feature_key,
-                   feature_dim=int(model.visual_encoder.in_dim),
                    in_dim=int(model.visual_encoder.in_dim), max_len=int(model.max_len),
                    vocab_size=int(model.head.vocab_size), head=type(model.head).__name__),
-        tokenizer=_standalone_tokenizer(dict(model_cfg['tokenizer']), model.tokenizer),
+        tokenizer=_standalone_tokenizer(tokenizer_cfg, model.tokenizer),
         feature_key=model.feature_key, feature_dim=int(model.visual_encoder.in_dim),
-        frame_encoder=frame_encoder, num_frames=int(frames),
-        decode=dict(_decode_settings(model, meta), max_len=int(model.max_len)),
-        state=layout, opset=OPSET,
-        source=dict(config=str(getattr(cfg, 'filename', '') or config or ''),
-                    checkpoint=str(checkpoint or '')))
+        frame_encoder=frame_encoder, num_frames=int(num_frames),
+        decode=dict(decode if decode is not None else _decode_settings(model, {}),
+                    max_len=int(model.max_len)),
+        state=layout, opset=OPSET, source=source or {})
     paths = [_write_json(doc, out_dir, name)]
     if int8:
         q_name = name + INT8_TAG

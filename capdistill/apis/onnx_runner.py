@@ -239,3 +239,72 @@ def init_onnx_captioner(path, encoder=None, threads=None):
     model = OnnxCaptioner(path, threads=threads)
     model.frame_encoder = build_frame_encoder(encoder or model.frame_encoder)
     return model
+
+
+BACKENDS = ('torch', 'onnx', 'onnx-int8')
+
+
+def compare_backends(model, batches, backends=BACKENDS, beam_size=5, repeats=3, warmup=1,
+                     workdir=None):
+    """Latency per video of PyTorch eager and onnxruntime fp32/int8, side by side.
+
+    Args:
+        model: a built captioner (PyTorch); it is exported to ``workdir`` (default a
+            temporary folder) for the onnx back-ends.
+        batches (dict): batch size -> inputs dict (as ``Captioner.generate`` takes).
+        backends: any of ``'torch'``, ``'onnx'``, ``'onnx-int8'``.
+
+    Returns:
+        ``{bs: {strategy: {backend: seconds per video, f'{backend}/torch speedup':
+        ratio, f'{backend} same tokens': fraction of rows identical to torch}}}`` with
+        strategy ``'greedy'`` and ``f'beam{beam_size}'``; back-ends run alternately for
+        each setting, so machine load affects them alike.
+    """
+    import tempfile
+
+    from capdistill.evaluation.cost import latency_per_video
+    from .onnx_export import export_captioner
+    unknown = sorted(set(backends) - set(BACKENDS))
+    if unknown:
+        raise ValueError(f'unknown back-end(s) {unknown}; choose from {list(BACKENDS)}')
+    tmp = None
+    if workdir is None:
+        tmp = tempfile.TemporaryDirectory(prefix='capdistill_onnx_')
+        workdir = tmp.name
+    try:
+        runners = dict(torch=model)
+        if {'onnx', 'onnx-int8'} & set(backends):
+            frames = next(iter(batches.values()))[model.feature_key].shape[1]
+            paths = export_captioner(model, workdir, 'bench', int8='onnx-int8' in backends,
+                                     num_frames=frames)
+            runners['onnx'] = OnnxCaptioner(paths[0])
+            if 'onnx-int8' in backends:
+                runners['onnx-int8'] = OnnxCaptioner(paths[1])
+        results = {}
+        for bs, inputs in batches.items():
+            results[bs] = {}
+            for label, decode in (('greedy', dict(strategy='greedy')),
+                                  (f'beam{beam_size}', dict(strategy='beam',
+                                                            beam_size=beam_size))):
+                reference = model.generate(inputs, **decode)
+                row = {}
+                for name in ('torch',) + tuple(b for b in backends if b != 'torch'):
+                    runner = runners[name]
+                    row[name] = latency_per_video(runner, inputs, repeats, warmup, **decode)
+                    if name != 'torch':
+                        row[f'{name}/torch speedup'] = row['torch'] / row[name]
+                        ids = runner.generate(inputs, **decode)
+                        same = _same_rows(ids, reference, model.tokenizer.eos_id)
+                        row[f'{name} same tokens'] = float(same.float().mean())
+                results[bs][label] = row
+        return results
+    finally:
+        if tmp is not None:
+            tmp.cleanup()
+
+
+def _same_rows(a, b, eos_id):
+    """Which rows of two EOS-padded id matrices hold the same caption."""
+    width = max(a.shape[1], b.shape[1])
+    pad = [torch.nn.functional.pad(x, (0, width - x.shape[1]), value=eos_id) for x in (a, b)]
+    return (pad[0] == pad[1]).all(1)
