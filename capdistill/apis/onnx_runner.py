@@ -308,3 +308,20 @@ def _same_rows(a, b, eos_id):
     width = max(a.shape[1], b.shape[1])
     pad = [torch.nn.functional.pad(x, (0, width - x.shape[1]), value=eos_id) for x in (a, b)]
     return (pad[0] == pad[1]).all(1)
+
+
+def format_backends(results):
+    """:func:`compare_backends` results as text lines (ms per video and ratios)."""
+    lines = []
+    for bs, rows in results.items():
+        for label, row in rows.items():
+            parts = [f'batch {bs:>3} {label:>6}:']
+            for key, value in row.items():
+                if key.endswith('speedup'):
+                    parts.append(f'{key.split("/")[0]} {value:.2f}x')
+                elif key.endswith('same tokens'):
+                    parts.append(f'({key.split(" ")[0]} same tokens {100 * value:.0f}%)')
+                else:
+                    parts.append(f'{key}={value * 1e3:.2f}ms')
+            lines.append('  ' + ' '.join(parts))
+    return lines

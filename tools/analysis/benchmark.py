@@ -11,6 +11,10 @@ path of SFTCap) it reports, in one run:
   every token) with the speedup ratio and a check that both greedy paths give identical
   tokens; the beam5/greedy ratio;
 * for a distillation config, the same for the teacher, and teacher/student ratios.
+* with ``--backends torch onnx onnx-int8``: the deployed model exported to ONNX
+  (``tools/deploy.py``'s graphs, in a temporary folder) and timed on onnxruntime fp32 and
+  dynamic int8 beside PyTorch eager, greedy and beam, with speedups over PyTorch and the
+  share of captions identical to PyTorch's.
 
 A distillation config (with or without its checkpoint) builds the student alone; the
 teacher is built from its config at random weights, for its cost only, so neither the
@@ -49,6 +53,8 @@ def parse_args(argv=None):
     p.add_argument('--threads', type=int, default=None, help='torch.set_num_threads')
     p.add_argument('--out', help='also write the results as json here')
     p.add_argument('--cfg-options', nargs='+', default=[], help='key=value overrides')
+    p.add_argument('--backends', nargs='+', choices=['torch', 'onnx', 'onnx-int8'],
+                   help='also time these back-ends side by side (onnx needs the deploy extra)')
     return p.parse_args(argv)
 
 
@@ -138,6 +144,19 @@ def fmt(res, params, deployed):
     return '\n'.join(lines)
 
 
+def measure_backends(model, args):
+    """PyTorch eager vs onnxruntime fp32/int8 latency per video, ratios in one run."""
+    from capdistill.apis.onnx_runner import compare_backends, format_backends
+    from capdistill.evaluation.cost import dummy_batch
+    frames = args.num_frames or min(15, model.visual_encoder.pos.shape[1])
+    batches = {bs: dummy_batch(model, bs, frames, seed=bs)[0] for bs in args.batch_sizes}
+    res = compare_backends(model, batches, args.backends, beam_size=args.beam_size,
+                           repeats=args.repeats)
+    print('== back-ends (ms per video; speedup over torch):')
+    print('\n'.join(format_backends(res)), flush=True)
+    return res
+
+
 def main(argv=None):
     args = parse_args(argv)
     import capdistill
@@ -152,6 +171,8 @@ def main(argv=None):
     results['student'] = measure(deployed, args, 'deployed', slow=not args.no_slow)
     results['student'].update(params_total=total, params_deployed=deployed_parameters(whole))
     print(fmt(results['student'], total, results['student']['params_deployed']))
+    if args.backends:
+        results['backends'] = measure_backends(deployed, args)
     if teacher is not None and not args.no_teacher:
         results['teacher'] = measure(teacher, args, 'teacher', slow=False)
         t_params = count_parameters(teacher)
