@@ -9,3 +9,7 @@ from .heads import TransformerDecoderHead  # noqa: E402
 from .sftcap import SFTCap  # noqa: E402
 
 __all__ += ['beam_search', 'decode', 'TransformerDecoderHead', 'SFTCap']
+from .sampling import CaptionSampler, sample_decode  # noqa: E402
+from .scst import CiderDReward, SelfCriticalCaptioner  # noqa: E402
+
+__all__ += ['CaptionSampler', 'sample_decode', 'CiderDReward', 'SelfCriticalCaptioner']
