@@ -38,7 +38,12 @@ def main():
         if not osp.isfile(path):
             raise FileNotFoundError(f'{what} file not found: {path}')
     cfg = load_config(args)
-    if args.checkpoint.endswith('.safetensors'):
+    from capdistill.apis.onnx_runner import is_onnx_export
+    if is_onnx_export(args.checkpoint):
+        # an ONNX export (tools/deploy.py): captions come from onnxruntime
+        cfg.model = dict(type='OnnxStudent', path=args.checkpoint)
+        cfg.load_from = None
+    elif args.checkpoint.endswith('.safetensors'):
         # an exported student: built from its own json, loaded without unpickling
         cfg.model = dict(type='ExportedStudent', path=args.checkpoint)
         cfg.load_from = None
