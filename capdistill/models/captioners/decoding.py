@@ -141,10 +141,7 @@ class _Stepper:
             self.state.pop('logits_out', None)
             if reuse_output and self.memory.dtype == torch.float32 \
                     and not torch.is_autocast_enabled(self.memory.device.type):
-                n, v = tokens.shape[0], self.head.vocab_size
-                if self.out is None or self.out.shape[0] < n:
-                    self.out = self.memory.new_empty(n, v)
-                self.state['logits_out'] = self.out[:n]
+                self.state['logits_out'] = self.buffer(tokens.shape[0])
             return self.head.step(tokens[:, -1], self.state)
         # the reference loop: a fixed-length buffer, the whole head, every position's
         # logits; positions after t cannot change position t (causal attention)
@@ -152,6 +149,12 @@ class _Stepper:
         buffer = tokens.new_full((n, max(self.length, t)), self.filler)
         buffer[:, :t] = tokens
         return self.head(self.memory, self.mem_mask, buffer)[:, t - 1]
+
+    def buffer(self, n):
+        """A ``(n, V)`` float tensor reused across steps."""
+        if self.out is None or self.out.shape[0] < n:
+            self.out = self.memory.new_empty(n, self.head.vocab_size)
+        return self.out[:n]
 
     def reorder(self, index):
         if self.use_cache:
@@ -270,11 +273,13 @@ def greedy_decode(head, memory, mem_mask, bos_id, eos_id, max_steps, use_cache=T
                 # flat distributions: every word is a candidate; after two such steps
                 # the int8 pass is skipped for the rest of this decode
                 misses += 1
-                nxt = F.linear(h, fast.weight).masked_fill_(ban, NEG_INF).argmax(-1)
+                logits = torch.mm(h, fast.weight.t(), out=stepper.buffer(h.shape[0]))
+                nxt = logits.masked_fill_(ban, NEG_INF).argmax(-1)
         else:
             logits = stepper(tokens, reuse_output=True)
             if banned_index is not None or t < min_len:
-                logits = _constrain(logits.clone(), tokens[:, 1:], eos_id, t, min_len,
+                # in place: the logits are this step's own (no copy of an (N, V) tensor)
+                logits = _constrain(logits, tokens[:, 1:], eos_id, t, min_len,
                                     banned_index, 0)
             nxt = logits.argmax(-1)
         out[live, t] = nxt
