@@ -41,7 +41,7 @@ from mmengine.registry import DefaultScope
 
 from capdistill.registry import MODELS
 from capdistill.utils import (CheckpointError, load_full_checkpoint, load_matching_state,
-                              state_dict_of)
+                              state_dict_of, strip_student_prefix)
 
 FORMAT = 'capdistill-student'
 VERSION = 2
@@ -151,9 +151,7 @@ def export_student(config, checkpoint, out_dir, name=None, frame_encoder=None):
         model_cfg = model_cfg.student
     model_cfg = _plain(model_cfg.to_dict() if hasattr(model_cfg, 'to_dict') else model_cfg)
     model = _build(model_cfg)
-    state = state_dict_of(load_full_checkpoint(checkpoint))
-    if any(k.startswith('student.') for k in state):
-        state = {k[len('student.'):]: v for k, v in state.items() if k.startswith('student.')}
+    state = strip_student_prefix(state_dict_of(load_full_checkpoint(checkpoint)))
     load_matching_state(model, state, f'Checkpoint {checkpoint}')
     if hasattr(model, 'student_config') and hasattr(model, 'student_state_dict'):
         weights = model.student_state_dict()
