@@ -1,10 +1,11 @@
 """Gradients of one distillation step, in one process or split over a DDP group.
 
-``python ddp_grad_probe.py OUT [--per-rank-mean]``: alone it uses the whole batch; under
+``python ddp_grad_probe.py OUT [--per-rank-mean] [--cuda]``: alone it uses the whole batch; under
 torchrun each rank takes its share. Captions have different lengths, and the first ranks
 get the short ones. Rank 0 writes the student's gradients to OUT and each rank's token
 count to OUT.tokens.json. ``--per-rank-mean`` swaps the losses' DDP-aware mean for a
-plain per-rank mean, to show what the parity test guards against.
+plain per-rank mean, to show what the parity test guards against. ``--cuda`` runs on the
+GPUs (one per rank, NCCL).
 """
 import json
 import os
@@ -33,14 +34,19 @@ def captioner(in_dim, embed, key):
                 tokenizer=dict(type='WordTokenizer', words=WORDS), max_len=5)
 
 
-def main(out, per_rank_mean=False):
+def main(out, per_rank_mean=False, device='cpu'):
     capdistill.setup_runtime()
     if per_rank_mean:
         from capdistill.models.losses import caption_losses
         caption_losses.global_mean = lambda total, count: total / count.clamp(min=1e-8)
     distributed = 'WORLD_SIZE' in os.environ
     if distributed:
-        dist.init_process_group('gloo')
+        if device == 'cuda':
+            torch.cuda.set_device(int(os.environ['LOCAL_RANK']))
+        dist.init_process_group('nccl' if device == 'cuda' else 'gloo')
+    if device == 'cuda':
+        device = f'cuda:{torch.cuda.current_device()}'
+        torch.backends.cuda.matmul.allow_tf32 = False  # same arithmetic as the reference
     rank, world = (dist.get_rank(), dist.get_world_size()) if distributed else (0, 1)
     torch.manual_seed(0)
     with DefaultScope.overwrite_default_scope('capdistill'):
@@ -59,18 +65,19 @@ def main(out, per_rank_mean=False):
         words = torch.randint(FIRST_WORD, FIRST_WORD + len(WORDS), (length,), generator=g)
         tokens[i, :length + 2] = torch.cat([torch.tensor([BOS]), words, torch.tensor([EOS])])
     share = slice(rank * n // world, (rank + 1) * n // world)
-    inputs = {k: v[share] for k, v in inputs.items()}
-    samples = dict(tokens=tokens[share], video_id=[str(i) for i in range(n)][share])
-    model.train()
-    net = MMDistributedDataParallel(module=model, device_ids=None) if distributed else model
+    inputs = {k: v[share].to(device) for k, v in inputs.items()}
+    samples = dict(tokens=tokens[share].to(device), video_id=[str(i) for i in range(n)][share])
+    model.to(device).train()
+    ids = [torch.device(device).index] if device != 'cpu' else None
+    net = MMDistributedDataParallel(module=model, device_ids=ids) if distributed else model
     losses = net(inputs, samples, mode='loss')
     sum(losses.values()).backward()
-    counts = torch.zeros(world)
+    counts = torch.zeros(world, device=device)
     counts[rank] = (samples['tokens'][:, 1:] != PAD).sum()
     if distributed:
         dist.all_reduce(counts)
     if rank == 0:
-        torch.save({k: p.grad.clone() for k, p in model.named_parameters()}, out)
+        torch.save({k: p.grad.cpu() for k, p in model.named_parameters()}, out)
         with open(f'{out}.tokens.json', 'w') as f:
             json.dump(counts.tolist(), f)
     if distributed:
@@ -83,4 +90,5 @@ def main(out, per_rank_mean=False):
 
 
 if __name__ == '__main__':
-    main(sys.argv[1], per_rank_mean='--per-rank-mean' in sys.argv[2:])
+    main(sys.argv[1], per_rank_mean='--per-rank-mean' in sys.argv[2:],
+         device='cuda' if '--cuda' in sys.argv[2:] else 'cpu')
