@@ -1,6 +1,7 @@
 """Reading checkpoints with clear errors."""
 import glob
 import os
+import pickle
 import re
 import warnings
 import zipfile
