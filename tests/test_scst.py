@@ -2,6 +2,9 @@
 import json
 import os
 import os.path as osp
+import shutil
+import sys
+import tempfile
 
 import numpy as np
 import pytest
@@ -13,7 +16,7 @@ from pycocoevalcap.cider.cider import Cider
 
 from capdistill.models.captioners.scst import CiderDReward
 from capdistill.registry import MODELS
-from conftest import REPO, write_tiny_config
+from conftest import REPO, make_tiny_dataset, run_tool, write_tiny_config
 
 DISTILL = ("dict(type='DistillAlgorithm', student=_student, teacher=_teacher, "
            "allow_random_teacher=True, distill_losses=dict(loss_kd=dict(type='WordKLLoss')))")
@@ -238,3 +241,29 @@ def test_scst_configs_name_a_distilled_student():
         assert osp.isfile(osp.join(folder, base + '.py')), base
         assert cfg.model.references.split_file.endswith('capdemo_train_list.json')
         assert cfg.load_from is None
+
+
+def test_two_process_ddp_scst_run(tmp_path):
+    # a short data path: the tools dump the config through yapf, slow on long paths
+    short = tempfile.mkdtemp(prefix='scst', dir='/tmp')
+    try:
+        root = make_tiny_dataset(osp.join(short, 'd'))
+        model = ("dict(type='SelfCriticalCaptioner', captioner=_student, "
+                 "references=dict(ann_file=data_root + '/language/tiny_caption.json', "
+                 "split_file=data_root + '/splits/tiny_train_list.json'), "
+                 "sampler=dict(num_samples=2, seed=0))")
+        cfg = write_tiny_config(osp.join(short, 'scst.py'), root, model=model)
+        work = osp.join(short, 'w')
+        res = run_tool(['bash', 'tools/dist_train.sh', cfg, '2', '--work-dir', work,
+                        '--cfg-options', 'train_cfg.max_epochs=1'],
+                       env=dict(PYTHON=sys.executable, PORT='29747'))
+        log = res.stdout + res.stderr
+        assert res.returncode == 0, log[-3000:]
+        assert 'Distributed training: True' in log and 'loss_scst' in log
+        # 24 training captions / (2 processes x batch 4) = 3 steps, counted in the checkpoint
+        state = torch.load(osp.join(work, 'epoch_1.pth'), weights_only=False)['state_dict']
+        assert int(state['sample_step']) == 3
+        # the document frequencies were counted once and cached beside the annotations
+        assert os.listdir(osp.join(root, 'language', '.capdistill_cache'))
+    finally:
+        shutil.rmtree(short, ignore_errors=True)
