@@ -1,6 +1,6 @@
 """Feature extraction on a folder shaped like a real corpus: videos of different sizes,
-aspect ratios, frame rates and lengths, with and without audio, under the default
-batch settings of tools/extract_features.py."""
+aspect ratios, frame rates and lengths, with and without audio, a phone clip stored
+rotated, under the default batch settings of tools/extract_features.py."""
 import os
 import subprocess
 import sys
@@ -58,6 +58,33 @@ def write_clip(path, height, width, frames, fps, codec, pix_fmt, audio, seed=0):
                     container.mux(packet)
 
 
+def write_phone_clip(path, frames=6):
+    """A landscape 64x32 clip whose mp4 track matrix says "turn 90 degrees clockwise",
+    as phones store portrait video; its left columns are white, so upright it is a
+    32x64 portrait with white rows at the top."""
+    import struct
+
+    import av
+    with av.open(str(path), 'w') as container:
+        stream = container.add_stream('libx264', rate=30)
+        stream.width, stream.height, stream.pix_fmt = 64, 32, 'yuv420p'
+        img = np.zeros((32, 64, 3), np.uint8)
+        img[:, :8] = 255
+        for _ in range(frames):
+            for packet in stream.encode(av.VideoFrame.from_ndarray(img, format='rgb24')):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    data = bytearray(Path(path).read_bytes())
+    at = data.find(b'tkhd')
+    assert data[at + 4] == 0  # version 0 box: the matrix sits 44 bytes after the flags
+    matrix = at + 4 + 4 + 20 + 8 + 8
+    assert struct.unpack('>9i', data[matrix:matrix + 36])[0] == 0x10000
+    data[matrix:matrix + 36] = struct.pack('>9i', 0, 0x10000, 0, -0x10000, 0, 0, 0, 0,
+                                           0x40000000)
+    Path(path).write_bytes(bytes(data))
+
+
 @pytest.fixture(scope='module')
 def corpus(tmp_path_factory):
     root = tmp_path_factory.mktemp('corpus') / 'mycorpus'
@@ -65,6 +92,7 @@ def corpus(tmp_path_factory):
     folder.mkdir(parents=True)
     for seed, (name, spec) in enumerate(CORPUS.items()):
         write_clip(folder / f'{name}.mp4', *spec, seed=seed)
+    write_phone_clip(folder / 'phone_rotated.mp4')
     (folder / 'truncated.mp4').write_bytes((folder / 'landscape_320x240.mp4').read_bytes()[:600])
     return root
 
@@ -82,6 +110,9 @@ def test_corpus_is_as_described(corpus):
             v = c.streams.video[0]
             assert (v.height, v.width, v.frames, int(v.average_rate)) == (h, w, n, fps)
             assert bool(c.streams.audio) == audio
+    upright = read_video_frames(corpus / 'raw_videos' / 'phone_rotated.mp4', num_frames=2)
+    assert upright.shape == (2, 64, 32, 3)
+    assert upright[:, :8].min() > 200 and upright[:, 8:].max() < 50
 
 
 def test_readme_command_on_a_mixed_corpus(corpus):
@@ -95,13 +126,14 @@ def test_readme_command_on_a_mixed_corpus(corpus):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert 'Traceback' not in proc.stderr
     out = corpus / 'visual' / 'grid16' / 'frame_feature'
-    assert sorted(p.stem for p in out.glob('*.npy')) == sorted(CORPUS)
-    for name in CORPUS:
+    names = sorted(CORPUS) + ['phone_rotated']
+    assert sorted(p.stem for p in out.glob('*.npy')) == sorted(names)
+    for name in names:
         feats = np.load(out / f'{name}.npy')
         assert feats.shape == (15, 768)
         np.testing.assert_allclose(feats, _alone(corpus / 'raw_videos' / f'{name}.mp4', 15, 16),
                                    atol=1e-6, err_msg=name)
-    assert 'failed 1 of 7' in proc.stderr
+    assert 'failed 1 of 8' in proc.stderr
     failures = (corpus / 'visual' / 'grid16' / 'failures.txt').read_text().splitlines()
     assert len(failures) == 1 and failures[0].startswith('truncated\t')
 
@@ -121,13 +153,13 @@ def test_batches_never_join_frames_of_different_sizes(corpus, tmp_path):
     out = tmp_path / 'feats'
     summary = extract_features(corpus / 'raw_videos', PickyEncoder(grid=8), out, num_frames=15,
                                batch_size=32, workers=1, progress=False)
-    assert (summary['done'], summary['failed']) == (len(CORPUS) - 1, 2)
+    assert (summary['done'], summary['failed']) == (len(CORPUS), 2)
     assert all(n <= 32 for n, *_ in calls)
     reasons = dict(line.split('\t')[::2] for line in
                    (tmp_path / 'failures.txt').read_text().splitlines())
     assert set(reasons) == {'odd_33x47', 'truncated'}
     assert 'frame encoder failed' in reasons['odd_33x47'] and '47x33' in reasons['odd_33x47']
-    for name in CORPUS.keys() - {'odd_33x47'}:
+    for name in (CORPUS.keys() | {'phone_rotated'}) - {'odd_33x47'}:
         np.testing.assert_allclose(np.load(out / f'{name}.npy'),
                                    _alone(corpus / 'raw_videos' / f'{name}.mp4', 15, 8),
                                    atol=1e-6, err_msg=name)

@@ -113,7 +113,11 @@ class _RGB:
         self._reformatter = VideoReformatter()
 
     def __call__(self, frame):
-        return self._reformatter.reformat(frame, format='rgb24').to_ndarray()
+        rgb = self._reformatter.reformat(frame, format='rgb24').to_ndarray()
+        # Phones store portrait clips as landscape frames plus a display rotation; show
+        # them upright, as players do (``rotation``: degrees counter-clockwise).
+        turns = int(round((getattr(frame, 'rotation', 0) or 0) / 90.0)) % 4
+        return np.ascontiguousarray(np.rot90(rgb, turns)) if turns else rgb
 
 
 def count_frames(path):
