@@ -14,6 +14,7 @@ from mmengine.registry import DefaultScope
 from mmengine.runner import Runner
 from pycocoevalcap.cider.cider import Cider
 
+from capdistill.apis.export import export_student, load_exported_student
 from capdistill.models.captioners.scst import CiderDReward
 from capdistill.registry import MODELS
 from conftest import REPO, make_tiny_dataset, run_tool, write_tiny_config
@@ -223,6 +224,12 @@ def test_runner_fine_tunes_a_distilled_student(tiny_root, tmp_path):
     assert any(not torch.equal(state['captioner.' + k], v) for k, v in student_state.items())
     logs = open(next(p for p in (tmp_path / 'scst').rglob('*.log'))).read()
     assert 'loss_scst' in logs and 'reward_sample' in logs and 'CIDEr' in logs
+    # tools/export_student.py's function exports the fine-tuned captioner alone
+    st, _ = export_student(cfg, str(tmp_path / 'scst' / 'epoch_1.pth'), str(tmp_path / 'ex'))
+    exported = load_exported_student(st).eval()
+    runner.model.eval()
+    inputs = batch_of(tiny_root, train_ids(tiny_root)[:3])
+    assert torch.equal(exported.generate(inputs), runner.model.captioner.generate(inputs))
     # the run's checkpoint seeds a further SCST run (captioner.* keys)
     again = build_scst(tiny_root, tmp_path, student_ckpt=str(tmp_path / 'scst' / 'epoch_1.pth'))
     for k, v in again.captioner.state_dict().items():

@@ -202,6 +202,7 @@ class SelfCriticalCaptioner(BaseModel):
                  student_ckpt=None, kd=None, caption_loss_weight=0.0,
                  data_preprocessor=dict(type='CaptionDataPreprocessor'), init_cfg=None):
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
+        self._captioner_cfg = dict(captioner)
         self.captioner = MODELS.build(captioner)
         for name in ('encode', 'caption_logits', 'generate', 'predict', 'tokenizer'):
             if not hasattr(self.captioner, name):
@@ -244,6 +245,25 @@ class SelfCriticalCaptioner(BaseModel):
             self.kd_weight = float(kd.get('weight', 1.0))
         # not a submodule: out of the state dict, the optimizer and DDP
         self.__dict__['teacher'] = teacher
+
+    # -- the deployed model is the wrapped captioner (tools/export_student.py) ----------
+    tokenizer = property(lambda self: self.captioner.tokenizer)
+    feature_key = property(lambda self: self.captioner.feature_key)
+    max_len = property(lambda self: self.captioner.max_len)
+    decode_cfg = property(lambda self: self.captioner.decode_cfg)
+    visual_encoder = property(lambda self: self.captioner.visual_encoder)
+
+    def student_state_dict(self):
+        """The wrapped captioner's deployable weights (no ``captioner.`` prefix)."""
+        if hasattr(self.captioner, 'student_state_dict'):
+            return self.captioner.student_state_dict()
+        return self.captioner.state_dict()
+
+    def student_config(self):
+        """The config that rebuilds the deployed captioner."""
+        if hasattr(self.captioner, 'student_config'):
+            return self.captioner.student_config()
+        return dict(self._captioner_cfg)
 
     # -- the frozen teacher stays frozen and follows .to() ---------------------------
     def _apply(self, fn, *args, **kwargs):
