@@ -1,0 +1,42 @@
+"""The benchmark tools run on tiny data and measure what they say (no timing asserts)."""
+import json
+import os
+import sys
+
+from conftest import REPO, write_tiny_config
+
+sys.path.insert(0, os.path.join(REPO, 'tools', 'analysis'))
+
+KD = ("dict(type='DistillAlgorithm', student=_student, teacher=_teacher, "
+      "distill_losses=dict(loss_word=dict(type='WordKLLoss')))")
+
+
+def test_distill_step_benchmark_reads_its_teacher_cache(tiny_root, tmp_path):
+    import benchmark_distill_step
+    student = write_tiny_config(tmp_path / 'student.py', tiny_root, model='_student')
+    kd = write_tiny_config(tmp_path / 'kd.py', tiny_root, model=KD)
+    cache = tmp_path / 'cache'
+    res = benchmark_distill_step.main([student, kd, '--batches', '2', '--repeats', '1',
+                                       '--topk', '4', '--cache-dir', str(cache)])
+    # the first pass wrote one file per caption, the timed pass read every one of them
+    assert res['cache_files'] == res['captions'] == 8
+    assert res['misses'] == res['captions'] and res['hits'] == res['captions']
+    assert res['cache_bytes'] > 0 and res['ratio_kd'] > 0 and res['ratio_kd_cache'] > 0
+
+
+def test_synthetic_msrvtt_has_the_reference_layout(tmp_path):
+    import numpy as np
+
+    from capdistill.datasets.annotations import load_captions, load_split
+    from make_synthetic_msrvtt import make
+    info = make(str(tmp_path), num_videos=20, captions_per_video=4)
+    assert info['splits'] == {'train': 13, 'validate': 1, 'test': 6}
+    captions = load_captions(str(tmp_path / 'language' / 'msrvtt_caption.json'))
+    assert len(captions) == 20 and all(len(c) == 4 for c in captions.values())
+    test_ids = load_split(str(tmp_path / 'splits' / 'msrvtt_test_list.json'))
+    assert len(test_ids) == 6
+    for enc, dim in (('clip_b32', 512), ('clip_l14', 768)):
+        arr = np.load(tmp_path / 'visual' / enc / 'frame_feature' / f'{test_ids[0]}.npy')
+        assert arr.shape == (15, dim) and arr.dtype == np.float16
+    with open(tmp_path / 'language' / 'msrvtt_caption.json') as f:
+        assert {v['split'] for v in json.load(f)['videos']} == {'train', 'validate', 'test'}
