@@ -186,6 +186,19 @@ def test_mean_baseline_and_kd_term(tiny_root, tmp_path):
     assert all(p.grad is None for p in model.teacher.parameters())
 
 
+def test_caption_loss_mixed_in(tiny_root, tmp_path):
+    torch.manual_seed(0)
+    model = build_scst(tiny_root, tmp_path, caption_loss_weight=0.5)
+    vids = train_ids(tiny_root)[:2]
+    tokens = torch.stack([torch.as_tensor(model.tokenizer.encode_padded(c, 6))
+                          for c in ('a red ball moves left', 'the red object')])
+    samples = dict(video_id=vids, tokens=tokens)
+    inputs = batch_of(tiny_root, vids)
+    losses = model.loss(inputs, samples)
+    own = model.captioner.loss(inputs, samples)['loss_caption']
+    assert losses['loss_caption'].item() == pytest.approx(0.5 * own.item(), rel=1e-6)
+
+
 # -- a real Runner run from a distilled student --------------------------------------
 def unformatted(path):
     """The config without yapf formatting of its dumps: with long tmp paths yapf takes
