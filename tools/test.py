@@ -11,7 +11,7 @@ from capdistill.engine.setup import (add_common_args, finish_distributed, load_c
                                      setup_distributed)
 from capdistill.models.distillers import is_distillation, student_only_config
 from capdistill.utils import trust_directory
-from capdistill.utils.cli import friendly_main
+from capdistill.utils.cli import check_checkpoint_file, friendly_main
 
 
 def parse_args():
@@ -37,6 +37,8 @@ def main():
     for path, what in ((args.config, 'Config'), (args.checkpoint, 'Checkpoint')):
         if not osp.isfile(path):
             raise FileNotFoundError(f'{what} file not found: {path}')
+    if not args.checkpoint.endswith('.onnx'):  # an ONNX graph is no torch file
+        check_checkpoint_file(args.checkpoint)
     cfg = load_config(args)
     from capdistill.apis.onnx_runner import is_onnx_export
     if is_onnx_export(args.checkpoint):

@@ -8,7 +8,7 @@ from mmengine.runner import Runner
 from capdistill.engine.setup import (add_common_args, enable_amp, finish_distributed,
                                      load_config, setup_distributed)
 from capdistill.utils import trust_directory
-from capdistill.utils.cli import friendly_main
+from capdistill.utils.cli import check_checkpoint_file, friendly_main
 
 
 def parse_args():
@@ -34,6 +34,8 @@ def main():
         cfg.resume, cfg.load_from = True, None
     elif args.resume:
         cfg.resume, cfg.load_from = True, args.resume
+    if cfg.get('load_from'):
+        check_checkpoint_file(cfg.load_from)
     trust_directory(cfg.work_dir)
     setup_distributed(cfg, args.launcher)
     runner = Runner.from_cfg(cfg)

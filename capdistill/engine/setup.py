@@ -81,11 +81,14 @@ def load_config(args):
     os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
     if not osp.isfile(args.config):
         raise FileNotFoundError(f'Config file not found: {args.config}')
+    from .config_check import check_config, check_options
     from capdistill.registry import import_custom_modules
     cfg = Config.fromfile(args.config, import_custom_modules=False)
     if args.cfg_options:
+        check_options(cfg, args.cfg_options)
         cfg.merge_from_dict(args.cfg_options)
     import_custom_modules(cfg)  # also those named by --cfg-options
+    check_config(cfg, option_keys=args.cfg_options or ())
     from capdistill.datasets.caption_dataset import restrict_features
     restrict_features(cfg)  # datasets load only the feature sets the model reads
     cfg.work_dir = args.work_dir or cfg.get('work_dir') or osp.join(

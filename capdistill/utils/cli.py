@@ -1,7 +1,10 @@
 """Command-line helpers: one clear line for the errors users can fix."""
 import functools
+import logging
+import os
 import re
 import sys
+import traceback
 
 from capdistill.registry import unknown_type_message
 
@@ -20,11 +23,12 @@ def one_line(exc):
 def user_errors():
     """Exceptions that mean bad input rather than a bug."""
     from capdistill.datasets.annotations import DataError
+    from capdistill.engine.config_check import ConfigError
     from capdistill.engine.hooks.run_guards import NonFiniteLossError
     from capdistill.registry import UnknownTypeError
     from capdistill.utils.checkpoint import CheckpointError
     errors = [DataError, UnknownTypeError, CheckpointError, NonFiniteLossError, FileNotFoundError,
-              NotADirectoryError, PermissionError]
+              NotADirectoryError, PermissionError, ConfigError]
     # build-time refusals of model configs (distillation wiring, data a loss term needs)
     from capdistill.models.distillers.recorders import RecorderError
     from capdistill.utils.requirements import ModelConfigError
@@ -45,16 +49,80 @@ def friendly_main(main):
     def wrapper(*args, **kwargs):
         try:
             return main(*args, **kwargs)
+        except KeyboardInterrupt:
+            log = _log_details()
+            where = f'; log: {log}' if log else ''
+            print(f'error: interrupted (Ctrl-C){where}. Continue a training run with '
+                  '--resume.', file=sys.stderr)
+            sys.exit(130)
         except user_errors() as exc:
             _fail(exc)
         except KeyError as exc:  # mmengine's own unknown-type error
             if unknown_type_message(str(exc)) is None:
                 raise
             _fail(exc)
+        except Exception as exc:
+            if type(exc).__name__ != 'SafetensorError':
+                raise
+            from capdistill.utils.checkpoint import CheckpointError
+            _fail(CheckpointError(f'a .safetensors file is damaged or incomplete '
+                                  f'({str(exc).splitlines()[0]}); export it again'))
 
     return wrapper
 
 
+def _log_details():
+    """Write the current exception's traceback into the run's log file; returns its path.
+
+    The terminal gets one line; whoever debugs the run finds the full story in the log.
+    """
+    try:
+        from mmengine.logging import MMLogger
+        logger = MMLogger.get_current_instance()
+    except Exception:  # no run started yet: nothing to write into
+        return None
+    path = None
+    for handler in logger.handlers:
+        if isinstance(handler, logging.FileHandler):
+            handler.acquire()
+            try:
+                handler.stream.write(traceback.format_exc())
+                handler.flush()
+            finally:
+                handler.release()
+            rel = os.path.relpath(handler.baseFilename)
+            path = path or (handler.baseFilename if rel.startswith('..') else rel)
+    return path
+
+
 def _fail(exc):
-    print(f'error: {one_line(exc)}', file=sys.stderr)
+    log = _log_details()
+    where = f' (details: {log})' if log else ''
+    print(f'error: {one_line(exc)}{where}', file=sys.stderr)
     sys.exit(1)
+
+
+def check_checkpoint_file(path):
+    """Refuse a file that cannot be a checkpoint before any run starts, in one line.
+
+    A ``.safetensors`` file must have a complete header and data; anything else must be a
+    torch.save archive (zip) or a legacy pickle, not e.g. a text file renamed to ``.pth``.
+    """
+    from capdistill.utils.checkpoint import CheckpointError
+    if not os.path.isfile(path):
+        raise CheckpointError(f'Checkpoint not found: {path}')
+    if path.endswith('.safetensors'):
+        from safetensors import safe_open
+        try:
+            with safe_open(path, framework='pt') as f:
+                f.keys()
+        except Exception as exc:
+            raise CheckpointError(f'{path} is not a complete safetensors file '
+                                  f'({str(exc).splitlines()[0]}); export it again') from None
+        return
+    import zipfile
+    with open(path, 'rb') as f:
+        head = f.read(2)
+    if not zipfile.is_zipfile(path) and head[:1] != b'\x80':
+        raise CheckpointError(f'{path} is not a PyTorch checkpoint (neither a torch.save '
+                              'archive nor a pickle); give the .pth file tools/train.py wrote')

@@ -1,0 +1,127 @@
+"""Config mistakes, wrong files and Ctrl-C end in one line, before the Runner starts."""
+import glob
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+from mmengine.config import Config
+
+from capdistill.engine.config_check import ConfigError, check_config, check_options
+from conftest import REPO, run_tool, write_tiny_config
+
+CAPDEMO_TEACHER = os.path.join(REPO, 'configs/capdemo/baseline_teacher_grid16_1xb64-8e_capdemo.py')
+
+
+def _checked(path, **options):
+    cfg = Config.fromfile(path)
+    if options:
+        check_options(cfg, options)
+        cfg.merge_from_dict(options)
+    check_config(cfg, option_keys=list(options))
+
+
+@pytest.mark.parametrize('option,expected', [
+    ({'train_cfg.max_epoch': 1}, "did you mean 'train_cfg.max_epochs'"),
+    ({'train_dataloadr.batch_size': 8}, "did you mean 'train_dataloader'"),
+    ({'model.decode.beam_sise': 5}, "did you mean 'model.decode.beam_size'"),
+    ({'train_cfg.max_epochs': 'two'}, 'must be an integer'),
+    ({'model.head.depht': 2}, "did you mean 'model.head.depth'"),
+    ({'default_hooks.checkpoint.max_keep_ckpt': 1}, "'default_hooks.checkpoint.max_keep_ckpts'"),
+])
+def test_misspelled_or_mistyped_option_is_named(option, expected):
+    with pytest.raises(ConfigError, match=expected.replace('.', r'\.')):
+        _checked(CAPDEMO_TEACHER, **option)
+
+
+def test_valid_options_pass():
+    _checked(CAPDEMO_TEACHER, **{'model.decode.beam_size': 5, 'model.decode.strategy': 'beam',
+                                 'train_cfg.max_epochs': 3, 'train_dataloader.num_workers': 0})
+
+
+def test_every_shipped_config_passes_the_check():
+    configs = [p for p in glob.glob(os.path.join(REPO, 'configs', '**', '*.py'), recursive=True)
+               if '_base_' not in p]
+    assert len(configs) > 10
+    for path in configs:
+        _checked(path)
+
+
+def test_misspelled_key_in_a_config_file(tmp_path, tiny_root):
+    cfg = write_tiny_config(tmp_path / 'cfg.py', tiny_root)
+    with open(cfg, 'a') as f:
+        f.write("train_dataloadr = dict(batch_size=8)\n")
+    with pytest.raises(ConfigError, match="did you mean 'train_dataloader'"):
+        _checked(cfg)
+
+
+def _last_line(res):
+    assert 'Traceback' not in res.stderr, res.stderr[-2000:]
+    return res.stderr.strip().splitlines()[-1]
+
+
+def test_train_tool_stops_on_a_misspelled_option(tmp_path, tiny_root):
+    cfg = write_tiny_config(tmp_path / 'cfg.py', tiny_root)
+    res = run_tool(['tools/train.py', cfg, '--work-dir', str(tmp_path / 'work'),
+                    '--cfg-options', 'train_cfg.max_epoch=1'])
+    assert res.returncode == 1
+    assert _last_line(res) == ("error: unknown config key 'train_cfg.max_epoch' "
+                               "(EpochBasedTrainLoop has no such option); did you mean "
+                               "'train_cfg.max_epochs'?")
+    assert not (tmp_path / 'work').exists()  # stopped before the Runner made its work dir
+
+
+def test_test_tool_refuses_a_text_file_named_pth(tmp_path, tiny_root):
+    cfg = write_tiny_config(tmp_path / 'cfg.py', tiny_root)
+    text = tmp_path / 'model.pth'
+    text.write_text('see https://example.org for the weights\n')
+    res = run_tool(['tools/test.py', cfg, str(text), '--work-dir', str(tmp_path / 'w')])
+    assert res.returncode == 1
+    assert _last_line(res) == (f'error: {text} is not a PyTorch checkpoint (neither a '
+                               'torch.save archive nor a pickle); give the .pth file '
+                               'tools/train.py wrote')
+
+
+def test_truncated_safetensors_is_one_line(tmp_path, capsys):
+    from safetensors.torch import save_file
+
+    from capdistill.utils.cli import check_checkpoint_file, friendly_main
+    whole = tmp_path / 'whole.safetensors'
+    save_file({'w': torch.ones(256)}, str(whole))
+    check_checkpoint_file(str(whole))
+    cut = tmp_path / 'cut.safetensors'
+    cut.write_bytes(whole.read_bytes()[:300])
+    with pytest.raises(SystemExit) as exit_:
+        friendly_main(check_checkpoint_file)(str(cut))
+    assert exit_.value.code == 1
+    err = capsys.readouterr().err
+    assert err.count('\n') == 1 and err.startswith(f'error: {cut} is not a complete '
+                                                    'safetensors file')
+
+
+def test_ctrl_c_is_one_line_and_the_log_keeps_the_traceback(tmp_path, tiny_root):
+    cfg = write_tiny_config(tmp_path / 'cfg.py', tiny_root)
+    work = tmp_path / 'work'
+    env = dict(os.environ, PYTHONPATH=REPO, HF_HUB_OFFLINE='1', OMP_NUM_THREADS='1')
+    proc = subprocess.Popen([sys.executable, 'tools/train.py', cfg, '--work-dir', str(work),
+                             '--cfg-options', 'train_cfg.max_epochs=500'], cwd=REPO, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+
+    def training():
+        return any('loss' in p.read_text() for p in work.glob('*/vis_data/scalars.json'))
+
+    while time.time() < deadline and not training():
+        time.sleep(0.2)
+    assert training(), 'training never started'
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err[-3000:]
+    assert 'Traceback' not in err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith('error: interrupted (Ctrl-C); log: ') and '--resume' in last
+    log = next(work.glob('*/*.log')).read_text()
+    assert 'Traceback' in log and 'KeyboardInterrupt' in log
