@@ -118,6 +118,14 @@ def tiny_root(tmp_path_factory):
     return make_tiny_dataset(str(tmp_path_factory.mktemp('tiny')))
 
 
+def free_port():
+    """A TCP port nobody listens on now (for torchrun's rendezvous in parallel test runs)."""
+    import socket
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
 def run_tool(args, cwd=REPO, timeout=300, env=None):
     """Run a script under tools/ (or any command) as a subprocess of this interpreter."""
     # one thread per process: tiny models gain nothing from more, and lose a lot on busy cores

@@ -11,7 +11,7 @@ import pytest
 import torch
 from mmengine.config import Config
 
-from conftest import REPO, run_tool, write_tiny_config
+from conftest import REPO, free_port, run_tool, write_tiny_config
 
 SNAPSHOT_HOOK = '''
 import os
@@ -89,7 +89,7 @@ def changed_teacher_weights(work):
 def test_dist_train_of_a_distillation_config_keeps_the_teacher_frozen(teacher_run, tiny_root,
                                                                       tmp_path):
     cfg = _kd_config(tmp_path / 'kd.py', tiny_root, teacher_run)
-    env = dict(PYTHON=sys.executable, PORT='29737',
+    env = dict(PYTHON=sys.executable, PORT=str(free_port()),
                PYTHONPATH=f'{REPO}{os.pathsep}{teacher_run}')
     res = run_tool(['bash', 'tools/dist_train.sh', cfg, '2', '--work-dir', str(tmp_path),
                     '--cfg-options', 'train_cfg.max_epochs=1', 'train_cfg.val_interval=5'],

@@ -10,7 +10,7 @@ import sys
 import pytest
 import torch
 
-from conftest import REPO, run_tool, write_tiny_config
+from conftest import REPO, free_port, run_tool, write_tiny_config
 
 pytestmark = pytest.mark.gpu
 
@@ -25,7 +25,7 @@ def test_dist_train_over_nccl(tiny_root, tmp_path):
     cfg = write_tiny_config(tmp_path / 'kd.py', tiny_root, model=KD_MODEL)
     res = run_tool(['bash', 'tools/dist_train.sh', cfg, str(nproc), '--work-dir', str(tmp_path),
                     '--cfg-options', 'train_cfg.max_epochs=1'],
-                   env=dict(PYTHON=sys.executable, PORT='29747'))
+                   env=dict(PYTHON=sys.executable, PORT=str(free_port())))
     log = res.stdout + res.stderr
     assert res.returncode == 0, log[-3000:]
     assert 'Distributed training: True' in log and 'distill.loss_word' in log
@@ -40,7 +40,7 @@ def test_ddp_gradient_parity_over_nccl(tmp_path):
     res = run_tool([PROBE, str(single), '--cuda'])
     assert res.returncode == 0, res.stderr[-2000:]
     res = run_tool([sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node=2',
-                    '--master_port=29749', PROBE, str(dist), '--cuda'])
+                    f'--master_port={free_port()}', PROBE, str(dist), '--cuda'])
     assert res.returncode == 0, res.stderr[-2000:]
     a, b = torch.load(single, weights_only=True), torch.load(dist, weights_only=True)
     assert a.keys() == b.keys() and len(a) > 10

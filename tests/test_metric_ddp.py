@@ -7,7 +7,7 @@ import sys
 import pytest
 import torch
 
-from conftest import REPO, make_tiny_dataset, write_tiny_config
+from conftest import REPO, free_port, make_tiny_dataset, write_tiny_config
 
 from capdistill.apis import init_captioner
 from capdistill.evaluation.caption_scorer import SpiceModelsMissingError, _check_spice
@@ -71,7 +71,7 @@ def _run(args, plugin, count_dir):
     os.makedirs(count_dir, exist_ok=True)
     env = dict(os.environ, PYTHONPATH=f'{REPO}{os.pathsep}{plugin}', HF_HUB_OFFLINE='1',
                OMP_NUM_THREADS='1', COUNT_DIR=str(count_dir), PYTHON=sys.executable,
-               PORT='29743')
+               PORT=str(free_port()))
     cmd = [sys.executable] + args if args[0].endswith('.py') else args
     return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
 
