@@ -164,3 +164,40 @@ def test_bad_settings_are_refused_at_build(cfg, match):
 def test_shape_mismatch_is_one_clear_error():
     with pytest.raises(ValueError, match='differ'):
         build('ReverseKLDivergence')(torch.zeros(1, 2, 5), torch.zeros(1, 2, 6))
+
+
+def test_divergences_plug_into_the_distillation_wiring():
+    """Built by name in a DistillAlgorithm, fed s_logits/t_logits/mask by default."""
+    from mmengine.registry import DefaultScope
+
+    from capdistill.registry import MODELS
+
+    def captioner(in_dim, key):
+        return dict(type='Captioner', feature_key=key,
+                    visual_encoder=dict(type='FeatureProjector', in_dim=in_dim, embed_dim=8),
+                    encoder=dict(type='IdentityEncoder'),
+                    head=dict(type='PrefixLMHead', embed_dim=8, depth=1, num_heads=2),
+                    tokenizer=dict(type='WordTokenizer', words=['a', 'red', 'ball']),
+                    max_len=4)
+
+    torch.manual_seed(0)
+    with DefaultScope.overwrite_default_scope('capdistill'):
+        algo = MODELS.build(dict(
+            type='DistillAlgorithm', student=captioner(6, 'feats'),
+            teacher=captioner(10, 'teacher_feats'), allow_random_teacher=True,
+            distill_losses={f'loss_{n}': dict(type=n, **KWARGS.get(n, {})) for n in NAMES}))
+    g = torch.Generator().manual_seed(0)
+    inputs = dict(feats=torch.randn(2, 3, 6, generator=g),
+                  feats_mask=torch.ones(2, 3, dtype=torch.bool),
+                  teacher_feats=torch.randn(2, 3, 10, generator=g),
+                  teacher_feats_mask=torch.ones(2, 3, dtype=torch.bool))
+    tokens = torch.tensor([[1, 4, 5, 2, 0, 0], [1, 6, 2, 0, 0, 0]])
+    algo.eval()  # no dropout: the logits below are the ones the losses saw
+    losses = algo.loss(inputs, dict(tokens=tokens, video_id=['v0', 'v1']))
+    s = algo.student.caption_logits(inputs, tokens).detach().double().numpy()
+    t = algo.teacher.caption_logits(inputs, tokens).detach().double().numpy()
+    mask = (tokens[:, 1:] != 0).numpy()
+    for name in NAMES:
+        key = next(k for k in losses if k.endswith(f'loss_{name}'))
+        want = golden(name, s, t, **KWARGS.get(name, {}))[mask].mean()
+        assert losses[key].item() == pytest.approx(want, rel=1e-4), name
