@@ -115,6 +115,25 @@ def test_foreign_full_checkpoint_warns(tmp_path):
         load_full_checkpoint(own / 'model.pth')
 
 
+def test_own_run_checkpoint_loads_without_warning(uninterrupted, monkeypatch):
+    import warnings
+
+    from capdistill.utils import checkpoint
+    _, work = uninterrupted
+    monkeypatch.setattr(checkpoint, '_TRUSTED_DIRS', set())
+    with warnings.catch_warnings():
+        warnings.simplefilter('error', UntrustedCheckpointWarning)
+        load_full_checkpoint(work / 'epoch_3.pth')  # a work dir tools/train.py made
+
+
+def test_foreign_checkpoint_warns_once(tmp_path, recwarn):
+    path = tmp_path / 'downloaded.pth'
+    torch.save({'w': torch.ones(1)}, path)
+    for _ in range(3):
+        load_full_checkpoint(path)
+    assert len([w for w in recwarn if w.category is UntrustedCheckpointWarning]) == 1
+
+
 def test_nan_loss_stops_with_step_term_and_videos():
     runner = SimpleNamespace(iter=41, epoch=2)
     batch = dict(data_samples=dict(video_id=['vid007', 'vid003']))

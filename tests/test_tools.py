@@ -72,6 +72,7 @@ def test_dist_train_two_processes_on_cpu(tiny_root, tmp_path):
     assert res.returncode == 0, (res.stdout + res.stderr)[-3000:]
     log = res.stdout + res.stderr
     assert 'Distributed training: True' in log
+    assert 'Processes: 2' in log and 'GPU number' not in log  # CPU processes, not GPUs
     # 24 training captions / (2 processes x batch 4) = 3 iterations per process
     assert 'Epoch(train) [1][3/3]' in log
     assert (tmp_path / 'epoch_1.pth').is_file()

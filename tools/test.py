@@ -5,10 +5,9 @@ import os.path as osp
 
 import capdistill
 from mmengine.dist import is_main_process
-from mmengine.runner import Runner
 
-from capdistill.engine.setup import (add_common_args, finish_distributed, load_config,
-                                     setup_distributed)
+from capdistill.engine.setup import (add_common_args, build_runner, finish_distributed,
+                                     load_config, setup_distributed)
 from capdistill.models.distillers import is_distillation, student_only_config
 from capdistill.utils import trust_directory
 from capdistill.utils.cli import check_checkpoint_file, friendly_main
@@ -65,7 +64,7 @@ def main():
     check_scorers(evaluators)
     trust_directory(cfg.work_dir)
     setup_distributed(cfg, args.launcher)
-    runner = Runner.from_cfg(cfg)
+    runner = build_runner(cfg)
     metrics = runner.test()
     if is_main_process():
         print_table(metrics)

@@ -3,10 +3,9 @@ import argparse
 import gc
 
 import capdistill
-from mmengine.runner import Runner
 
-from capdistill.engine.setup import (add_common_args, enable_amp, finish_distributed,
-                                     load_config, setup_distributed)
+from capdistill.engine.setup import (add_common_args, build_runner, enable_amp,
+                                     finish_distributed, load_config, setup_distributed)
 from capdistill.utils import trust_directory
 from capdistill.utils.cli import check_checkpoint_file, friendly_main
 
@@ -38,7 +37,7 @@ def main():
         check_checkpoint_file(cfg.load_from)
     trust_directory(cfg.work_dir)
     setup_distributed(cfg, args.launcher)
-    runner = Runner.from_cfg(cfg)
+    runner = build_runner(cfg)
     runner.train()
     del runner  # the DDP wrapper goes before its process group
     gc.collect()

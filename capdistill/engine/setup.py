@@ -94,3 +94,29 @@ def load_config(args):
     cfg.work_dir = args.work_dir or cfg.get('work_dir') or osp.join(
         'work_dirs', osp.splitext(osp.basename(args.config))[0])
     return cfg
+
+
+class _ProcessWording:
+    """Log filter: mmengine's environment summary counts processes as "GPU number"; on a
+    machine without CUDA they are CPU processes."""
+
+    def filter(self, record):
+        if isinstance(record.msg, str) and 'GPU number:' in record.msg:
+            record.msg = record.msg.replace('GPU number:', 'Processes:')
+        return True
+
+
+def build_runner(cfg):
+    """``Runner.from_cfg(cfg)``, with a log that says processes, not GPUs, on CPU."""
+    from mmengine.runner import Runner
+
+    class CapdistillRunner(Runner):
+
+        def build_logger(self, *args, **kwargs):
+            logger = super().build_logger(*args, **kwargs)
+            if not torch.cuda.is_available() and not any(
+                    isinstance(f, _ProcessWording) for f in logger.filters):
+                logger.addFilter(_ProcessWording())
+            return logger
+
+    return CapdistillRunner.from_cfg(cfg)

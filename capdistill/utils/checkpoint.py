@@ -26,9 +26,20 @@ def trust_directory(path):
     _TRUSTED_DIRS.add(os.path.realpath(path))
 
 
+def _own_run(real):
+    """A checkpoint in a work dir of one's own mmengine run (``last_checkpoint`` or a run
+    log folder beside it, the file owned by this user): nothing to warn about."""
+    folder = os.path.dirname(real)
+    made_by_run = (os.path.isfile(os.path.join(folder, 'last_checkpoint'))
+                   or bool(glob.glob(os.path.join(glob.escape(folder), '*', 'vis_data'))))
+    return made_by_run and (not hasattr(os, 'getuid') or os.stat(real).st_uid == os.getuid())
+
+
 def _warn_if_foreign(filename):
     real = os.path.realpath(filename)
     if real in _WARNED or any(real.startswith(d + os.sep) for d in _TRUSTED_DIRS):
+        return
+    if _own_run(real):
         return
     _WARNED.add(real)
     warnings.warn(f'Loading full checkpoint {filename} from outside this run\'s work dir: this '
