@@ -169,7 +169,10 @@ def test_sftcap_trains_in_a_runner_on_the_teacher_caption(root, tmp_path):
     cfg = Config.fromfile(path)
     cfg.train_dataloader.dataset.update(teacher_caption=True, concepts=dict(),
                                         cache_dir=str(tmp_path / 'cache'))
-    cfg.train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=1, val_interval=10)
+    cfg.train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=1)
+    # training only: no validation, no checkpoint (they cost most of the time here)
+    cfg.val_dataloader = cfg.val_evaluator = cfg.val_cfg = None
+    cfg.default_hooks.checkpoint = None
     cfg.work_dir = str(tmp_path / 'work')
     runner = Runner.from_cfg(cfg)
     seen = []
