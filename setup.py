@@ -30,8 +30,10 @@ setup(
     extras_require={
         'tests': ['pytest>=7', 'hypothesis>=6.80', 'h5py>=3.8', 'matplotlib>=3.5',
                   'scikit-video>=1.1.11', 'onnx>=1.16', 'onnxruntime>=1.18',
-                  'scipy>=1.10'],  # golden values of the divergence tests
+                  'scipy>=1.10',  # golden values of the divergence tests
+                  'tensorboard>=2.14'],  # the TensorBoard logging test reads event files
         'analysis': ['matplotlib>=3.5'],
+        'tensorboard': ['tensorboard>=2.14'],  # visualizer.vis_backends TensorboardVisBackend
         'h5': ['h5py>=3.8'],
         'deploy': ['onnx>=1.16', 'onnxruntime>=1.18'],  # tools/deploy.py, ONNX back-end
     },

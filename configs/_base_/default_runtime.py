@@ -15,6 +15,14 @@ env_cfg = dict(
     dist_cfg=dict(backend='nccl'),
 )
 
+# Scalars go to <work_dir>/<time>/vis_data/scalars.json (tools/analysis/analyze_logs.py reads
+# them). TensorBoard as well is one line in a config (pip install tensorboard):
+#   visualizer = dict(vis_backends=[dict(type='LocalVisBackend'), dict(type='TensorboardVisBackend')])
+# W&B: dict(type='WandbVisBackend', init_kwargs=dict(project='capdistill')) (pip install wandb);
+# MLflow: dict(type='MLflowVisBackend', exp_name='capdistill') (pip install mlflow).
+vis_backends = [dict(type='LocalVisBackend')]
+visualizer = dict(type='Visualizer', vis_backends=vis_backends)
+
 log_processor = dict(type='LogProcessor', window_size=20, by_epoch=True)
 log_level = 'INFO'
 load_from = None
