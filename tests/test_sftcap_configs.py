@@ -89,7 +89,8 @@ def _train_step(tok, weight=(1.0, 0.2, 0.6), **switches):
     with DefaultScope.overwrite_default_scope('capdistill'):
         model = MODELS.build(m)
     torch.manual_seed(0)
-    losses = model.train_step(_batch(m, weight), OptimWrapper(torch.optim.SGD(model.parameters(), 0)))
+    optim = OptimWrapper(torch.optim.SGD(model.parameters(), 0))
+    losses = model.train_step(_batch(m, weight), optim)
     return model, {k.split('.')[-1]: float(v.detach()) for k, v in losses.items() if k != 'loss'}
 
 

@@ -1,6 +1,5 @@
 """SFTCap as the reference trains it: teacher caption, label choices, one concept loss,
 one masked pooling helper and one label-smoothing implementation."""
-import copy
 import json
 import os
 
