@@ -17,7 +17,7 @@ from pycocoevalcap.cider.cider import Cider
 from capdistill.apis.export import export_student, load_exported_student
 from capdistill.models.captioners.scst import CiderDReward
 from capdistill.registry import MODELS
-from conftest import REPO, make_tiny_dataset, run_tool, write_tiny_config
+from conftest import REPO, free_port, make_tiny_dataset, run_tool, write_tiny_config
 
 DISTILL = ("dict(type='DistillAlgorithm', student=_student, teacher=_teacher, "
            "allow_random_teacher=True, distill_losses=dict(loss_kd=dict(type='WordKLLoss')))")
@@ -276,7 +276,7 @@ def test_two_process_ddp_scst_run(tmp_path):
         work = osp.join(short, 'w')
         res = run_tool(['bash', 'tools/dist_train.sh', cfg, '2', '--work-dir', work,
                         '--cfg-options', 'train_cfg.max_epochs=1'],
-                       env=dict(PYTHON=sys.executable, PORT='29747'))
+                       env=dict(PYTHON=sys.executable, PORT=str(free_port())))
         log = res.stdout + res.stderr
         assert res.returncode == 0, log[-3000:]
         assert 'Distributed training: True' in log and 'loss_scst' in log
