@@ -11,6 +11,7 @@ import torch
 from mmengine.config import Config
 
 from capdistill.engine.config_check import ConfigError, check_config, check_options
+from capdistill.engine.setup import apply_cpu_defaults
 from conftest import REPO, run_tool, write_tiny_config
 
 CAPDEMO_TEACHER = os.path.join(REPO, 'configs/capdemo/baseline_teacher_grid16_1xb64-8e_capdemo.py')
@@ -21,6 +22,7 @@ def _checked(path, **options):
     if options:
         check_options(cfg, options)
         cfg.merge_from_dict(options)
+    apply_cpu_defaults(cfg)  # as tools/train.py does: resolves num_workers='auto'
     check_config(cfg, option_keys=list(options))
 
 
@@ -125,3 +127,28 @@ def test_ctrl_c_is_one_line_and_the_log_keeps_the_traceback(tmp_path, tiny_root)
     assert last.startswith('error: interrupted (Ctrl-C); log: ') and '--resume' in last
     log = next(work.glob('*/*.log')).read_text()
     assert 'Traceback' in log and 'KeyboardInterrupt' in log
+
+
+def test_cpu_defaults_follow_the_available_cores(monkeypatch):
+    from capdistill.engine import setup
+    threads = torch.get_num_threads()
+    try:
+        for cores, procs, expect in ((2, 1, (1, 0)), (16, 1, (8, 4)), (16, 2, (4, 3))):
+            monkeypatch.setattr(setup, 'available_cores', lambda c=cores: c)
+            monkeypatch.setenv('WORLD_SIZE', str(procs))
+            monkeypatch.delenv('OMP_NUM_THREADS', raising=False)
+            cfg = Config.fromfile(os.path.join(
+                REPO, 'configs/sftcap/sftcap_shared_clip-b32_1xb64-20e_msrvtt.py'))
+            setup.apply_cpu_defaults(cfg)
+            loader = cfg.train_dataloader
+            assert (cfg.cpu_threads, loader.num_workers) == expect
+            assert torch.get_num_threads() == expect[0]
+            assert loader.persistent_workers == (expect[1] > 0)
+        monkeypatch.setenv('OMP_NUM_THREADS', '3')  # an explicit setting wins
+        cfg = Config.fromfile(CAPDEMO_TEACHER)
+        assert setup.apply_cpu_defaults(cfg).cpu_threads == 3
+        cfg.cpu_threads = 'many'
+        with pytest.raises(ConfigError, match="cpu_threads must be 'auto'"):
+            setup.apply_cpu_defaults(cfg)
+    finally:
+        torch.set_num_threads(threads)

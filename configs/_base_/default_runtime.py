@@ -9,6 +9,11 @@ default_hooks = dict(
     sampler_seed=dict(type='DistSamplerSeedHook'),
 )
 
+# Torch threads per process: 'auto' = half this process's share of the available cores
+# (at least 1; OMP_NUM_THREADS wins when set), or an integer. Dataloaders with
+# num_workers='auto' get up to 4 workers from the cores left (capdistill.engine.setup).
+cpu_threads = 'auto'
+
 env_cfg = dict(
     cudnn_benchmark=False,
     mp_cfg=dict(mp_start_method='fork', opencv_num_threads=0),

@@ -20,15 +20,15 @@ _dataset = dict(type='MSRVTTDataset', data_root=data_root, ann_file=ann_file,
                 grade=None, concepts=dict(max_objects=3, max_actions=3))
 
 train_dataloader = dict(
-    batch_size=64, num_workers=4, persistent_workers=True,
+    batch_size=64, num_workers='auto', persistent_workers=True,
     sampler=dict(type='DefaultSampler', shuffle=True),
     dataset=dict(_dataset, split='train', pipeline=train_pipeline))
 val_dataloader = dict(
-    batch_size=64, num_workers=4, persistent_workers=True,
+    batch_size=64, num_workers='auto', persistent_workers=True,
     sampler=dict(type='DefaultSampler', shuffle=False),
     dataset=dict(_dataset, split='valid', test_mode=True, pipeline=test_pipeline))
 test_dataloader = dict(
-    batch_size=64, num_workers=4, persistent_workers=True,
+    batch_size=64, num_workers='auto', persistent_workers=True,
     sampler=dict(type='DefaultSampler', shuffle=False),
     dataset=dict(_dataset, split='test', test_mode=True, pipeline=test_pipeline))
 val_evaluator = dict(type='CaptionMetric')
