@@ -134,10 +134,11 @@ def test_export_tool_takes_config_then_checkpoint(distill_run, tmp_path):
         assert len(lines) == 1 and lines[0].startswith('error: ') and expected in lines[0], lines
         assert not (tmp_path / 'x').exists()
     # an encoder that cannot give the student's features is refused before anything is written
-    proc = run_tool(['tools/export_student.py', cfg_path, ckpt, '--out', str(tmp_path / 'x'),
-                     '--encoder', 'pixel-grid8'])
-    assert proc.returncode == 1 and 'gives 192-d features, but the student reads 24-d' in \
-        proc.stderr.strip().splitlines()[-1]
+    from capdistill.utils import CheckpointError
+    with pytest.raises(CheckpointError, match='gives 192-d features, but the student reads 24-d'):
+        export_student(cfg_path, ckpt, str(tmp_path / 'x'),
+                       frame_encoder=dict(type='PixelGridEncoder', grid=8))
+    assert not (tmp_path / 'x').exists()
 
 
 def test_frame_encoder_from_the_feature_folder():

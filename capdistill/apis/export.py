@@ -159,13 +159,14 @@ def export_student(config, checkpoint, out_dir, name=None, frame_encoder=None):
     else:
         weights = model.state_dict()
     model_cfg['tokenizer'] = _standalone_tokenizer(model_cfg['tokenizer'], model.tokenizer)
+    settings = inference_settings(cfg, model, frame_encoder)  # may refuse: before writing
     name = name or osp.splitext(osp.basename(cfg.filename or 'student'))[0]
     os.makedirs(out_dir, exist_ok=True)
     st_path, js_path = osp.join(out_dir, name + '.safetensors'), osp.join(out_dir, name + '.json')
     tensors = {k: v.detach().cpu().contiguous().clone() for k, v in weights.items()}
     save_file(tensors, st_path, metadata=dict(format=FORMAT))
     meta = dict(format=FORMAT, version=VERSION, model=model_cfg,
-                **inference_settings(cfg, model, frame_encoder),
+                **settings,
                 source=dict(config=str(getattr(cfg, 'filename', '') or ''),
                             checkpoint=str(checkpoint)),
                 params=int(sum(v.numel() for v in tensors.values())))
