@@ -51,3 +51,32 @@ def test_official_layout_config_builds_its_splits(name, official_root):
             assert item['feats'].shape[-1] == 512
     # train: one sample per caption; val/test: one per video
     assert sizes == dict(train=12, val=2, test=3)
+
+
+def test_browse_dataset_takes_cfg_options(official_root):
+    from conftest import run_tool
+    cfg = os.path.join(REPO, 'configs', 'sftcap', CONFIGS[0])
+    res = run_tool(['tools/analysis/browse_dataset.py', cfg, '--split', 'train', '--cfg-options',
+                    f'train_dataloader.dataset.data_root={official_root}'])
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert 'videos: 6 in the split, 6 with captions; captions: 12' in res.stdout
+
+
+def test_get_flops_takes_cfg_options(tiny_root, tmp_path):
+    from conftest import write_tiny_config
+    from tools.analysis import get_flops
+    cfg = write_tiny_config(tmp_path / 'cfg.py', tiny_root)
+    one = get_flops.main([cfg, '--num-frames', '4'])
+    two = get_flops.main([cfg, '--num-frames', '4', '--cfg-options', 'model.head.depth=2'])
+    assert two['deployed']['params'] > one['deployed']['params']
+    assert two['deployed']['forward'] > one['deployed']['forward']
+
+
+def test_run_demo_moves_every_data_path(tmp_path):
+    from tools.run_demo import RUNS, config_for_root
+    for _, config in RUNS:
+        assert config_for_root(config, 'data/capdemo', str(tmp_path)) == config
+        moved = Config.fromfile(config_for_root(config, str(tmp_path / 'mine'), str(tmp_path)))
+        assert 'data/capdemo' not in moved.pretty_text
+        for split in ('train', 'val', 'test'):
+            assert moved[f'{split}_dataloader'].dataset.data_root == str(tmp_path / 'mine')

@@ -20,14 +20,40 @@ RUNS = [
     ('student + word KD', 'configs/capdemo/wordkd_teacher-to-student_grid16-grid8_1xb64-8e_capdemo.py'),
 ]
 COLUMNS = ['Bleu_4', 'METEOR', 'ROUGE_L', 'CIDEr']
+DEFAULT_ROOT = 'data/capdemo'
 
 
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--data-root', default='data/capdemo')
+    parser.add_argument('--data-root', default=DEFAULT_ROOT,
+                        help='where the demo data is built and read (the configs follow it)')
     parser.add_argument('--work-root', default='work_dirs')
     parser.add_argument('--force', action='store_true', help='retrain even if checkpoints exist')
     return parser.parse_args()
+
+
+def config_for_root(config, data_root, out_dir):
+    """``config`` reading ``data_root`` instead of data/capdemo: a copy in ``out_dir`` with
+    every path under the default root moved (datasets, vocabulary), or ``config`` itself."""
+    from mmengine.config import Config
+    if osp.normpath(data_root) == DEFAULT_ROOT:
+        return config
+    cfg = Config.fromfile(config)
+    new_root = osp.abspath(data_root)
+
+    def move(node):
+        if isinstance(node, dict):
+            return {k: move(v) for k, v in node.items()}
+        if isinstance(node, (list, tuple)):
+            return type(node)(move(v) for v in node)
+        if isinstance(node, str) and (node == DEFAULT_ROOT or node.startswith(DEFAULT_ROOT + '/')):
+            return new_root + node[len(DEFAULT_ROOT):]
+        return node
+
+    moved = Config(move(cfg.to_dict()))
+    path = osp.join(out_dir, osp.basename(config))
+    moved.dump(path)
+    return path
 
 
 def run(cmd, log_path):
@@ -102,6 +128,7 @@ def main():
     rows = []
     for name, config in RUNS:
         stem = osp.splitext(osp.basename(config))[0]
+        config = config_for_root(config, args.data_root, demo_dir)
         work_dir = osp.join(args.work_root, stem)
         from mmengine.config import Config
         epochs = Config.fromfile(config).train_cfg.max_epochs

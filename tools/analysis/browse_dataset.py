@@ -21,6 +21,9 @@ def parse_args():
     p.add_argument('config')
     p.add_argument('--split', choices=sorted(SPLITS), help='one split only')
     p.add_argument('--top', type=int, default=15, help='concepts listed')
+    from mmengine.config import DictAction
+    p.add_argument('--cfg-options', nargs='+', action=DictAction,
+                   help="override config entries, e.g. train_dataloader.dataset.data_root=X")
     return p.parse_args()
 
 
@@ -97,6 +100,8 @@ def main():
     import capdistill
     capdistill.setup_runtime()  # compatibility patches, for this process only
     cfg = Config.fromfile(args.config)
+    if args.cfg_options:
+        cfg.merge_from_dict(args.cfg_options)
     init_default_scope(cfg.get('default_scope', 'capdistill'))
     for name in [args.split] if args.split else list(SPLITS):
         loader = cfg.get(SPLITS[name])

@@ -21,6 +21,8 @@ def main(argv=None):
     p = argparse.ArgumentParser(description='Parameters and FLOPs per video of a config.')
     p.add_argument('config')
     p.add_argument('--num-frames', type=int, default=None)
+    p.add_argument('--cfg-options', nargs='+', default=[], help='key=value overrides, e.g. '
+                   'model.head.depth=4')
     args = p.parse_args(argv)
     import capdistill
     capdistill.setup_runtime()  # compatibility patches, for this process only
@@ -28,7 +30,7 @@ def main(argv=None):
 
     from capdistill.evaluation.cost import (count_parameters, deployed_parameters, dummy_batch,
                                             flops_per_video)
-    deployed, teacher, whole = build(args.config)
+    deployed, teacher, whole = build(args.config, options=args.cfg_options)
     rows = [('deployed', deployed, deployed_parameters(whole))]
     if teacher is not None:
         rows.append(('teacher', teacher, count_parameters(teacher)))
