@@ -6,6 +6,11 @@ Two strategies, both batched:
 * :func:`beam_search`: ``beam_size`` hypotheses per video, all videos x beams in one
   batch of ``B * K`` rows through the head's key/value cache.
 
+Finished captions stop costing: a greedy row leaves the batch (and the cache) when it
+emits EOS, a video's ``K`` beam rows when no live beam can beat its best finished
+caption, so a decode's cost follows the captions' actual lengths. Greedy picks words on
+a wide vocabulary through :class:`Int8Shortlist` (the same words, fewer bytes read).
+
 Both take ``use_cache=False`` for the reference implementation's decoding loop (kept
 for checking): for every new token the whole head runs over a caption buffer of the full
 ``max_steps`` length (the words so far, then filler that the causal mask hides) and
