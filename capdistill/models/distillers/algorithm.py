@@ -24,6 +24,9 @@ BUILTIN = {
     's_word_embed', 't_word_embed', 'seq_logits', 'seq_targets', 'seq_mask'}
 TEACHER_SIDE = {'t_logits', 't_hidden'}
 SEQ_SIDE = {'seq_logits', 'seq_targets', 'seq_mask'}
+# Tensors that need no ground-truth caption: a term reading them learns from unlabeled
+# videos (dataset unlabeled_ids); every other term ignores those rows (see loss()).
+TEACHER_DRIVEN = SEQ_SIDE
 # Tensors indexed by the teacher's vocabulary (or computed from the student's token ids
 # fed through the teacher's head): they mean something only if both vocabularies are the
 # same tokens in the same order. The seq_* tensors are not among them: the teacher's
@@ -277,6 +280,11 @@ class DistillAlgorithm(BaseModel):
                 f'{s_fp}; teacher: {t_tok.vocab_size} tokens, fingerprint {t_fp}); give '
                 'model.student and model.teacher the same tokenizer (same vocab_file), or use '
                 'a feature-level or sequence-level loss.')
+
+    @property
+    def uses_unlabeled(self):
+        """True if a term learns from videos without captions (reads TEACHER_DRIVEN)."""
+        return bool(self._used & TEACHER_DRIVEN)
 
     def required_batch_keys(self):
         """Batch key -> the term that needs it (checked on the first training batch)."""
@@ -533,6 +541,14 @@ class DistillAlgorithm(BaseModel):
                                        's_hidden' in self._used)
         losses = {}
         weight = data_samples.get('weight')
+        labeled = data_samples.get('labeled')
+        if labeled is not None:
+            # the one place unlabeled rows leave every caption-based term: zero weight
+            # (student caption loss, 'weight') and no tokens ('mask'); seq_* keep them
+            labeled = torch.as_tensor(labeled, dtype=torch.bool, device=tokens.device)
+            mask = mask & labeled[:, None]
+            weight = labeled.float() if weight is None else \
+                torch.as_tensor(weight, device=tokens.device) * labeled
         if self.student_loss_weight:
             losses['student.loss_caption'] = self.student_loss_weight * self.student.caption_loss(
                 s_logits, targets, weight)
