@@ -1,7 +1,5 @@
 """The distillation algorithm: a student learning from a frozen teacher."""
 import inspect
-import json
-import os
 import re
 
 import torch
@@ -14,6 +12,7 @@ from capdistill.utils import (CheckpointError, load_full_checkpoint, load_matchi
                               strip_student_prefix)
 from capdistill.utils.requirements import (ModelConfigError, check_batch_keys,
                                            merge_requirements)
+from .caption_sources import ONPOLICY_SIDE, TeacherCaptions, build_onpolicy
 from .recorders import RecorderError, RecorderManager
 from .teacher_cache import TeacherCache, caption_key
 
@@ -21,17 +20,17 @@ from .teacher_cache import TeacherCache, caption_key
 DEFAULT_INPUTS = dict(student='s_logits', teacher='t_logits', mask='mask')
 BUILTIN = {
     's_logits', 't_logits', 'mask', 'targets', 'weight', 's_hidden', 't_hidden',
-    's_word_embed', 't_word_embed', 'seq_logits', 'seq_targets', 'seq_mask'}
+    's_word_embed', 't_word_embed', 'seq_logits', 'seq_targets', 'seq_mask'} | ONPOLICY_SIDE
 TEACHER_SIDE = {'t_logits', 't_hidden'}
 SEQ_SIDE = {'seq_logits', 'seq_targets', 'seq_mask'}
 # Tensors that need no ground-truth caption: a term reading them learns from unlabeled
 # videos (dataset unlabeled_ids); every other term ignores those rows (see loss()).
-TEACHER_DRIVEN = SEQ_SIDE
+TEACHER_DRIVEN = SEQ_SIDE | ONPOLICY_SIDE
 # Tensors indexed by the teacher's vocabulary (or computed from the student's token ids
 # fed through the teacher's head): they mean something only if both vocabularies are the
 # same tokens in the same order. The seq_* tensors are not among them: the teacher's
 # captions reach the student as text and are re-tokenised with the student's vocabulary.
-TOKEN_LEVEL = {'t_logits', 't_hidden', 't_word_embed'}
+TOKEN_LEVEL = {'t_logits', 't_hidden', 't_word_embed', 'op_t_logits'}
 _CALL = re.compile(r'^\s*([A-Za-z_]\w*)\s*\((.*)\)\s*$')
 
 
@@ -100,6 +99,10 @@ class DistillAlgorithm(BaseModel):
     * ``seq_logits``/``seq_targets``/``seq_mask``: the student's logits on, the ids of,
       and the mask of the teacher's own beam-search captions (sequence-level KD, see
       ``seq_kd``);
+    * ``op_s_logits``/``op_t_logits``/``op_targets``/``op_mask``/``op_sampled``: the
+      on-policy batch (``onpolicy``): student and teacher logits on captions the
+      student sampled for a fraction ``lmbda`` of the rows, the ground truth or the
+      teacher's captions on the others (see :class:`.caption_sources.OnPolicySource`);
     * ``data.<key>``: a batch entry (``data_samples`` first, then ``inputs``), e.g.
       ``data.obj_tokens``, ``data.feats_mask``.
 
@@ -143,13 +146,15 @@ class DistillAlgorithm(BaseModel):
         seq_kd (dict, optional): ``dict(beam_size=3, cache_file=None)``: how the
             teacher captions of ``seq_*`` are decoded (once per video, then kept in
             memory and, with ``cache_file``, in a json file reused by later runs).
+        onpolicy (dict, optional): ``dict(lmbda=0.5, temperature=1.0, max_len=None,
+            seed=0, off_policy='ground_truth')``: the on-policy batch of ``op_*``.
         dry_run (bool): run the build-time pass on a tiny random batch (default True).
     """
 
     def __init__(self, student, teacher, teacher_ckpt=None, recorders=None, connectors=None,
                  distill_losses=None, student_loss_weight=1.0, teacher_check_interval=100,
                  teacher_cache=None, seq_kd=None, allow_random_teacher=False,
-                 student_ckpt=None, dry_run=True,
+                 student_ckpt=None, dry_run=True, onpolicy=None,
                  data_preprocessor=dict(type='CaptionDataPreprocessor'), init_cfg=None):
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
         if teacher_ckpt is None and not allow_random_teacher:
@@ -204,12 +209,9 @@ class DistillAlgorithm(BaseModel):
         self._steps = 0
         self._teacher_sum = self._teacher_checksum()
         self.teacher_cache = TeacherCache(**teacher_cache) if teacher_cache else None
-        self.seq_kd = dict(dict(beam_size=3, cache_file=None), **(seq_kd or {}))
-        self._seq_captions = {}
-        cache_file = self.seq_kd['cache_file']
-        if cache_file and os.path.isfile(cache_file):
-            with open(cache_file) as f:
-                self._seq_captions = json.load(f)
+        self.teacher_captions = TeacherCaptions(**(seq_kd or {}))
+        self._seq_captions = self.teacher_captions.captions
+        self.onpolicy = build_onpolicy(onpolicy, self._used, self.student, teacher)
         self._check_vocabularies()
         if dry_run and self.distill_losses:
             self._dry_run()
@@ -340,7 +342,7 @@ class DistillAlgorithm(BaseModel):
             return
         inputs, samples = batch
         names = [n for n, m in self.loss_inputs.items()
-                 if not any(t in SEQ_SIDE or (t.startswith('data.') and t[5:] not in inputs
+                 if not any(t in SEQ_SIDE | ONPOLICY_SIDE or (t.startswith('data.') and t[5:] not in inputs
                                               and t[5:] not in samples)
                             for _, t in m.values())]
         if not names:
@@ -475,35 +477,15 @@ class DistillAlgorithm(BaseModel):
 
     def _seq_tensors(self, inputs, data_samples, device):
         """Student logits on the teacher's beam-search captions (decoded once per video)."""
-        vids = [str(v) for v in data_samples['video_id']]
-        todo = sorted({i for i, v in enumerate(vids) if v not in self._seq_captions},
-                      key=lambda i: vids[i])
-        todo = [i for i in todo if vids[i] not in {vids[j] for j in todo if j < i}]
-        if todo:
-            index = torch.tensor(todo, device=device)
-            sub = {k: v.index_select(0, index) if torch.is_tensor(v) else v
-                   for k, v in inputs.items()}
-            ids = self.teacher.generate(sub, strategy='beam',
-                                        beam_size=self.seq_kd['beam_size'])
-            for i, row in zip(todo, ids.tolist()):
-                self._seq_captions[vids[i]] = self.teacher.tokenizer.decode(row)
-            if self.seq_kd['cache_file']:
-                folder = os.path.dirname(os.path.abspath(self.seq_kd['cache_file']))
-                os.makedirs(folder, exist_ok=True)
-                tmp = f"{self.seq_kd['cache_file']}.{os.getpid()}.tmp"
-                with open(tmp, 'w') as f:
-                    json.dump(self._seq_captions, f, indent=0, sort_keys=True)
-                os.replace(tmp, self.seq_kd['cache_file'])
-        tok = self.student.tokenizer
-        rows = [[tok.bos_id] + tok.encode(self._seq_captions[v])[:self.student.max_len]
-                + [tok.eos_id] for v in vids]
-        length = max(map(len, rows))
-        seq = torch.full((len(rows), length), tok.pad_id, dtype=torch.long, device=device)
-        for i, row in enumerate(rows):
-            seq[i, :len(row)] = torch.tensor(row, device=device)
+        seq = self._teacher_caption_tokens(inputs, data_samples, device)
         targets = seq[:, 1:]
         return dict(seq_logits=self.student.caption_logits(inputs, seq),
-                    seq_targets=targets, seq_mask=targets != tok.pad_id)
+                    seq_targets=targets, seq_mask=targets != self.student.tokenizer.pad_id)
+
+    def _teacher_caption_tokens(self, inputs, data_samples, device):
+        return self.teacher_captions.tokens(self.teacher, self.student.tokenizer,
+                                            self.student.max_len, inputs,
+                                            data_samples['video_id'], device)
 
     def _resolve(self, tensor, tensors, inputs, data_samples):
         if tensor in tensors:
@@ -561,6 +543,11 @@ class DistillAlgorithm(BaseModel):
         tensors.update(self._teacher_tensors(inputs, data_samples, tokens, mask))
         if self._used & SEQ_SIDE:
             tensors.update(self._seq_tensors(inputs, data_samples, tokens.device))
+        if self.onpolicy is not None:
+            tensors.update(self.onpolicy(
+                self.student, self.teacher, inputs, tokens, labeled=labeled,
+                teacher_tokens=lambda: self._teacher_caption_tokens(
+                    inputs, data_samples, tokens.device)))
         if not self._checked_recorders:
             self.recorders.check_fired([n for n in self.recorders
                                         if self.recorders.source(n) == 'student'
