@@ -2,6 +2,7 @@
 
     python tools/make_demo_data.py                      # data/capdemo, 1200 videos
     python tools/make_demo_data.py --num-videos 40 --root /tmp/capdemo --force
+    python tools/make_demo_data.py --captioned-fraction 0.2 0.5   # + split files per fraction
 """
 import argparse
 import os.path as osp
@@ -17,16 +18,27 @@ def main(argv=None):
     parser.add_argument('--num-videos', type=int, default=1200)
     parser.add_argument('--workers', type=int, default=1, help='decoding processes')
     parser.add_argument('--force', action='store_true', help='rebuild even if complete')
+    parser.add_argument('--captioned-fraction', type=float, nargs='+', default=[0.2],
+                        metavar='F', help='write splits/capdemo_train-capP_list.json (a '
+                        'fraction F of the train videos, by the seed) and the unlabeled '
+                        'rest, capdemo_train-unl(100-P)_list.json (default: 0.2)')
     args = parser.parse_args(argv)
     if args.num_videos < 10:
         print('error: --num-videos must be at least 10', file=sys.stderr)
+        return 1
+    bad = [f for f in args.captioned_fraction if not 0 < f <= 1]
+    if bad:
+        print(f'error: --captioned-fraction {bad[0]} is not in (0, 1]', file=sys.stderr)
         return 1
     import capdistill
     capdistill.setup_runtime()  # compatibility patches, for this process only
     from capdistill.datasets.demo import make_demo_dataset
     result = make_demo_dataset(args.root, seed=args.seed, num_videos=args.num_videos,
-                               force=args.force, workers=args.workers)
+                               force=args.force, workers=args.workers,
+                               captioned_fractions=tuple(args.captioned_fraction))
     print(f'captions: {result["caption_file"]}')
+    for fraction, (captioned, unlabeled) in result['captioned_splits'].items():
+        print(f'{fraction:.0%} captioned: {captioned}; the rest unlabeled: {unlabeled}')
     for key, folder in result['feature_dirs'].items():
         print(f'features {key} ({result["feature_dims"][key]} dims): {folder}')
     return 0

@@ -6,6 +6,7 @@ from mmengine.dataset import BaseDataset
 from mmengine.logging import print_log
 
 from capdistill.registry import DATASETS, TOKENIZERS
+from capdistill.utils.requirements import ModelConfigError
 from .annotations import DataError, load_captions, load_official_splits, load_split
 from .preprocess import load_preprocessed
 
@@ -48,6 +49,23 @@ def restrict_features(cfg):
     return cfg
 
 
+def check_unlabeled_use(model, dataset):
+    """Refuse training on unlabeled videos with a model that cannot learn from them.
+
+    Only teacher-driven terms (sequence KD on the teacher's captions, ``seq_*``) use a
+    video without captions; a model says so with ``uses_unlabeled`` (see
+    :class:`DistillAlgorithm`). Anything else would read those videos and drop them.
+    """
+    count = getattr(dataset, 'num_unlabeled_videos', 0)
+    if count and not getattr(model, 'uses_unlabeled', False):
+        raise ModelConfigError(
+            f'train_dataloader.dataset has {count} unlabeled videos (unlabeled_ids='
+            f'{getattr(dataset, "unlabeled_ids", None)!r}), but the model '
+            f'({type(model).__name__}) has no teacher-driven term that learns from videos '
+            'without captions (sequence KD: a distill loss reading seq_logits); remove '
+            'unlabeled_ids from the training dataset or add such a term.')
+
+
 @DATASETS.register_module()
 class CaptionDataset(BaseDataset):
     """Frame features + captions, in the reference release's layout.
@@ -86,6 +104,16 @@ class CaptionDataset(BaseDataset):
             the highest mean TF-IDF, where the concepts come from) to every training
             sample as ``teacher_caption``/``teacher_tokens`` (SFTCap trains its teacher
             path on it); off by default.
+        unlabeled_ids (str, optional): a list of video ids (.json/.txt/.pkl, like a
+            split file) used **without captions** (training only). Ids of the split
+            among them have their captions hidden; other ids need features only. An
+            unlabeled sample has ``labeled=False``, an empty caption whose tokens are
+            ``[BOS, PAD, ...]`` (no target token) and ``weight=0``, so no caption loss
+            counts it; only teacher-driven terms (sequence KD) learn from it, and a
+            model without one is refused before training (:func:`check_unlabeled_use`).
+            Every training sample carries ``labeled``.
+        unlabeled_repeat (int): samples per unlabeled video and epoch (a captioned
+            video has one per caption); e.g. 5 on capdemo weighs every video alike.
     """
     #: name used to find ``splits/<name>_<split>_list.{json,txt,pkl}`` when no
     #: split_file is given
@@ -94,7 +122,8 @@ class CaptionDataset(BaseDataset):
     def __init__(self, ann_file, feature_dirs, tokenizer, split_file=None, split='train',
                  max_len=22, skip_missing=False, allow_pickle=False, grade=None,
                  feature_keys=None,
-                 concepts=None, cache_dir=None, teacher_caption=False, **kwargs):
+                 concepts=None, cache_dir=None, teacher_caption=False, unlabeled_ids=None,
+                 unlabeled_repeat=1, **kwargs):
         if grade not in (None, 'tfidf', 'consensus'):
             raise ValueError(f"grade must be None, 'tfidf' or 'consensus', not {grade!r}.")
         if concepts is not None and not isinstance(concepts, dict):
@@ -119,6 +148,16 @@ class CaptionDataset(BaseDataset):
         self.max_len = max_len
         self.skip_missing = skip_missing
         self.allow_pickle = allow_pickle
+        if unlabeled_ids is not None and kwargs.get('test_mode'):
+            raise DataError(f'unlabeled_ids={unlabeled_ids!r} is set on a test_mode dataset: '
+                            'validation and test score captions, so unlabeled videos are for '
+                            'the training dataset only; remove it there.')
+        if not isinstance(unlabeled_repeat, int) or unlabeled_repeat < 1:
+            raise ValueError(f'unlabeled_repeat must be a positive integer, not '
+                             f'{unlabeled_repeat!r}.')
+        self.unlabeled_ids = unlabeled_ids
+        self.unlabeled_repeat = unlabeled_repeat
+        self.num_labeled_videos = self.num_unlabeled_videos = 0
         super().__init__(ann_file=ann_file, **kwargs)
 
     def _abs(self, path):
@@ -173,13 +212,37 @@ class CaptionDataset(BaseDataset):
                 ids[i] = enc[0]
         return ids
 
+    def _unlabeled_split(self, ids):
+        """The split's captioned ids, and all ids in order with the unlabeled ones last."""
+        if self.unlabeled_ids is None:
+            return ids, ids, set()
+        unlabeled = load_split(self._abs(self.unlabeled_ids), self.allow_pickle)
+        hidden = set(unlabeled)
+        labeled = [v for v in ids if v not in hidden]
+        return labeled, labeled + unlabeled, hidden
+
+    def _unlabeled_sample(self, vid, paths):
+        """A video without captions: an empty caption no caption loss counts."""
+        tokens = np.full(self.max_len + 2, self.tokenizer.pad_id, dtype=np.int64)
+        tokens[0] = self.tokenizer.bos_id  # a start token, so decoders see a valid prefix
+        extra = {}
+        if self.concepts is not None:
+            extra = dict(obj_words=[], act_words=[],
+                         obj_tokens=self._concept_ids([], self.concepts['max_objects']),
+                         act_tokens=self._concept_ids([], self.concepts['max_actions']))
+        if self.teacher_caption:
+            extra.update(teacher_caption='', teacher_tokens=tokens.copy())
+        return dict(video_id=vid, caption='', tokens=tokens, weight=0.0, labeled=False,
+                    feature_paths=paths, **extra)
+
     def load_data_list(self):
         captions = load_captions(self.ann_file)
-        ids = self._split_ids(captions)
+        split_ids = self._split_ids(captions)
+        labeled_ids, ids, hidden = self._unlabeled_split(split_ids)
         h5_keys = self._h5_keys()
         missing = {}
         for vid in ids:
-            if vid not in captions:
+            if vid not in captions and vid not in hidden:
                 missing[vid] = f'no captions in {self.ann_file}'
                 continue
             for key in self.feature_dirs:
@@ -193,8 +256,9 @@ class CaptionDataset(BaseDataset):
                     break
         if missing:
             first = '; '.join(f'{v}: {why}' for v, why in list(missing.items())[:3])
-            msg = (f'{len(missing)} of {len(ids)} videos in split '
-                   f'{self.split_file or self.split!r} are incomplete ({first}).')
+            where = f'split {self.split_file or self.split!r}' + (
+                f' and unlabeled_ids {self.unlabeled_ids!r}' if hidden else '')
+            msg = f'{len(missing)} of {len(ids)} videos in {where} are incomplete ({first}).'
             if not self.skip_missing:
                 raise DataError(msg + ' Extract the missing features (tools/extract_features.py)'
                                 ' or set skip_missing=True to leave them out.')
@@ -208,6 +272,10 @@ class CaptionDataset(BaseDataset):
             if vid in missing:
                 continue
             paths = {k: self._feature_source(k, vid) for k in self.feature_dirs}
+            if vid in hidden:
+                data_list += [self._unlabeled_sample(vid, paths)
+                              for _ in range(self.unlabeled_repeat)]
+                continue
             refs = captions[vid]
             extra = {}
             if self.concepts is not None:
@@ -228,11 +296,26 @@ class CaptionDataset(BaseDataset):
             for cap, weight in zip(refs, weights):
                 tokens = self.tokenizer.encode_padded(cap, self.max_len)
                 data_list.append(dict(video_id=vid, caption=cap, tokens=tokens,
-                                      weight=float(weight), feature_paths=paths, **extra))
+                                      weight=float(weight), labeled=True,
+                                      feature_paths=paths, **extra))
+        if hidden:
+            self._log_unlabeled(split_ids, labeled_ids, hidden, missing, data_list)
         if not data_list:
             raise DataError(f'{self.ann_file}: the split {self.split_file or self.split!r} '
                             'has no usable videos.')
         return data_list
+
+    def _log_unlabeled(self, split_ids, labeled_ids, hidden, missing, data_list):
+        labeled = [v for v in labeled_ids if v not in missing]
+        unlabeled = [v for v in hidden if v not in missing]
+        self.num_labeled_videos, self.num_unlabeled_videos = len(labeled), len(unlabeled)
+        in_split = len(hidden & set(split_ids))
+        n_unl = sum(1 for d in data_list if not d['labeled'])
+        print_log(f'{type(self).__name__} {self.split_file or self.split}: {len(labeled)} '
+                  f'captioned videos ({len(data_list) - n_unl} samples) and {len(unlabeled)} '
+                  f'unlabeled videos ({n_unl} samples, x{self.unlabeled_repeat}; {in_split} of '
+                  f'them split videos whose captions are hidden) from {self.unlabeled_ids}.',
+                  logger='current')
 
     def get_video_ids(self):
         """Distinct video ids in order."""

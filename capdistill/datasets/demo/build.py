@@ -22,6 +22,8 @@ HELD_OUT = (('colour', 'yellow', 'spin'), ('colour', 'green', 'left'),
 FEATURES = {'grid16': dict(type='PixelGridEncoder', grid=16, input_size=64),
             'grid8': dict(type='PixelGridEncoder', grid=8, input_size=64)}
 SPLIT_FRACTIONS = (0.7, 0.1, 0.2)   # train, valid, test
+# captioned fractions of the train split written by default (the 20%-captioned study)
+CAPTIONED_FRACTIONS = (0.2,)
 TWO_OBJECT_FRACTION = 0.35
 CAPTIONS_PER_VIDEO = 5
 
@@ -143,6 +145,45 @@ def _clear(paths):
             os.remove(path)
 
 
+def captioned_split(train_ids, fraction, seed=0):
+    """``(captioned, unlabeled)``: a ``fraction`` of ``train_ids`` that keeps its captions
+    and the rest, both in the ids' order. Deterministic in ``(seed, fraction)`` and
+    independent of the ids' order; at least one video keeps its captions."""
+    if not 0 < fraction <= 1:
+        raise ValueError(f'captioned_fraction must be in (0, 1], not {fraction!r}.')
+    ids = sorted(train_ids)
+    rng = np.random.default_rng([seed, int(round(fraction * 10000))])
+    count = max(1, int(round(fraction * len(ids))))
+    keep = {ids[i] for i in rng.permutation(len(ids))[:count]}
+    return ([v for v in train_ids if v in keep], [v for v in train_ids if v not in keep])
+
+
+def captioned_split_files(root, fraction):
+    """The split files of a captioned fraction: ``capdemo_train-cap20_list.json`` (keeps
+    its captions) and ``capdemo_train-unl80_list.json`` (used without) for 0.2."""
+    pct = int(round(fraction * 100))
+    folder = osp.join(root, 'splits')
+    return (osp.join(folder, f'{NAME}_train-cap{pct}_list.json'),
+            osp.join(folder, f'{NAME}_train-unl{100 - pct}_list.json'))
+
+
+def write_captioned_splits(root, fractions, seed, train_ids):
+    """Write the split files of every captioned fraction (unchanged files are kept)."""
+    out = {}
+    for fraction in fractions:
+        files = captioned_split_files(root, fraction)
+        for path, ids in zip(files, captioned_split(train_ids, fraction, seed)):
+            try:
+                with open(path, encoding='utf-8') as f:
+                    same = json.load(f) == ids
+            except (OSError, ValueError):
+                same = False
+            if not same:
+                _write_json(path, ids)
+        out[fraction] = files
+    return out
+
+
 def _write_json(path, obj, indent=None):
     os.makedirs(osp.dirname(path), exist_ok=True)
     tmp = path + '.tmp'
@@ -152,17 +193,21 @@ def _write_json(path, obj, indent=None):
 
 
 def make_demo_dataset(root='data/capdemo', seed=0, num_videos=1200, force=False,
-                      workers=1, verbose=True):
+                      workers=1, verbose=True, captioned_fractions=CAPTIONED_FRACTIONS):
     """Render, caption, split and extract features of the capdemo data set.
 
     Deterministic from ``seed``. When ``root`` already holds a complete build with
-    the same seed and size, returns at once (unless ``force``).
+    the same seed and size, returns at once (unless ``force``). For every fraction of
+    ``captioned_fractions`` the train split is divided into a captioned part and an
+    unlabeled rest (:func:`captioned_split_files`, deterministic in the seed), written
+    even when nothing else has to be done.
 
     Returns:
         dict with ``root``, ``raw_videos``, ``caption_file``, ``split_files``,
         ``feature_dirs``, ``meta_file``, ``num_videos``, ``num_captions``,
         ``splits`` (counts), ``held_out``, ``feature_dims``, ``skipped`` (True when
-        nothing had to be done) and ``timings`` (seconds).
+        nothing had to be done), ``timings`` (seconds) and ``captioned_splits``
+        (fraction -> (captioned, unlabeled) split files).
     """
     from capdistill.apis.extraction import extract_features
 
@@ -173,8 +218,11 @@ def make_demo_dataset(root='data/capdemo', seed=0, num_videos=1200, force=False,
                   feature_dims={k: cfg['grid'] ** 2 * 3 for k, cfg in FEATURES.items()})
     meta = None if force else _complete(paths, seed, num_videos)
     if meta is not None:
+        train = [v for v, info in meta['videos'].items() if info['split'] == 'train']
         result.update(skipped=True, num_captions=meta['num_captions'],
                       splits=meta['split_counts'],
+                      captioned_splits=write_captioned_splits(root, captioned_fractions,
+                                                              seed, train),
                       timings=dict(total=time.perf_counter() - start))
         if verbose:
             print(f'capdemo: complete in {root} ({num_videos} videos); nothing to do')
@@ -244,6 +292,8 @@ def make_demo_dataset(root='data/capdemo', seed=0, num_videos=1200, force=False,
         videos=[dict(video_id=r['video_id'], split=r['split']) for r in records]))
     for split, ids in splits.items():
         _write_json(paths['split_files'][split], ids)
+    result['captioned_splits'] = write_captioned_splits(root, captioned_fractions, seed,
+                                                        splits['train'])
     held = '\n'.join(f'  {v} ({a}) + {act}' for a, v, act in HELD_OUT)
     with open(paths['readme'], 'w', encoding='utf-8') as f:
         f.write(_README.format(seed=seed, frames=render.NUM_FRAMES, size=render.SIZE,

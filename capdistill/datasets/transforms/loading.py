@@ -177,7 +177,8 @@ class PackCaptionInputs:
     """Split a sample into model ``inputs`` (tensors) and ``data_samples`` (the rest)."""
 
     meta_keys = ('video_id', 'refs', 'caption', 'tokens', 'weight', 'obj_tokens',
-                 'act_tokens', 'obj_words', 'act_words', 'teacher_caption', 'teacher_tokens')
+                 'act_tokens', 'obj_words', 'act_words', 'teacher_caption', 'teacher_tokens',
+                 'labeled')
     tensor_keys = ('tokens', 'obj_tokens', 'act_tokens', 'teacher_tokens')
     text_keys = ('refs', 'obj_words', 'act_words')
 

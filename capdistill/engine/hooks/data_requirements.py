@@ -46,6 +46,8 @@ class DataRequirementsHook(Hook):
 
     def before_train(self, runner):
         model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+        from capdistill.datasets.caption_dataset import check_unlabeled_use
+        check_unlabeled_use(model, _base_dataset(runner.train_dataloader.dataset))
         required = model_requirements(model)
         if not required:
             return

@@ -23,6 +23,8 @@ class CaptionDataPreprocessor(BaseDataPreprocessor):
             samples['tokens'] = torch.stack(samples['tokens'])
         if 'weight' in samples:
             samples['weight'] = torch.as_tensor(samples['weight'], dtype=torch.float32)
+        if 'labeled' in samples:  # False: a video without captions (dataset unlabeled_ids)
+            samples['labeled'] = torch.as_tensor(samples['labeled'], dtype=torch.bool)
         return dict(inputs=self.cast_data(inputs), data_samples=self.cast_data(samples))
 
     @staticmethod
