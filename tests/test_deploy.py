@@ -103,6 +103,16 @@ def test_export_files_check_and_are_reproducible(deployed):
     export_onnx(deployed['cfg'], deployed['ckpt'], str(again), name='demo', int8=True)
     for name in names:
         assert (again / name).read_bytes() == (out / name).read_bytes(), name
+    # an exported student (safetensors + json) deploys to the very same graphs and settings
+    from capdistill.apis.export import export_student
+    _, student_json = export_student(deployed['cfg'], deployed['ckpt'], str(deployed['tmp'] / 'st'))
+    from_student = deployed['tmp'] / 'from_student'
+    export_onnx(student_json, None, str(from_student), name='demo')
+    for name in ('demo.onnx', 'demo.step.onnx'):
+        assert (from_student / name).read_bytes() == (out / name).read_bytes(), name
+    other = json.loads((from_student / 'demo.json').read_text())
+    assert {k: v for k, v in other.items() if k != 'source'} == {
+        k: v for k, v in meta.items() if k != 'source'}
 
 
 def test_fp32_same_tokens_as_pytorch_greedy_and_beam(deployed):
