@@ -6,7 +6,8 @@ Examples::
         --keys loss CIDEr --legend baseline wordkd --out curves.png
 
 Each LOG is a ``vis_data/scalars.json`` file, a timestamped run folder, or a work dir
-(its newest run is used). Every key gets its own panel with one line per run; training
+(all its runs joined in time order: a resumed run continues the curve of the run it
+resumed, and steps logged again after a resume replace the earlier ones). Every key gets its own panel with one line per run; training
 keys are plotted against the iteration, validation metrics against the epoch (or
 iteration) mmengine logged them at.
 """
@@ -20,14 +21,20 @@ import sys
 
 def find_scalars(path):
     """The ``scalars.json`` for a file, a run folder or a work dir (newest run)."""
+    return find_all_scalars(path)[-1]
+
+
+def find_all_scalars(path):
+    """Every ``scalars.json`` of a file, a run folder or a work dir, oldest run first."""
     if osp.isfile(path):
-        return path
+        return [path]
     if not osp.isdir(path):
         raise FileNotFoundError(f'log not found: {path}; give a scalars.json file or a work dir')
     for pattern in ('scalars.json', 'vis_data/scalars.json', '*/vis_data/scalars.json'):
+        # run folders are named by their start time (YYYYmmdd_HHMMSS): names sort in time
         found = sorted(glob.glob(osp.join(path, pattern)))
         if found:
-            return found[-1]
+            return found
     raise FileNotFoundError(f'no vis_data/scalars.json under {path}; was the run started '
                             'with mmengine\'s LocalVisBackend (the default runtime)?')
 
@@ -45,6 +52,27 @@ def load_scalars(path):
             except json.JSONDecodeError:
                 continue  # a line cut short by a run still writing
     return records
+
+
+def load_run(path):
+    """The records of all runs under ``path`` joined in time order.
+
+    A resumed run starts again at the step after its checkpoint; records of the earlier
+    run from that step on (logged after the checkpoint, then lost) are dropped.
+    """
+    joined = []
+    for scalars in find_all_scalars(path):
+        records = load_scalars(scalars)
+        train_steps = [r['step'] for r in records if 'step' in r and 'loss' in r]
+        if train_steps and joined:
+            start = min(train_steps)
+            joined = [r for r in joined if not ('loss' in r and r.get('step', -1) >= start)]
+        # a metric logged again for the same step (validation repeated after a resume)
+        again = {(r.get('step'), k) for r in records if 'loss' not in r for k in r}
+        joined = [r for r in joined if 'loss' in r
+                  or not any((r.get('step'), k) in again for k in r if k != 'step')]
+        joined += records
+    return joined
 
 
 def series(records, key):
@@ -69,7 +97,7 @@ def plot_curve(logs, keys, out, legend=None, title=None):
     if legend is not None and len(legend) != len(logs):
         raise ValueError(f'--legend has {len(legend)} names for {len(logs)} logs')
     files = [find_scalars(p) for p in logs]
-    runs = [load_scalars(f) for f in files]
+    runs = [load_run(p) for p in logs]
     names = legend or [_run_name(f) for f in files]
     fig, axes = plt.subplots(1, len(keys), figsize=(5 * len(keys), 3.6), squeeze=False)
     plotted = 0
@@ -84,15 +112,21 @@ def plot_curve(logs, keys, out, legend=None, title=None):
         ax.set_title(key)
         ax.set_xlabel('iteration' if _is_train_key(runs, key) else 'epoch / step')
         ax.grid(alpha=0.3)
-        if ax.lines:
-            ax.legend(fontsize=8)
     if plotted == 0:
         plt.close(fig)
         available = sorted({k for r in runs for rec in r for k in rec} - {'step'})
         raise ValueError(f'none of {keys} is in the logs; available keys: {available}')
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
+    # one legend for all panels, below them, so it never covers a curve
+    handles, labels = {}, []
+    for ax in axes[0]:
+        for line in ax.lines:
+            handles.setdefault(line.get_label(), line)
+    fig.legend(list(handles.values()), list(handles), loc='lower center',
+               ncol=min(len(handles), 4), fontsize=8, frameon=False)
+    rows = (len(handles) + 3) // 4
+    fig.tight_layout(rect=(0, 0.06 + 0.05 * rows, 1, 1))
     parent = osp.dirname(osp.abspath(out))
     os.makedirs(parent, exist_ok=True)
     fig.savefig(out, dpi=100)
