@@ -15,6 +15,7 @@ from capdistill.utils.requirements import (ModelConfigError, check_batch_keys,
 from .caption_sources import ONPOLICY_SIDE, TeacherCaptions, build_onpolicy
 from .recorders import RecorderError, RecorderManager
 from .teacher_cache import TeacherCache, caption_key
+from .vocab_map import VocabMap, VocabMapError
 
 # Tensors every distillation step can offer to the losses, by name (see the class doc).
 DEFAULT_INPUTS = dict(student='s_logits', teacher='t_logits', mask='mask')
@@ -264,7 +265,14 @@ class DistillAlgorithm(BaseModel):
 
     # -- build-time checks ---------------------------------------------------------
     def _check_vocabularies(self):
-        """Token-level terms need the same tokens in the same order on both sides."""
+        """Token-level terms need the same tokens in the same order on both sides, or a
+        compact student whose every token the teacher has (see :mod:`.vocab_map`)."""
+        try:
+            self.vocab_map = VocabMap.build(self.student.tokenizer, self.teacher.tokenizer)
+        except VocabMapError as exc:
+            raise DistillConfigError(f'model.student (compact vocabulary): {exc}') from None
+        if self.vocab_map is not None:
+            return
         users = [name for name, m in self.loss_inputs.items()
                  if any(t in TOKEN_LEVEL or (t in self.recorders
                                              and self.recorders.source(t) == 'teacher'
@@ -441,7 +449,10 @@ class DistillAlgorithm(BaseModel):
     def _run(self, model, source, inputs, tokens, hidden):
         self.recorders.start(source)
         try:
-            out = model.caption_logits(inputs, tokens, return_hidden=hidden)
+            if source == 'teacher' and self.vocab_map is not None:  # a compact student
+                out = self.vocab_map.caption_logits(model, inputs, tokens, hidden)
+            else:
+                out = model.caption_logits(inputs, tokens, return_hidden=hidden)
         finally:
             self.recorders.stop(source)
         return out if hidden else (out, None)
@@ -458,7 +469,8 @@ class DistillAlgorithm(BaseModel):
             keys = [caption_key(v, t, self.student.tokenizer.pad_id)
                     for v, t in zip(data_samples['video_id'], tokens.tolist())]
             lengths = mask.sum(1).tolist()
-            vocab = self.teacher.head.word_embed.num_embeddings \
+            logits_of = self.student if self.vocab_map else self.teacher  # whose vocabulary
+            vocab = logits_of.head.word_embed.num_embeddings \
                 if 't_logits' in names else None
             cached = cache.load(keys, tokens.shape[1] - 1, vocab, names)
             if cached is not None:
@@ -506,7 +518,8 @@ class DistillAlgorithm(BaseModel):
         if tensor == 's_word_embed':
             return self.student.head.word_embed.weight
         if tensor == 't_word_embed':
-            return self.teacher.head.word_embed.weight
+            weight = self.teacher.head.word_embed.weight
+            return self.vocab_map.word_embed(weight) if self.vocab_map else weight
         raise KeyError(tensor)
 
     def loss(self, inputs, data_samples):
