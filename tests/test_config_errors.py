@@ -152,3 +152,17 @@ def test_cpu_defaults_follow_the_available_cores(monkeypatch):
             setup.apply_cpu_defaults(cfg)
     finally:
         torch.set_num_threads(threads)
+
+
+def test_progress_lines_with_eta(capsys, monkeypatch):
+    from capdistill.datasets.demo import build
+    clock = iter(range(0, 100, 3))  # every step takes 3 s
+    monkeypatch.setattr(build.time, 'perf_counter', lambda: next(clock))
+    progress = build._Progress('capdemo: rendering videos', 10)
+    for _ in range(10):
+        progress.step()
+    progress.done()
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == 'capdemo: rendering videos: 2/10, 6 s, ETA 24 s'
+    assert lines[-1].startswith('capdemo: rendering videos: 10/10 in ')
+    assert 3 <= len(lines) <= 6

@@ -7,6 +7,7 @@ distillation and evaluation run end to end on a laptop, in seconds.
 import json
 import os
 import os.path as osp
+import sys
 import time
 
 import numpy as np
@@ -137,10 +138,14 @@ def _clear(paths):
             for name in os.listdir(folder):
                 if name.startswith('demo') and name.endswith(ext):
                     os.remove(osp.join(folder, name))
-    # a word vocabulary built from the old captions would otherwise be reused
-    vocab = osp.join(osp.dirname(paths['caption_file']), 'vocab.json')
+    # a word vocabulary built from the old captions would otherwise be reused (also the
+    # vocab-<name>.json of configs that build theirs from a captioned fraction)
+    folder = osp.dirname(paths['caption_file'])
+    vocabs = [osp.join(folder, n) for n in (os.listdir(folder) if osp.isdir(folder) else [])
+              if n.startswith('vocab-') and n.endswith('.json')]
+    vocab = osp.join(folder, 'vocab.json')
     for path in [paths['meta_file'], paths['caption_file'], *paths['split_files'].values(),
-                 vocab, vocab + '.meta.json']:
+                 vocab, vocab + '.meta.json', *vocabs]:
         if osp.exists(path):
             os.remove(path)
 
@@ -190,6 +195,29 @@ def _write_json(path, obj, indent=None):
     with open(tmp, 'w', encoding='utf-8') as f:
         json.dump(obj, f, indent=indent)
     os.replace(tmp, path)
+
+
+class _Progress:
+    """A line every ``every`` seconds with the count and an ETA, for steps of many seconds."""
+
+    def __init__(self, label, total, every=5.0):
+        self.label, self.total, self.every = label, total, every
+        self.count, self.start = 0, time.perf_counter()
+        self.last = self.start
+
+    def step(self):
+        self.count += 1
+        now = time.perf_counter()
+        if now - self.last >= self.every and self.count < self.total:
+            self.last = now
+            rate = self.count / (now - self.start)
+            print(f'{self.label}: {self.count}/{self.total}, {now - self.start:.0f} s, '
+                  f'ETA {(self.total - self.count) / rate:.0f} s', flush=True)
+
+    def done(self):
+        if self.last > self.start:  # said something before: say it finished
+            print(f'{self.label}: {self.total}/{self.total} in '
+                  f'{time.perf_counter() - self.start:.0f} s', flush=True)
 
 
 def make_demo_dataset(root='data/capdemo', seed=0, num_videos=1200, force=False,
@@ -246,7 +274,9 @@ def make_demo_dataset(root='data/capdemo', seed=0, num_videos=1200, force=False,
     os.makedirs(paths['raw_videos'], exist_ok=True)
     t0 = time.perf_counter()
     items = []
+    progress = _Progress('capdemo: rendering videos', len(records))
     for rec in records:
+        progress.step()
         path = osp.join(paths['raw_videos'], f'{rec["video_id"]}.mp4')
         if not osp.isfile(path):
             frames = render.render_video(rec['objects'], rec['tracks'], rec['background'],
@@ -256,6 +286,7 @@ def make_demo_dataset(root='data/capdemo', seed=0, num_videos=1200, force=False,
             os.replace(tmp, path)
         items.append((rec['video_id'], path))
     render_time = time.perf_counter() - t0
+    progress.done()
 
     splits = {s: [r['video_id'] for r in records if r['split'] == s]
               for s in ('train', 'valid', 'test')}
@@ -278,9 +309,10 @@ def make_demo_dataset(root='data/capdemo', seed=0, num_videos=1200, force=False,
     timings = dict(render=render_time)
     summaries = {}
     for key, cfg in FEATURES.items():
+        print(f'capdemo: {key} features of {len(items)} videos', flush=True)
         summaries[key] = extract_features(
             items, dict(cfg), paths['feature_dirs'][key], num_frames=render.NUM_FRAMES,
-            batch_size=256, workers=workers, progress=False, verbose=False)
+            batch_size=256, workers=workers, progress=sys.stderr.isatty(), verbose=False)
         timings[f'extract_{key}'] = summaries[key]['wall_time']
         if summaries[key]['failed']:
             raise RuntimeError(f'capdemo: {summaries[key]["failed"]} rendered videos could '
