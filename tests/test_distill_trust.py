@@ -260,10 +260,8 @@ def test_quality_weighted_loss_without_grades_stops_before_the_first_step(tmp_pa
                                                    r"needs the batch key 'grade'.*dataset\.grade="):
         runner.train()
     assert runner.iter == 0
-    (tmp_path / 'graded').mkdir()
-    graded = _runner(tmp_path / 'graded', tiny_root, model)
-    graded.train_dataloader.dataset.grade = 'tfidf'  # what the config option sets
-    DataRequirementsHook().before_train(graded)  # passes
+    runner.train_dataloader.dataset.grade = 'tfidf'  # what the config option sets
+    DataRequirementsHook().before_train(runner)  # passes
 
 
 def test_missing_concepts_stop_a_distillation_run_in_one_line(tmp_path, tiny_root):
