@@ -12,7 +12,8 @@ video with no config and no other argument:
 ``format``        ``"capdistill-student"``.
 ``version``       2 (version 1 files had no ``frame_encoder``/``num_frames``/``decode``).
 ``model``         the captioner config (``MODELS`` registry); a word tokenizer's vocabulary
-                  is embedded (``tokenizer.words``), so no data set is needed.
+                  is embedded (``tokenizer.words``), a compact one's token ids too
+                  (``tokenizer.ids``), so no data set is needed.
 ``frame_encoder`` the ``BACKBONES`` config that turns ``(T, H, W, 3)`` uint8 RGB frames into
                   the features the model was trained on (e.g.
                   ``{"type": "OpenCLIPVisual", "model_name": "ViT-B-32", "checkpoint":
@@ -58,7 +59,9 @@ def _plain(obj):
 
 
 def _standalone_tokenizer(cfg, tokenizer):
-    """Replace a vocabulary file by the words themselves."""
+    """Replace a vocabulary file by the words themselves (a compact vocabulary by its ids)."""
+    if callable(getattr(tokenizer, 'standalone_config', None)):
+        return tokenizer.standalone_config()
     if cfg.get('type') == 'WordTokenizer' and hasattr(tokenizer, 'itos'):
         words = list(tokenizer.itos[len(getattr(tokenizer, 'specials', ())):])
         return dict(type='WordTokenizer', words=words)

@@ -35,6 +35,9 @@ class Captioner(BaseModel):
         self.visual_encoder = BACKBONES.build(visual_encoder)
         self.encoder = BACKBONES.build(encoder)
         head = dict(head, vocab_size=self.tokenizer.vocab_size, max_len=max_len + 2)
+        rows = getattr(self.tokenizer, 'base_ids', None)
+        if rows is not None and head.get('clip_embedding'):  # a compact vocabulary's CLIP rows
+            head['clip_embedding'] = dict(path=head['clip_embedding'], rows=rows)
         self.head = HEADS.build(head)
         self.caption_loss = LOSSES.build(caption_loss)
         self.feature_key = feature_key

@@ -37,8 +37,17 @@ def load_clip_token_embedding(path):
 
 
 def init_word_embedding(embedding, path):
-    """Copy CLIP's token embedding from ``path`` into ``embedding`` (shapes must agree)."""
+    """Copy CLIP's token embedding from ``path`` into ``embedding`` (shapes must agree).
+
+    ``path`` may be ``dict(path=..., rows=[...])``: only those rows, in that order (the
+    CLIP ids of a compact vocabulary, see ``CompactTokenizer``).
+    """
+    rows = None
+    if isinstance(path, dict):
+        path, rows = path['path'], path.get('rows')
     weight = load_clip_token_embedding(path)
+    if rows is not None:
+        weight = weight[torch.as_tensor(rows, dtype=torch.long)]
     if weight.shape != embedding.weight.shape:
         raise ValueError(f'CLIP token embedding in {path} is {tuple(weight.shape)} but the head '
                          f'needs {tuple(embedding.weight.shape)}: use ClipBPETokenizer and an '
