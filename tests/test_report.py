@@ -59,3 +59,12 @@ def test_test_tool_show_dir(tmp_path):
     assert page.count('<tr id=') == 2 and 'a red ball moves left' in page
     assert page.count('data:image/jpeg;base64,') == 6 and 'no video file' in page
     assert '<li>a green shape moves right</li>' in page  # references of vid005
+
+
+def test_report_file_has_normal_permissions(tmp_path):
+    old = os.umask(0o022)
+    try:
+        out = write_report(str(tmp_path / 'report.html'), {'v0': 'a ball'}, {'v0': ['a ball']})
+    finally:
+        os.umask(old)
+    assert os.stat(out).st_mode & 0o777 == 0o644

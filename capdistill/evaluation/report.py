@@ -41,7 +41,7 @@ table { border-collapse: collapse; }
 th, td { border: 1px solid #ccc; padding: 4px 6px; vertical-align: top; font-size: 13px; }
 th { background: #eee; cursor: pointer; position: sticky; top: 0; }
 th[data-dir=asc]::after { content: ' \\25B2'; } th[data-dir=desc]::after { content: ' \\25BC'; }
-td.strip img { height: 64px; margin-right: 1px; }
+td.strip { white-space: nowrap; } td.strip img { height: 64px; margin-right: 4px; }
 td.pred { font-weight: bold; } td.teacher { color: #1a5fb4; }
 ul { margin: 0; padding-left: 1.2em; } .missing { color: #999; font-style: italic; }
 """
@@ -117,7 +117,8 @@ def write_report(out_file, predictions, references, per_video=None, aggregate=No
         if path:
             try:
                 imgs = frame_strip(path, num_frames=num_frames)
-                strip = ''.join(f'<img src="data:image/jpeg;base64,{b}" alt="">' for b in imgs)
+                strip = ''.join(f'<img src="data:image/jpeg;base64,{b}" alt="frame {i + 1}">'
+                                for i, b in enumerate(imgs))
                 found += 1
             except VideoReadError as exc:
                 strip = f'<span class="missing">{html.escape(exc.reason)}</span>'
