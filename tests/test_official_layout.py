@@ -80,3 +80,15 @@ def test_run_demo_moves_every_data_path(tmp_path):
         assert 'data/capdemo' not in moved.pretty_text
         for split in ('train', 'val', 'test'):
             assert moved[f'{split}_dataloader'].dataset.data_root == str(tmp_path / 'mine')
+
+
+def test_run_demo_prints_one_line_per_validation():
+    from tools.run_demo import summary_line
+    line = ('11/30 20:29:24 - mmengine - INFO - Epoch(val) [3][10/10]    Bleu_1: 0.8123  '
+            'Bleu_2: 0.7  Bleu_3: 0.6  Bleu_4: 0.5012  METEOR: 0.3333  ROUGE_L: 0.6789  '
+            'CIDEr: 1.2345  data_time: 0.0100  time: 0.1234\n')
+    assert summary_line(line) == ('epoch 3 validation: Bleu_4 0.501  METEOR 0.333  '
+                                  'ROUGE_L 0.679  CIDEr 1.234')
+    assert summary_line('... - mmengine - INFO - Epoch(train) [3][10/66]  loss: 1.2') is None
+    assert summary_line('x - mmengine - INFO - Saving checkpoint at 3 epochs') == \
+        'Saving checkpoint at 3 epochs'

@@ -56,6 +56,22 @@ def config_for_root(config, data_root, out_dir):
     return path
 
 
+def summary_line(line):
+    """The short form of a log line worth showing: checkpoints saved, and one line per
+    validation (or test) with its scores; None for the rest."""
+    import re
+    text = line.split(' - ')[-1].strip()
+    if 'Saving checkpoint at' in text:
+        return text
+    match = re.match(r'Epoch\((val|test)\)\s*\[(\d+)\]\[\d+/\d+\]\s+(.*)', text)
+    if not match or 'CIDEr' not in text:
+        return None
+    scores = dict(re.findall(r'(\w+): ([-\d.]+)', match.group(3)))
+    wanted = [f'{k} {float(scores[k]):.3f}' for k in COLUMNS if k in scores]
+    what = 'validation' if match.group(1) == 'val' else 'test'
+    return f'epoch {match.group(2)} {what}: ' + '  '.join(wanted)
+
+
 def run(cmd, log_path):
     """Run a tool, keep its full log, echo its epoch summaries."""
     env = dict(os.environ, PYTHONPATH=REPO, HF_HUB_OFFLINE='1', PYTHONUNBUFFERED='1')
@@ -64,8 +80,9 @@ def run(cmd, log_path):
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         for line in proc.stdout:
             log.write(line)
-            if 'Saving checkpoint at' in line or ('Epoch(' in line and 'CIDEr' in line):
-                print('   ', line.split(' - ')[-1].strip()[:160], flush=True)
+            shown = summary_line(line)
+            if shown:
+                print('   ', shown, flush=True)
         if proc.wait() != 0:
             tail = ''.join(open(log_path).readlines()[-15:])
             sys.exit(f'{" ".join(cmd[:2])} failed; last lines of {log_path}:\n{tail}')
