@@ -7,8 +7,9 @@ Examples::
 
 Each LOG is a ``vis_data/scalars.json`` file, a timestamped run folder, or a work dir
 (all its runs joined in time order: a resumed run continues the curve of the run it
-resumed, and steps logged again after a resume replace the earlier ones). Every key gets its own panel with one line per run; training
-keys are plotted against the iteration, validation metrics against the epoch (or
+resumed, and steps logged again after a resume replace the earlier ones). Every key
+gets its own panel with one line per run, one legend below the panels; training keys
+are plotted against the iteration, validation metrics against the epoch (or
 iteration) mmengine logged them at.
 """
 import argparse
