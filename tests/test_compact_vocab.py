@@ -159,8 +159,12 @@ MODEL = ("dict(type='DistillAlgorithm', allow_random_teacher=True, student=_stud
          "distill_losses=dict(loss_word=dict(type='WordKLLoss', tau=2.0)))")
 
 
-def test_tiny_distillation_with_a_compact_student_trains_and_exports(tmp_path, tiny_root):
-    root = str(tmp_path / 'data')
+def test_tiny_distillation_with_a_compact_student_trains_and_exports(
+        tmp_path, tiny_root, monkeypatch):
+    # short relative paths: mmengine pretty-prints the config (yapf) at build and at
+    # every checkpoint, and long absolute paths make that take seconds each time
+    monkeypatch.chdir(tmp_path)
+    root = 'data'
     shutil.copytree(tiny_root, root)
     path = write_tiny_config(tmp_path / 'compact.py', root, model=MODEL)
     with open(path) as f:
@@ -170,7 +174,7 @@ def test_tiny_distillation_with_a_compact_student_trains_and_exports(tmp_path, t
     with open(path, 'w') as f:
         f.write(text[:start] + COMPACT.format(root=root).lstrip() + text[end:])
     cfg = Config.fromfile(path)
-    cfg.work_dir = str(tmp_path / 'work')
+    cfg.work_dir = 'work'
     cfg.train_cfg = dict(by_epoch=True, max_epochs=1, val_interval=1)
     runner = Runner.from_cfg(cfg)
     student = runner.model.student
