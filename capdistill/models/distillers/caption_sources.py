@@ -145,7 +145,14 @@ class OnPolicySource(nn.Module):
         self.register_buffer('step', torch.zeros((), dtype=torch.long))
 
     def check(self, student, teacher):
-        """Refuse at build time samples longer than either captioner's head holds."""
+        """Refuse at build time samples longer than either captioner's head holds, and
+        a teacher whose logits are not over the student's tokens."""
+        s_vocab, t_vocab = student.tokenizer.vocab_size, teacher.tokenizer.vocab_size
+        if s_vocab != t_vocab:
+            raise ModelConfigError(
+                f'model.onpolicy: the teacher scores the student\'s sampled tokens, but their '
+                f'vocabularies differ ({s_vocab} student tokens, {t_vocab} teacher tokens); '
+                'give both the same tokenizer.')
         for name, model in (('student', student), ('teacher', teacher)):
             limit = self.sampler.max_len or student.max_len
             if limit > model.max_len:
