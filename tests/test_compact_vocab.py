@@ -130,6 +130,14 @@ def test_compact_student_learns_from_the_full_teacher_and_missing_tokens_stop_th
     assert torch.allclose(t_logits.exp(), want / want.sum(-1, keepdim=True), atol=1e-5)
     losses = algo(inputs, dict(tokens=tokens, video_id=['v0']), mode='loss')
     assert torch.isfinite(losses['distill.loss_word'])
+    # the teacher cache keeps the gathered distributions: a cached step scores the same
+    cached = _algorithm(compact, dict(type='ClipBPETokenizer'),
+                        teacher_cache=dict(cache_dir=str(tmp_path / 'cache'), topk=None))
+    cached.eval()
+    samples = dict(tokens=tokens, video_id=['v0'])
+    first = cached(inputs, samples, mode='loss')['distill.loss_word']
+    again = cached(inputs, samples, mode='loss')['distill.loss_word']
+    assert cached.teacher_cache.hits == 1 and torch.allclose(first, again, atol=1e-6)
     # a student token the teacher lacks stops the build, naming it (here a teacher with
     # a compact vocabulary of its own, over fewer captions and no byte tokens)
     small = dict(type='CompactTokenizer', byte_fallback=False,
