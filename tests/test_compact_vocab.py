@@ -100,7 +100,8 @@ def _algorithm(student_tok, teacher_tok, clip=None, **kw):
     cfg = dict(type='DistillAlgorithm', allow_random_teacher=True,
                student=_captioner(student_tok, 'feats', 6, clip),
                teacher=_captioner(teacher_tok, 'teacher_feats', 10),
-               distill_losses=dict(loss_word=dict(type='WordKLLoss', tau=2.0)), **kw)
+               distill_losses=dict(loss_word=dict(type='WordKLLoss', tau=2.0)))
+    cfg.update(kw)
     with DefaultScope.overwrite_default_scope('capdistill'):
         return MODELS.build(cfg)
 
@@ -138,6 +139,16 @@ def test_compact_student_learns_from_the_full_teacher_and_missing_tokens_stop_th
     first = cached(inputs, samples, mode='loss')['distill.loss_word']
     again = cached(inputs, samples, mode='loss')['distill.loss_word']
     assert cached.teacher_cache.hits == 1 and torch.allclose(first, again, atol=1e-6)
+    # on-policy rows (student samples) are scored by the teacher the same way
+    onpolicy = _algorithm(compact, dict(type='ClipBPETokenizer'),
+                          onpolicy=dict(lmbda=1.0, seed=3), distill_losses=dict(loss_op=dict(
+                              type='ForwardKLDivergence', inputs=dict(
+                                  student='op_s_logits', teacher='op_t_logits', mask='op_mask'))))
+    op_t = onpolicy._op_teacher.caption_logits(inputs, tokens)
+    want = onpolicy.teacher.caption_logits(inputs, torch.tensor(ids)[tokens]).softmax(-1)[..., ids]
+    assert torch.allclose(op_t.exp(), want / want.sum(-1, keepdim=True), atol=1e-5)
+    loss = onpolicy(inputs, dict(tokens=tokens, video_id=['v0']), mode='loss')['distill.loss_op']
+    assert torch.isfinite(loss) and loss > 0
     # a student token the teacher lacks stops the build, naming it (here a teacher with
     # a compact vocabulary of its own, over fewer captions and no byte tokens)
     small = dict(type='CompactTokenizer', byte_fallback=False,

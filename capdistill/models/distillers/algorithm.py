@@ -212,7 +212,10 @@ class DistillAlgorithm(BaseModel):
         self.teacher_cache = TeacherCache(**teacher_cache) if teacher_cache else None
         self.teacher_captions = TeacherCaptions(**(seq_kd or {}))
         self._seq_captions = self.teacher_captions.captions
-        self.onpolicy = build_onpolicy(onpolicy, self._used, self.student, teacher)
+        # a compact student's teacher scores sampled rows through the vocabulary map
+        self.__dict__['_op_teacher'] = VocabMap.teacher_for(self.student, teacher) \
+            if onpolicy else teacher
+        self.onpolicy = build_onpolicy(onpolicy, self._used, self.student, self._op_teacher)
         self._check_vocabularies()
         if dry_run and self.distill_losses:
             self._dry_run()
@@ -558,7 +561,7 @@ class DistillAlgorithm(BaseModel):
             tensors.update(self._seq_tensors(inputs, data_samples, tokens.device))
         if self.onpolicy is not None:
             tensors.update(self.onpolicy(
-                self.student, self.teacher, inputs, tokens, labeled=labeled,
+                self.student, self._op_teacher, inputs, tokens, labeled=labeled,
                 teacher_tokens=lambda: self._teacher_caption_tokens(
                     inputs, data_samples, tokens.device)))
         if not self._checked_recorders:

@@ -14,8 +14,10 @@ and ``t_word_embed`` becomes the teacher's embedding rows at ``index``.
 """
 import torch
 
+from capdistill.utils.requirements import ModelConfigError
 
-class VocabMapError(ValueError):
+
+class VocabMapError(ModelConfigError):
     """A student token the teacher's vocabulary does not have."""
 
 
@@ -78,9 +80,31 @@ class VocabMap:
             return gather_logits(out[0], self.index), out[1]
         return gather_logits(out, self.index)
 
+    @classmethod
+    def teacher_for(cls, student, teacher):
+        """``teacher`` itself, or for a compact student a view of it that scores
+        student token rows and answers over the student's tokens (on-policy rows)."""
+        vmap = cls.build(student.tokenizer, teacher.tokenizer)
+        return teacher if vmap is None else _StudentVocabTeacher(teacher, vmap, student.tokenizer)
+
     def word_embed(self, weight):
         """The teacher's word embedding rows of the student's tokens."""
         return weight.index_select(0, self.index.to(weight.device))
+
+
+
+class _StudentVocabTeacher:
+    """The teacher seen through a :class:`VocabMap`: ``caption_logits`` takes student
+    ids and gives log-probabilities over the student's tokens; the rest is the teacher's."""
+
+    def __init__(self, teacher, vmap, tokenizer):
+        self.teacher, self.vmap, self.tokenizer = teacher, vmap, tokenizer
+
+    def caption_logits(self, inputs, tokens, return_hidden=False):
+        return self.vmap.caption_logits(self.teacher, inputs, tokens, return_hidden)
+
+    def __getattr__(self, name):
+        return getattr(self.teacher, name)
 
 
 __all__ = ['VocabMap', 'VocabMapError', 'gather_logits', 'student_to_teacher_index']
