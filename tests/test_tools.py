@@ -84,8 +84,8 @@ def test_bad_input_gives_one_clear_line(case, tmp_path, trained_teacher):
     model = '_teacher'
     if case == 'teacher':
         model = KD_MODEL.format(ckpt=tmp_path / 'nowhere' / 'teacher.pth')
-    if case == 'feature':
-        os.remove(os.path.join(root, 'visual', 'grid8', 'frame_feature', 'vid001.npy'))
+    if case == 'feature':  # a file of the feature set the teacher reads
+        os.remove(os.path.join(root, 'visual', 'grid16', 'frame_feature', 'vid001.npy'))
     if case == 'type':
         model = "dict(_teacher, encoder=dict(type='TransformerEncodr', embed_dim=32))"
     cfg = write_tiny_config(tmp_path / 'cfg.py', root, model=model)
