@@ -3,6 +3,8 @@
 Every tokenizer maps text to ids without special tokens (``encode``) and back
 (``decode``), and exposes ``pad_id``, ``bos_id``, ``eos_id`` and ``vocab_size``.
 ``encode_padded`` adds BOS/EOS and pads to a fixed length, as the datasets need.
+``WordTokenizer`` and ``CompactTokenizer`` (a base vocabulary pruned to the training
+captions' tokens) are built once from the training captions and saved beside the data.
 """
 import collections
 import json
