@@ -15,10 +15,12 @@ PROBE = r'''
 import json, os, sys
 from mmengine.fileio.backends import registry_utils
 from mmengine.runner.checkpoint import CheckpointLoader
+import mmengine.config.config as config_module
 
 
 def state():
     return dict(loader=repr(CheckpointLoader._schemes['']),
+                formatter=repr(config_module.FormatCode),
                 backend=repr(registry_utils.prefix_to_backends.get('')),
                 local=repr(registry_utils.backends['local']),
                 env=sorted(os.environ.items()))
@@ -52,6 +54,7 @@ def test_import_patches_nothing_and_setup_runtime_does():
     assert patched['loader'] != before['loader']
     assert patched['backend'] != before['backend'] and 'Atomic' in patched['backend']
     assert patched['local'] != before['local']
+    assert patched['formatter'] != before['formatter']
     assert ['HF_HUB_OFFLINE', '1'] in patched['env']
     assert ['HF_HUB_OFFLINE', '1'] not in imported['env']
 
@@ -70,3 +73,28 @@ def test_setup_runtime_is_what_loads_full_checkpoints(tmp_path):
     setup = run_tool([sys.executable, '-c', code, str(ckpt), 'setup'])
     assert setup.returncode == 0, setup.stderr[-2000:]
     assert 'tensor(2.)' in setup.stdout
+
+
+def test_config_text_is_formatted_once_and_unchanged():
+    """The remembered yapf formatting gives mmengine's own text, computed once per text."""
+    import mmengine.config.config as config_module
+    from mmengine.config import Config
+    from yapf.yapflib.yapf_api import FormatCode
+
+    from capdistill.utils import compat
+    cfg = Config(dict(model=dict(type='Captioner', path='/a/long/' * 20 + 'x.npy'),
+                      train_cfg=dict(max_epochs=3)))
+    patched = config_module.FormatCode  # conftest ran setup_runtime()
+    assert getattr(patched, '_capdistill_cached', False)
+    config_module.FormatCode = FormatCode  # mmengine as shipped
+    try:
+        plain = cfg.pretty_text
+    finally:
+        config_module.FormatCode = patched
+    first = cfg.pretty_text
+    misses = patched.cache_info().misses
+    again = cfg.pretty_text
+    assert first == plain and again == plain
+    assert patched.cache_info().misses == misses  # the second text came from memory
+    compat.patch_config_formatting()  # idempotent: no second layer
+    assert config_module.FormatCode is patched

@@ -78,6 +78,34 @@ def patch_atomic_local_writes():
     LocalBackend._capdistill_atomic = True
 
 
+def patch_config_formatting():
+    """Format a config's text with yapf once per distinct text.
+
+    mmengine re-formats the whole config for the log, the dumped config and every
+    checkpoint's meta; yapf takes seconds on configs with long paths. The result is
+    the same text, remembered.
+    """
+    import functools
+
+    import mmengine.config.config as config_module
+    if getattr(config_module.FormatCode, '_capdistill_cached', False):
+        return
+    format_code = config_module.FormatCode
+
+    @functools.lru_cache(maxsize=64)
+    def _format(text, style):
+        return format_code(text, style_config=dict(style))
+
+    def cached_format(text, style_config=None, **kwargs):
+        if kwargs or not isinstance(style_config, dict):
+            return format_code(text, style_config=style_config, **kwargs)
+        return _format(text, tuple(sorted(style_config.items())))
+
+    cached_format._capdistill_cached = True
+    cached_format.cache_info = _format.cache_info
+    config_module.FormatCode = cached_format
+
+
 def _atomic_write(filepath, data, mode):
     filepath = os.fspath(filepath)
     folder = os.path.dirname(os.path.abspath(filepath))
@@ -108,3 +136,4 @@ def apply_all():
     patch_torchvision()
     patch_checkpoint_loader()
     patch_atomic_local_writes()
+    patch_config_formatting()
