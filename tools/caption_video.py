@@ -27,7 +27,7 @@ from capdistill.utils.cli import friendly_main  # noqa: E402
 
 
 def parse_args(argv=None):
-    from extract_features import PRESETS
+    from capdistill.apis.extraction import ENCODER_PRESETS
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('config', help='the model config (training or deployment), or an '
                                        'exported student (.json, .safetensors or its folder)')
@@ -36,7 +36,7 @@ def parse_args(argv=None):
                              'omitted after an exported student, then video files or .npy '
                              'frame features')
     enc = parser.add_mutually_exclusive_group()
-    enc.add_argument('--encoder', choices=sorted(PRESETS),
+    enc.add_argument('--encoder', choices=sorted(ENCODER_PRESETS),
                      help="frame encoder preset (default: the config's frame_encoder)")
     enc.add_argument('--encoder-cfg', help="frame encoder as a dict literal, e.g. "
                                            "\"dict(type='PixelGridEncoder', grid=8)\"")
@@ -48,7 +48,7 @@ def parse_args(argv=None):
     parser.add_argument('--out', help='also write the captions and timings to this json')
     args = parser.parse_args(argv)
     args.checkpoint, args.videos = _split_inputs(parser, args.config, args.inputs)
-    return args, PRESETS
+    return args
 
 
 def _split_inputs(parser, config, inputs):
@@ -64,35 +64,21 @@ def _split_inputs(parser, config, inputs):
     return first, list(inputs[1:])
 
 
-def _encoder_cfg(args, presets):
-    from extract_features import parse_encoder_cfg
-    if args.encoder_cfg:
-        try:
-            cfg = parse_encoder_cfg(args.encoder_cfg)
-        except (SyntaxError, ValueError) as exc:
-            raise ValueError(f'cannot read --encoder-cfg {args.encoder_cfg!r}: {exc}') from None
-    elif args.encoder:
-        cfg = dict(presets[args.encoder][0])
-    else:
-        return None
-    if args.encoder_checkpoint:
-        cfg['checkpoint'] = args.encoder_checkpoint
-    return cfg
-
-
 @friendly_main
 def main(argv=None):
     capdistill.setup_runtime()  # compatibility patches, for this process only
-    args, presets = parse_args(argv)
+    args = parse_args(argv)
     from capdistill.apis.captioning import (CaptionInputError, caption_video,
                                             init_video_captioner)
+    from capdistill.apis.extraction import encoder_from_options
     from capdistill.datasets.video_io import VideoReadError
 
     for path, what in ((args.config, 'Config'), (args.checkpoint, 'Checkpoint')):
         if path is not None and not (osp.isfile(path) or (what == 'Config' and osp.isdir(path))):
             raise FileNotFoundError(f'{what} file not found: {path}')
     try:
-        encoder = _encoder_cfg(args, presets)
+        encoder = encoder_from_options(args.encoder, args.encoder_cfg,
+                                           args.encoder_checkpoint)
     except ValueError as exc:
         _fail(str(exc))
     from capdistill.apis.onnx_runner import init_onnx_captioner, is_onnx_export

@@ -58,19 +58,8 @@ def check_order(config, checkpoint):
 
 
 def _encoder(args):
-    from capdistill.apis.extraction import ENCODER_PRESETS, parse_encoder_cfg
-    if args.encoder_cfg:
-        try:
-            cfg = parse_encoder_cfg(args.encoder_cfg)
-        except (SyntaxError, ValueError) as exc:
-            raise ValueError(f'cannot read --encoder-cfg {args.encoder_cfg!r}: {exc}') from None
-    elif args.encoder:
-        cfg = dict(ENCODER_PRESETS[args.encoder][0])
-    else:
-        return None
-    if args.encoder_checkpoint:
-        cfg['checkpoint'] = args.encoder_checkpoint
-    return cfg
+    from capdistill.apis.extraction import encoder_from_options
+    return encoder_from_options(args.encoder, args.encoder_cfg, args.encoder_checkpoint)
 
 
 @friendly_main

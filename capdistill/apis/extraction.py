@@ -46,6 +46,27 @@ def parse_encoder_cfg(text):
     return value
 
 
+def encoder_from_options(encoder=None, encoder_cfg=None, checkpoint=None, default=None):
+    """The frame-encoder config the tools' ``--encoder``/``--encoder-cfg`` options ask for.
+
+    ``encoder`` names a preset of :data:`ENCODER_PRESETS`, ``encoder_cfg`` is a dict
+    literal; with neither, ``default`` (a preset name) or None. ``checkpoint`` replaces
+    the weight file.
+    """
+    if encoder_cfg is not None:
+        try:
+            cfg = parse_encoder_cfg(encoder_cfg)
+        except (SyntaxError, ValueError) as exc:
+            raise ValueError(f'cannot read --encoder-cfg {encoder_cfg!r}: {exc}') from None
+    elif encoder or default:
+        cfg = dict(ENCODER_PRESETS[encoder or default][0])
+    else:
+        return None
+    if checkpoint:
+        cfg['checkpoint'] = checkpoint
+    return cfg
+
+
 class _VideoFrames(Dataset):
     """Decodes one video per item; errors come back as a reason, not an exception."""
 
