@@ -317,9 +317,19 @@ def teacher_jobs(row, root, options):
         def train_fn(slots):
             with slots:
                 os.makedirs(row['work_dir'], exist_ok=True)
+                # two invocations writing one teacher's checkpoints would mix their epochs
+                lock = osp.join(row['work_dir'], '.kd_table_training')
+                try:
+                    os.close(os.open(lock, os.O_CREAT | os.O_EXCL))
+                except FileExistsError:
+                    raise RuntimeError(f'{lock} exists: another invocation is training this '
+                                       'teacher (delete the file if none is)') from None
                 t0 = time.time()
-                _run([sys.executable, 'tools/train.py', row['config'], '--work-dir',
-                      row['work_dir']], osp.join(row['work_dir'], 'kd_table_train.out'))
+                try:
+                    _run([sys.executable, 'tools/train.py', row['config'], '--work-dir',
+                          row['work_dir']], osp.join(row['work_dir'], 'kd_table_train.out'))
+                finally:
+                    os.remove(lock)
             if not osp.isfile(ckpt_path):
                 raise RuntimeError(f'{row["config"]} trained but {ckpt_path} is missing; '
                                    'the distilled configs name that file')
