@@ -433,8 +433,14 @@ def cost(config, checkpoint, videos):
 
 def collect(rows, by_key, root, latency_videos, blocked):
     """results.json content: every seed's metrics, costs and paired differences."""
-    with open(osp.join(REPO, 'data/capdemo/splits/capdemo_test_list.json')) as f:
-        videos = json.load(f)[:latency_videos]
+    videos = []  # read once a checkpoint's latency is measured
+
+    def latency_videos_list():
+        if not videos:
+            with open(osp.join(REPO, 'data/capdemo/splits/capdemo_test_list.json')) as f:
+                videos.extend(json.load(f)[:latency_videos])
+        return videos
+
     out = {}
     for row in rows:
         entry = {k: row.get(k) for k in ('label', 'config', 'kind', 'baseline', 'after',
@@ -463,7 +469,8 @@ def collect(rows, by_key, root, latency_videos, blocked):
         entry['params'] = entry['latency_ms'] = None
         if runs and ckpt and osp.isfile(ckpt) and not row.get('after'):
             try:
-                entry['params'], entry['latency_ms'] = cost(row['config'], ckpt, videos)
+                entry['params'], entry['latency_ms'] = cost(row['config'], ckpt,
+                                                            latency_videos_list())
             except Exception as exc:  # a cost that cannot be measured leaves the cell empty
                 print(f'warning: cost of {row["key"]} not measured: {exc}', flush=True)
         out[row['key']] = entry
