@@ -154,6 +154,32 @@ def test_cpu_defaults_follow_the_available_cores(monkeypatch):
         torch.set_num_threads(threads)
 
 
+def test_caption_video_threads_follow_the_cores(monkeypatch, capsys, tmp_path):
+    """caption_video picks its torch threads as training does; --threads overrides."""
+    import importlib.util
+
+    from capdistill.engine import setup
+    spec = importlib.util.spec_from_file_location(
+        'caption_video_tool', os.path.join(REPO, 'tools', 'caption_video.py'))
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    threads = torch.get_num_threads()
+    missing = str(tmp_path / 'missing.py')  # the tool stops after choosing its threads
+    try:
+        monkeypatch.setattr(setup, 'available_cores', lambda: 8)
+        monkeypatch.delenv('OMP_NUM_THREADS', raising=False)
+        for argv, expect in (([], 4), (['--threads', '3'], 3)):
+            with pytest.raises(SystemExit):
+                tool.main([missing, 'x.pth', 'clip.mp4'] + argv)
+            assert torch.get_num_threads() == expect
+        with pytest.raises(SystemExit):
+            tool.main([missing, 'x.pth', 'clip.mp4', '--threads', '0'])
+        assert capsys.readouterr().err.strip().splitlines()[-1] == \
+            'error: --threads must be a positive integer, got 0'
+    finally:
+        torch.set_num_threads(threads)
+
+
 def test_progress_lines_with_eta(capsys, monkeypatch):
     from capdistill.datasets.demo import build
     clock = iter(range(0, 100, 3))  # every step takes 3 s

@@ -45,6 +45,9 @@ def parse_args(argv=None):
                         help="frames per video (default: the export's or config's, else 15)")
     parser.add_argument('--beam-size', type=int, help='beam search with this beam size')
     parser.add_argument('--device', default='cpu')
+    parser.add_argument('--threads', type=int,
+                        help='torch CPU threads (default: half the available cores, or '
+                             'OMP_NUM_THREADS when set)')
     parser.add_argument('--out', help='also write the captions and timings to this json')
     args = parser.parse_args(argv)
     args.checkpoint, args.videos = _split_inputs(parser, args.config, args.inputs)
@@ -68,6 +71,12 @@ def _split_inputs(parser, config, inputs):
 def main(argv=None):
     capdistill.setup_runtime()  # compatibility patches, for this process only
     args = parse_args(argv)
+    import torch
+
+    from capdistill.engine.setup import default_cpu_threads
+    if args.threads is not None and args.threads < 1:
+        _fail(f'--threads must be a positive integer, got {args.threads}')
+    torch.set_num_threads(args.threads or default_cpu_threads())
     from capdistill.apis.captioning import (CaptionInputError, caption_video,
                                             init_video_captioner)
     from capdistill.apis.extraction import encoder_from_options

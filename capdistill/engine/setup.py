@@ -131,22 +131,31 @@ def available_cores():
         return os.cpu_count() or 1
 
 
+def default_cpu_threads(processes=1):
+    """Torch threads for one of ``processes`` processes: half its share of the cores.
+
+    ``OMP_NUM_THREADS`` wins when set. More threads than free cores makes every step
+    wait on the slowest thread: on a busy 2-core machine a training step ran 6x slower
+    with 2 threads than with 1, and captioning one video 40x slower.
+    """
+    env = os.environ.get('OMP_NUM_THREADS', '')
+    if env.isdigit() and int(env) > 0:
+        return int(env)
+    return max(1, available_cores() // max(1, processes) // 2)
+
+
 def apply_cpu_defaults(cfg):
     """Resolve ``cpu_threads='auto'`` and dataloader ``num_workers='auto'`` from the cores.
 
-    Each training process gets half of its share of the cores as torch threads (at least
-    one; ``OMP_NUM_THREADS`` wins when set) and up to 4 data-loader workers from what is
-    left. More threads than free cores makes every step wait on the slowest thread: on a
-    busy 2-core machine a step ran 6x slower with 2 threads than with 1. Integers in the
-    config are used as given.
+    Each training process gets :func:`default_cpu_threads` torch threads and up to 4
+    data-loader workers from what is left. Integers in the config are used as given.
     """
     cores = available_cores()
     procs = int(os.environ.get('LOCAL_WORLD_SIZE', os.environ.get('WORLD_SIZE', '1')) or 1)
     share = max(1, cores // max(1, procs))
     threads = cfg.get('cpu_threads', 'auto')
     if threads == 'auto':
-        env = os.environ.get('OMP_NUM_THREADS', '')
-        threads = int(env) if env.isdigit() and int(env) > 0 else max(1, share // 2)
+        threads = default_cpu_threads(procs)
     elif not isinstance(threads, int) or isinstance(threads, bool) or threads < 1:
         from .config_check import ConfigError
         raise ConfigError(f"cpu_threads must be 'auto' or a positive integer, got {threads!r}")
