@@ -5,6 +5,7 @@ import signal
 import sys
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 import torch
 
@@ -159,3 +160,23 @@ def test_ddp_gradients_equal_single_process(tmp_path):
     assert a.keys() == b.keys() and len(a) > 10
     assert max((a[k] - b[k]).abs().max().item() for k in a) <= 1e-6
     assert sum(a[k].abs().sum().item() for k in a) > 0
+
+
+def test_atomic_writes_have_normal_permissions(tmp_path):
+    """Features and failure lists are readable by others as plain files are (umask 022)."""
+    from capdistill.apis.extraction import save_npy_atomic
+    from capdistill.utils.files import atomic_open
+    old = os.umask(0o022)
+    try:
+        save_npy_atomic(tmp_path / 'vid1.npy', np.zeros(3, dtype=np.float32))
+        with atomic_open(tmp_path / 'failures.txt', 'w') as f:
+            f.write('x\n')
+        with pytest.raises(RuntimeError):  # a failed write leaves nothing behind
+            with atomic_open(tmp_path / 'broken.txt', 'w') as f:
+                f.write('half')
+                raise RuntimeError('interrupted')
+    finally:
+        os.umask(old)
+    for name in ('vid1.npy', 'failures.txt'):
+        assert (tmp_path / name).stat().st_mode & 0o777 == 0o644
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['failures.txt', 'vid1.npy']

@@ -9,7 +9,6 @@ import ast
 import os
 import os.path as osp
 import sys
-import tempfile
 import time
 
 import numpy as np
@@ -17,6 +16,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from capdistill.datasets.video_io import VideoReadError, list_videos, video_id
+from capdistill.utils.files import atomic_open
 
 # name -> (encoder config, folder name under visual/): tools/extract_features.py --encoder;
 # exports recognise a run's features by the folder name.
@@ -111,16 +111,8 @@ def _normalise_videos(videos):
 
 def save_npy_atomic(path, array):
     """Write ``array`` to ``path`` (.npy) through a temporary file and ``os.replace``."""
-    folder = osp.dirname(osp.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=f'.{osp.basename(path)}.', suffix='.tmp', dir=folder)
-    try:
-        with os.fdopen(fd, 'wb') as f:
-            np.save(f, array)
-        os.replace(tmp, path)
-    except BaseException:
-        if osp.exists(tmp):
-            os.remove(tmp)
-        raise
+    with atomic_open(path, 'wb') as f:
+        np.save(f, array)
 
 
 def _progress(total, enabled):
@@ -351,13 +343,9 @@ def _write_failures(path, failures):
         if osp.exists(path):
             os.remove(path)  # nothing failed this time: the old list is stale
         return
-    folder = osp.dirname(osp.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f'.{osp.basename(path)}.', suffix='.tmp', dir=folder)
-    with os.fdopen(fd, 'w', encoding='utf-8') as f:
+    with atomic_open(path, 'w', encoding='utf-8') as f:
         for vid, video, reason in failures:
             f.write(f'{vid}\t{video}\t{reason}\n')
-    os.replace(tmp, path)
 
 
 def shard_failures_file(failures_file, index, count):

@@ -19,9 +19,7 @@ teacher-forced, and a token-level divergence of
 :mod:`capdistill.models.losses.divergences` is added: ``L = L_scst + w * D``.
 """
 import json
-import os
 import os.path as osp
-import tempfile
 from collections import Counter
 from itertools import chain
 
@@ -37,6 +35,7 @@ from capdistill.evaluation.fast_scorers import FastCider, ngram_counts
 from capdistill.registry import LOSSES, MODELS, TEACHERS
 from capdistill.utils.checkpoint import (CheckpointError, load_full_checkpoint,
                                          load_matching_state, state_dict_of)
+from capdistill.utils.files import atomic_open
 from .sampling import CaptionSampler
 
 __all__ = ['CiderDReward', 'SelfCriticalCaptioner', 'load_captioner_weights']
@@ -109,15 +108,11 @@ class CiderDReward:
         return Counter({tuple(k.split(' ')): v for k, v in data['doc_freq'].items()})
 
     def _write_cache(self):
-        folder = osp.dirname(osp.abspath(self.cache_file))
         try:
-            os.makedirs(folder, exist_ok=True)
-            # a private file then an atomic rename: DDP ranks may write at once
-            fd, tmp = tempfile.mkstemp(dir=folder, suffix='.tmp')
-            with os.fdopen(fd, 'w') as f:
+            # a temporary file then an atomic rename: DDP ranks may write at once
+            with atomic_open(self.cache_file, 'w') as f:
                 json.dump(dict(key=self._key, num_docs=self.num_docs,
                                doc_freq={' '.join(k): v for k, v in self.doc_freq.items()}), f)
-            os.replace(tmp, self.cache_file)
         except OSError as exc:
             print_log(f'SCST: could not cache document frequencies in {self.cache_file} '
                       f'({exc}); they are recomputed by every run.', logger='current',

@@ -1,0 +1,32 @@
+"""Writing files so that readers never see a half-written one."""
+import contextlib
+import os
+import os.path as osp
+import tempfile
+
+
+def _default_mode():
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+@contextlib.contextmanager
+def atomic_open(path, mode='wb', encoding=None):
+    """A file object for ``path``: written to a temporary file beside it, then renamed.
+
+    On success the file gets the permissions a plain ``open`` would give it (mkstemp's
+    temporary files are private); on an error the temporary file is removed and
+    ``path`` is left as it was.
+    """
+    folder = osp.dirname(osp.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f'.{osp.basename(path)}.', suffix='.tmp', dir=folder)
+    try:
+        with os.fdopen(fd, mode, encoding=encoding) as f:
+            yield f
+        os.chmod(tmp, _default_mode())
+        os.replace(tmp, path)
+    finally:
+        if osp.exists(tmp):
+            os.remove(tmp)
