@@ -44,6 +44,8 @@ def test_test_tool_writes_predictions(trained_teacher, tmp_path):
     result = json.load(open(out))
     assert sorted(result['predictions']) == [f'vid{i:03d}' for i in range(8, 12)]
     assert set(result['aggregate']) == {'Bleu_1', 'Bleu_2', 'Bleu_3', 'Bleu_4', 'ROUGE_L', 'CIDEr'}
+    log = res.stdout + res.stderr  # the scoring step announces itself and its time
+    assert 'Scoring 4 videos (' in log and 'Scored 4 videos in ' in log
 
 
 def test_resume_continues_at_next_epoch(trained_teacher, tmp_path):

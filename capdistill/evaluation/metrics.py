@@ -2,6 +2,7 @@
 import json
 import os
 import os.path as osp
+import time
 from typing import Optional, Sequence
 
 from mmengine.evaluator import BaseMetric
@@ -89,8 +90,14 @@ class CaptionMetric(BaseMetric):
             unique.setdefault(result['video_id'], result)
         predictions = {vid: r['pred_caption'] for vid, r in unique.items()}
         references = {vid: r['refs'] for vid, r in unique.items()}
+        # METEOR's JVM alone takes ~10 s: say what is running and how long it took
+        names = ', '.join(self.scorers or DEFAULT_METRICS)
+        print_log(f'Scoring {len(predictions)} videos ({names}) ...', logger='current')
+        start = time.perf_counter()
         scores = score_captions(predictions, references, metrics=self.scorers,
                                 per_video=True)
+        print_log(f'Scored {len(predictions)} videos in {time.perf_counter() - start:.1f} s',
+                  logger='current')
         if self.out_file:
             self._dump(unique, predictions, scores)
         return dict(scores['aggregate'])
