@@ -48,6 +48,22 @@ def test_test_tool_writes_predictions(trained_teacher, tmp_path):
     assert 'Scoring 4 videos (' in log and 'Scored 4 videos in ' in log
 
 
+# Runs before the resume test: a resumed copy of this work dir replaces the best checkpoint
+# its meta records, by absolute path, i.e. the one in the original dir (mmengine).
+def test_checkpoint_contents(trained_teacher):
+    """Epoch checkpoints hold what resume needs; the best one holds the weights only."""
+    _, work = trained_teacher
+    epoch = torch.load(work / 'epoch_1.pth', map_location='cpu', weights_only=False)
+    assert set(epoch) == {'meta', 'state_dict', 'message_hub', 'optimizer', 'param_schedulers'}
+    best = torch.load(next(work.glob('best_CIDEr_epoch_*.pth')), map_location='cpu',
+                      weights_only=False)
+    assert 'optimizer' not in best and 'param_schedulers' not in best
+    weights = sum(v.numel() for v in best['state_dict'].values())
+    adam = sum(t.numel() for s in epoch['optimizer']['state'].values()
+               for t in s.values() if torch.is_tensor(t) and t.dim() > 0)
+    assert adam <= 2 * weights  # two moments per trainable weight, nothing for frozen ones
+
+
 def test_resume_continues_at_next_epoch(trained_teacher, tmp_path):
     cfg, work = trained_teacher
     resumed = tmp_path / 'resumed'
@@ -151,17 +167,3 @@ def test_demo_table_cost_columns(trained_teacher):
     row = dict(model='teacher', Bleu_4=0.1, METEOR=0.2, ROUGE_L=0.3, CIDEr=0.4, **cost)
     assert format_table([row]).splitlines()[2].startswith(
         '| teacher | 10.0 | 20.0 | 30.0 | 40.0 | ')
-
-
-def test_checkpoint_contents(trained_teacher):
-    """Epoch checkpoints hold what resume needs; the best one holds the weights only."""
-    _, work = trained_teacher
-    epoch = torch.load(work / 'epoch_1.pth', map_location='cpu', weights_only=False)
-    assert set(epoch) == {'meta', 'state_dict', 'message_hub', 'optimizer', 'param_schedulers'}
-    best = torch.load(next(work.glob('best_CIDEr_epoch_*.pth')), map_location='cpu',
-                      weights_only=False)
-    assert 'optimizer' not in best and 'param_schedulers' not in best
-    weights = sum(v.numel() for v in best['state_dict'].values())
-    adam = sum(t.numel() for s in epoch['optimizer']['state'].values()
-               for t in s.values() if torch.is_tensor(t) and t.dim() > 0)
-    assert adam <= 2 * weights  # two moments per trainable weight, nothing for frozen ones
