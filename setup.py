@@ -31,7 +31,8 @@ setup(
         'tests': ['pytest>=7', 'hypothesis>=6.80', 'h5py>=3.8', 'matplotlib>=3.5',
                   'scikit-video>=1.1.11', 'onnx>=1.16', 'onnxruntime>=1.18',
                   'scipy>=1.10',  # golden values of the divergence tests
-                  'tensorboard>=2.14'],  # the TensorBoard logging test reads event files
+                  'tensorboard>=2.14',  # the TensorBoard logging test reads event files
+                  'pytest-xdist>=3.5'],  # two test processes (pytest.ini)
         'analysis': ['matplotlib>=3.5'],
         'tensorboard': ['tensorboard>=2.14'],  # visualizer.vis_backends TensorboardVisBackend
         'h5': ['h5py>=3.8'],
