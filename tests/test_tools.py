@@ -55,8 +55,8 @@ def test_checkpoint_contents(trained_teacher):
     _, work = trained_teacher
     epoch = torch.load(work / 'epoch_1.pth', map_location='cpu', weights_only=False)
     assert set(epoch) == {'meta', 'state_dict', 'message_hub', 'optimizer', 'param_schedulers'}
-    best = torch.load(next(work.glob('best_CIDEr_epoch_*.pth')), map_location='cpu',
-                      weights_only=False)
+    best_path = next(work.glob('best_CIDEr_epoch_*.pth'))
+    best = torch.load(best_path, map_location='cpu', weights_only=False)
     assert 'optimizer' not in best and 'param_schedulers' not in best
     weights = sum(v.numel() for v in best['state_dict'].values())
     adam = sum(t.numel() for s in epoch['optimizer']['state'].values()

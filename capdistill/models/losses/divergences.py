@@ -186,26 +186,20 @@ class SkewKLDivergence(TokenDivergence):
 
 
 @LOSSES.register_module()
-class SkewReverseKLDivergence(TokenDivergence):
+class SkewReverseKLDivergence(SkewKLDivergence):
     """Skew reverse KL of DistiLLM (Ko et al., ICML 2024):
 
     ``d = KL(q || (1 - alpha) p + alpha q)``
 
-    (teacher ``p``, student ``q``). ``alpha = 0`` is the reverse KL.
+    (teacher ``p``, student ``q``): the skew KL with the two roles swapped. ``alpha = 0``
+    is the reverse KL.
 
     Args:
         alpha (float): in [0, 1); the student's share of the skewed teacher.
     """
 
-    def __init__(self, alpha=0.1, **kwargs):
-        super().__init__(**kwargs)
-        _check_unit('alpha', alpha, type(self).__name__, closed=False)
-        self.alpha = float(alpha)
-
     def divergence(self, log_p, log_q):
-        if self.alpha == 0.0:
-            return _kl(log_q, log_p)
-        return _kl(log_q, _log_mix(log_q, log_p, self.alpha))
+        return super().divergence(log_q, log_p)
 
 
 @LOSSES.register_module()
