@@ -328,3 +328,15 @@ def test_every_shipped_distillation_loss_trains_the_student(path, tiny_root):
     for name in names:
         grads = torch.autograd.grad(losses[name], params, retain_graph=True, allow_unused=True)
         assert any(g is not None and g.abs().sum() > 0 for g in grads), name
+
+
+def test_model_and_dataset_tokenizers_must_match(tmp_path, tiny_root):
+    """A model reading the dataset's word ids with CLIP's BPE would train on wrong words."""
+    model = "dict(_teacher, tokenizer=dict(type='ClipBPETokenizer'))"
+    cfg = write_tiny_config(tmp_path / 'bpe.py', tiny_root, model=model)
+    res = run_tool(['tools/train.py', cfg, '--work-dir', str(tmp_path / 'work')])
+    assert res.returncode == 1, res.stderr[-3000:]
+    assert 'Traceback' not in res.stderr and 'Epoch(train)' not in res.stdout + res.stderr
+    last = res.stderr.strip().splitlines()[-1]
+    assert last.startswith('error: the training dataset tokenizes captions with WordTokenizer')
+    assert "give train_dataloader.dataset.tokenizer the model's tokenizer config" in last

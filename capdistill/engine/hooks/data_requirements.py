@@ -3,7 +3,8 @@ from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 
 from capdistill.registry import HOOKS
-from capdistill.utils.requirements import check_batch_keys, merge_requirements
+from capdistill.utils.requirements import (ModelConfigError, check_batch_keys,
+                                           merge_requirements)
 
 
 def _base_dataset(dataset):
@@ -16,6 +17,21 @@ def _base_dataset(dataset):
         else:
             break
     return dataset
+
+
+def check_tokenizers(model, dataset):
+    """The trained captioner must read token ids with the tokenizer the dataset wrote them
+    with; another vocabulary (even one with more tokens) would train on wrong words."""
+    trained = getattr(model, 'student', None) or getattr(model, 'captioner', None) or model
+    ours, theirs = getattr(trained, 'tokenizer', None), getattr(dataset, 'tokenizer', None)
+    if not (hasattr(ours, 'fingerprint') and hasattr(theirs, 'fingerprint')):
+        return
+    if ours.fingerprint() != theirs.fingerprint():
+        raise ModelConfigError(
+            f'the training dataset tokenizes captions with {type(theirs).__name__} '
+            f'({len(theirs.tokens())} tokens) but the model reads them with '
+            f'{type(ours).__name__} ({len(ours.tokens())} tokens): give '
+            'train_dataloader.dataset.tokenizer the model\'s tokenizer config.')
 
 
 def model_requirements(model):
@@ -48,6 +64,7 @@ class DataRequirementsHook(Hook):
         model = runner.model.module if is_model_wrapper(runner.model) else runner.model
         from capdistill.datasets.caption_dataset import check_unlabeled_use
         check_unlabeled_use(model, _base_dataset(runner.train_dataloader.dataset))
+        check_tokenizers(model, _base_dataset(runner.train_dataloader.dataset))
         required = model_requirements(model)
         if not required:
             return
