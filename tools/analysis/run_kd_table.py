@@ -289,11 +289,15 @@ def student_job(row, seed, root, options, start=None):
                     raise RuntimeError(f'{row["key"]} seed {seed}: no checkpoint of '
                                        f'{start["key"]} seed {seed}')
                 opts += [f'model.student_ckpt={ckpt}', f'model.sampler.seed={seed}']
-            ckpt = _last_epoch(wd)
-            if ckpt is None:
+            done = osp.join(wd, 'train.done')
+            if not osp.isfile(done):
+                # a run stopped part-way resumes from its last checkpoint instead of being
+                # tested at the epoch it reached
+                resume = ['--resume'] if _last_epoch(wd) else []
                 _run([sys.executable, 'tools/train.py', row['config'], '--work-dir', wd,
-                      '--cfg-options', *opts], osp.join(wd, 'train.out'))
-                ckpt = _last_epoch(wd)
+                      *resume, '--cfg-options', *opts], osp.join(wd, 'train.out'))
+                open(done, 'w').close()
+            ckpt = _last_epoch(wd)
             t1 = time.time()
             test_opts = [o for o in options if o.startswith('test_')]
             _run([sys.executable, 'tools/test.py', row['config'], ckpt, '--work-dir',
