@@ -10,15 +10,20 @@ import os
 import os.path as osp
 import subprocess
 import sys
+import threading
 import time
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, REPO)  # tools.analysis
-RUNS = [
-    ('teacher', 'configs/capdemo/baseline_teacher_grid16_1xb64-8e_capdemo.py'),
-    ('student (scratch)', 'configs/capdemo/baseline_student_grid8_1xb64-8e_capdemo.py'),
-    ('student + word KD', 'configs/capdemo/wordkd_teacher-to-student_grid16-grid8_1xb64-8e_capdemo.py'),
-]
+TEACHER = 'configs/capdemo/baseline_teacher_grid16_1xb64-8e_capdemo.py'
+# The students are rows of the KD table (configs/kd/README.md), trained as its seed 0 is: the
+# scratch student of the same architecture, and a distilled row of the table.
+# A row is a chain of stages; a stage after the first starts from the previous one's weights.
+SCRATCH = ('student (scratch)', ['configs/kd/baseline_student_grid8_1xb64-6e_capdemo.py'])
+DISTILLED = ('student (distilled: sequence KD)',
+             ['configs/kd/seqkd_teacher-to-student_grid16-grid8_1xb64-6e_capdemo.py'])
+RUNS = [('teacher', [TEACHER]), SCRATCH, DISTILLED]
+SEED = 0
 COLUMNS = ['Bleu_4', 'METEOR', 'ROUGE_L', 'CIDEr']
 DEFAULT_ROOT = 'data/capdemo'
 
@@ -72,9 +77,10 @@ def summary_line(line):
     return f'epoch {match.group(2)} {what}: ' + '  '.join(wanted)
 
 
-def run(cmd, log_path):
-    """Run a tool, keep its full log, echo its epoch summaries."""
-    env = dict(os.environ, PYTHONPATH=REPO, HF_HUB_OFFLINE='1', PYTHONUNBUFFERED='1')
+def run(cmd, log_path, label):
+    """Run a tool, keep its full log, echo its epoch summaries prefixed with ``label``."""
+    env = dict(os.environ, PYTHONPATH=REPO, HF_HUB_OFFLINE='1', PYTHONUNBUFFERED='1',
+               OMP_NUM_THREADS='1')  # two runs share the two cores
     with open(log_path, 'w') as log:
         proc = subprocess.Popen([sys.executable] + cmd, cwd=REPO, env=env, text=True,
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
@@ -82,10 +88,40 @@ def run(cmd, log_path):
             log.write(line)
             shown = summary_line(line)
             if shown:
-                print('   ', shown, flush=True)
+                print(f'    [{label}] {shown}', flush=True)
         if proc.wait() != 0:
             tail = ''.join(open(log_path).readlines()[-15:])
-            sys.exit(f'{" ".join(cmd[:2])} failed; last lines of {log_path}:\n{tail}')
+            raise RuntimeError(f'{" ".join(cmd[:2])} failed; last lines of {log_path}:\n{tail}')
+
+
+def train_and_test(label, stages, args, demo_dir, student=True, teacher_ckpt=None):
+    """Train a row's stages (skipping finished ones) and test the last; (config, ckpt, scores)."""
+    from mmengine.config import Config
+    ckpt = None
+    for config in stages:
+        stem = osp.splitext(osp.basename(config))[0]
+        config = config_for_root(config, args.data_root, demo_dir)
+        work_dir = osp.join(args.work_root, stem)
+        cfg = Config.fromfile(config)
+        opts = []
+        if student:  # seeded like the table's seed 0
+            opts.append(f'randomness.seed={SEED}')
+            if 'teacher_ckpt' in cfg.model:  # the teacher this demo trained, wherever work_root is
+                opts.append(f'model.teacher_ckpt={teacher_ckpt}')
+        if ckpt is not None:  # a later stage starts from the previous stage's weights
+            opts += [f'model.student_ckpt={ckpt}', f'model.sampler.seed={SEED}']
+        ckpt = osp.join(work_dir, f'epoch_{cfg.train_cfg.max_epochs}.pth')
+        if args.force or not osp.isfile(ckpt):
+            print(f'[demo] training {label}: {config}', flush=True)
+            run(['tools/train.py', config, '--work-dir', work_dir]
+                + (['--cfg-options', *opts] if opts else []),
+                osp.join(demo_dir, f'{stem}.train.log'), label)
+    out = osp.join(demo_dir, f'{stem}.test.json')
+    print(f'[demo] testing {label} on the test split', flush=True)
+    run(['tools/test.py', config, ckpt, '--work-dir', work_dir, '--out', out],
+        osp.join(demo_dir, f'{stem}.test.log'), label)
+    with open(out) as f:
+        return config, ckpt, json.load(f)['aggregate']
 
 
 def measure(config, checkpoint, beam_size=5):
@@ -142,33 +178,52 @@ def main():
     make_demo_dataset(args.data_root)
     demo_dir = osp.join(args.work_root, 'demo')
     os.makedirs(demo_dir, exist_ok=True)
+    results = {}
+
+    def row(label, stages, student=True, teacher_ckpt=None):
+        try:
+            results[label] = train_and_test(label, stages, args, demo_dir, student,
+                                            teacher_ckpt)
+        except BaseException as exc:  # re-raised by the main thread
+            results[label] = exc
+
+    # the scratch student needs no teacher: it trains on the second core meanwhile
+    scratch = threading.Thread(target=row, args=SCRATCH)
+    scratch.start()
+    row('teacher', [TEACHER], student=False)
+    if not isinstance(results['teacher'], BaseException):
+        row(*DISTILLED, teacher_ckpt=results['teacher'][1])
+    scratch.join()
+    for outcome in results.values():
+        if isinstance(outcome, BaseException):
+            sys.exit(f'[demo] {outcome}')
     rows = []
-    for name, config in RUNS:
-        stem = osp.splitext(osp.basename(config))[0]
-        config = config_for_root(config, args.data_root, demo_dir)
-        work_dir = osp.join(args.work_root, stem)
-        from mmengine.config import Config
-        epochs = Config.fromfile(config).train_cfg.max_epochs
-        ckpt = osp.join(work_dir, f'epoch_{epochs}.pth')
-        t0 = time.time()
-        if args.force or not osp.isfile(ckpt):
-            print(f'[demo] training {name}: {config}', flush=True)
-            run(['tools/train.py', config, '--work-dir', work_dir], osp.join(demo_dir, f'{stem}.train.log'))
-        out = osp.join(demo_dir, f'{stem}.test.json')
-        print(f'[demo] testing {name} on the test split', flush=True)
-        run(['tools/test.py', config, ckpt, '--work-dir', work_dir, '--out', out],
-            osp.join(demo_dir, f'{stem}.test.log'))
-        with open(out) as f:
-            scores = json.load(f)['aggregate']
-        trust_directory(work_dir)
-        rows.append(dict(model=name, **measure(config, ckpt), **{k: scores[k] for k in COLUMNS},
-                         seconds=time.time() - t0))
+    for label, _ in RUNS:
+        config, ckpt, scores = results[label]
+        trust_directory(osp.dirname(ckpt))
+        rows.append(dict(model=label, **measure(config, ckpt), **{k: scores[k] for k in COLUMNS}))
     table = format_table(rows)
-    print('\n' + table)
+    versus = against_teacher(rows)
+    print('\n' + table + '\n\n' + versus)
     with open(osp.join(demo_dir, 'results.md'), 'w') as f:
         f.write('Demo results on capdemo (procedurally generated videos, test split with '
-                'held-out attribute-action combinations).\n\n' + table + '\n')
+                'held-out attribute-action combinations).\n\n' + table + '\n\n' + versus + '\n')
     print(f'\n[demo] done in {time.time() - start:.0f} s; table in {demo_dir}/results.md')
+
+
+def against_teacher(rows):
+    """One line per student: its CIDEr as a fraction of the teacher's, and its cost ratios."""
+    teacher = rows[0]
+    lines = ['Against the teacher (one seed):']
+    for r in rows[1:]:
+        lines.append(f'  {r["model"]}: CIDEr {100 * r["CIDEr"]:.1f} = '
+                     f'{100 * r["CIDEr"] / teacher["CIDEr"]:.0f}% of the teacher\'s '
+                     f'{100 * teacher["CIDEr"]:.1f}; {teacher["params"] / r["params"]:.1f}x fewer '
+                     f'deployed parameters; greedy latency at batch 1 '
+                     f'{r["greedy_b1"] / teacher["greedy_b1"]:.2f}x the teacher\'s')
+    lines.append('Several seeds with paired differences and 95% intervals: configs/kd/README.md '
+                 '(tools/analysis/run_kd_table.py).')
+    return '\n'.join(lines)
 
 
 def format_table(rows):
