@@ -89,6 +89,11 @@ ROWS = [
          baseline='scratch_ham', after='sftcaphier',
          config='scst-jsd_sftcaphier-student_grid8_1xb64-2e_capdemo.py',
          why='fine-tunes the same-seed SFTCap hierarchy run'),
+    dict(key='scst_jsd_seqkd', label='sequence KD + SCST + JSD to the teacher',
+         baseline='scst_scratch', after='seqkd',
+         config='scst-jsd_seqkd-student_grid8_1xb64-1e_capdemo.py',
+         why='fine-tunes the same-seed sequence-KD run; its baseline is SCST of the '
+             'scratch student, the same schedule without a teacher'),
     dict(key='seqkd20', label='sequence KD, 20% captioned + 80% unlabeled',
          baseline='scratch20', teacher='teacher20', config=['seqkd*capdemo-cap20*.py'],
          why='6e over 4200 samples (840 captioned + 3360 unlabeled) = the 30e of the '
