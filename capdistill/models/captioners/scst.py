@@ -32,10 +32,11 @@ from mmengine.model import BaseModel
 from capdistill.datasets.annotations import DataError, file_hash, load_captions, load_split
 from capdistill.datasets.tokenizers import split_words
 from capdistill.evaluation.fast_scorers import FastCider, ngram_counts
-from capdistill.registry import LOSSES, MODELS, TEACHERS
+from capdistill.registry import LOSSES, MODELS
 from capdistill.utils.checkpoint import (CheckpointError, load_full_checkpoint,
                                          load_matching_state, state_dict_of)
 from capdistill.utils.files import atomic_open
+from ..distillers.teachers import Teachers
 from .sampling import CaptionSampler
 
 __all__ = ['CiderDReward', 'SelfCriticalCaptioner', 'load_captioner_weights']
@@ -219,7 +220,7 @@ class SelfCriticalCaptioner(BaseModel):
         self.caption_loss_weight = caption_loss_weight
         self.register_buffer('sample_step', torch.zeros((), dtype=torch.long))
         self.kd_weight, self.kd_loss = 0.0, None
-        teacher = None
+        teachers = None
         if kd is not None:
             kd = dict(kd)
             unknown = set(kd) - {'teacher', 'teacher_ckpt', 'loss', 'weight',
@@ -227,19 +228,15 @@ class SelfCriticalCaptioner(BaseModel):
             if unknown or 'teacher' not in kd:
                 raise ValueError(f'SCST kd: needs teacher=..., takes teacher_ckpt, loss, '
                                  f'weight, allow_random_teacher; got {sorted(kd)}.')
-            teacher = TEACHERS.build(kd['teacher'])
-            if kd.get('teacher_ckpt'):
-                load_captioner_weights(teacher, kd['teacher_ckpt'])
-            elif not kd.get('allow_random_teacher', False):
-                raise ValueError('SCST kd: no teacher_ckpt given; a randomly initialised '
-                                 'teacher is refused (set kd.teacher_ckpt, or '
-                                 'kd.allow_random_teacher=True for tests).')
-            teacher.eval()
-            teacher.requires_grad_(False)
+            # loaded, frozen and checksummed as a distillation run's teacher
+            teachers = Teachers.from_config(
+                kd['teacher'], kd.get('teacher_ckpt'),
+                allow_random_teacher=kd.get('allow_random_teacher', False), key='model.kd')
+            teachers.bind(self.captioner)
             self.kd_loss = LOSSES.build(kd.get('loss', dict(type='ForwardKLDivergence')))
             self.kd_weight = float(kd.get('weight', 1.0))
         # not a submodule: out of the state dict, the optimizer and DDP
-        self.__dict__['teacher'] = teacher
+        self.__dict__['teachers'] = teachers
 
     # -- the deployed model is the wrapped captioner (tools/export_student.py) ----------
     tokenizer = property(lambda self: self.captioner.tokenizer)
@@ -260,17 +257,24 @@ class SelfCriticalCaptioner(BaseModel):
             return self.captioner.student_config()
         return dict(self._captioner_cfg)
 
-    # -- the frozen teacher stays frozen and follows .to() ---------------------------
+    # -- the frozen teacher stays frozen and follows .to() (see distillers.teachers) -----
+    teacher = property(lambda self: self.teachers.primary.model if self.teachers else None)
+
+    def check_teacher(self):
+        """Raise ``TeacherChangedError`` if the KD teacher's weights or mode changed."""
+        if self.teachers is not None:
+            self.teachers.check()
+
     def _apply(self, fn, *args, **kwargs):
         super()._apply(fn, *args, **kwargs)
-        if self.teacher is not None:
-            self.teacher._apply(fn, *args, **kwargs)
+        if self.teachers is not None:
+            self.teachers.apply(fn, *args, **kwargs)
         return self
 
     def train(self, mode=True):
         super().train(mode)
-        if self.teacher is not None:
-            self.teacher.eval()
+        if self.teachers is not None:
+            self.teachers.eval()
         return self
 
     # -- forward -----------------------------------------------------------------------
@@ -330,8 +334,8 @@ class SelfCriticalCaptioner(BaseModel):
         if self.kd_loss is not None:
             # the teacher scores the student's own tokens; the divergence compares the
             # two full distributions (no ban) at every sampled position
-            with torch.no_grad():
-                t_logits = self.teacher.caption_logits(sampled['inputs'], sampled['tokens'])
+            t_logits = self.teachers.primary.caption_logits(sampled['inputs'],
+                                                            sampled['tokens'])
             losses['loss_kd'] = self.kd_weight * self.kd_loss(raw, t_logits, sampled['mask'])
         if self.caption_loss_weight:
             own = self.captioner.loss(inputs, data_samples)

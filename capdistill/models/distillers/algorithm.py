@@ -1,4 +1,12 @@
-"""The distillation algorithm: a student learning from a frozen teacher."""
+"""The distillation algorithm: a student learning from frozen teachers.
+
+Each concern has one home: the teachers (loading, freezing, checksums, the teacher
+cache, several teachers and their ensemble) in :mod:`.teachers`; the captions a loss
+can be computed on (ground truth, teacher captions, student samples) in
+:mod:`.caption_sources`; recorded module outputs in :mod:`.recorders`; a compact
+student's vocabulary in :mod:`.vocab_map`. This module wires the tensors into the
+losses and checks that wiring at build time.
+"""
 import inspect
 import re
 
@@ -6,23 +14,19 @@ import torch
 from mmengine.logging import print_log
 from mmengine.model import BaseModel
 
-from capdistill.registry import CONNECTORS, LOSSES, MODELS, STUDENTS, TEACHERS
-from capdistill.utils import (CheckpointError, load_full_checkpoint, load_matching_state,
-                              load_student_checkpoint, resolve_checkpoint, state_dict_of,
-                              strip_student_prefix)
-from capdistill.utils.requirements import (ModelConfigError, check_batch_keys,
-                                           merge_requirements)
+from capdistill.registry import CONNECTORS, LOSSES, MODELS, STUDENTS
+from capdistill.utils import CheckpointError, load_student_checkpoint, resolve_checkpoint
+from capdistill.utils.requirements import check_batch_keys, merge_requirements
 from .caption_sources import ONPOLICY_SIDE, TeacherCaptions, build_onpolicy
 from .recorders import RecorderError, RecorderManager
-from .teacher_cache import TeacherCache, caption_key
-from .vocab_map import VocabMap, VocabMapError
+from .teachers import ENSEMBLE, DistillConfigError, TeacherChangedError, Teachers
+from .vocab_map import VocabMap
 
 # Tensors every distillation step can offer to the losses, by name (see the class doc).
 DEFAULT_INPUTS = dict(student='s_logits', teacher='t_logits', mask='mask')
 BUILTIN = {
     's_logits', 't_logits', 'mask', 'targets', 'weight', 's_hidden', 't_hidden',
     's_word_embed', 't_word_embed', 'seq_logits', 'seq_targets', 'seq_mask'} | ONPOLICY_SIDE
-TEACHER_SIDE = {'t_logits', 't_hidden'}
 SEQ_SIDE = {'seq_logits', 'seq_targets', 'seq_mask'}
 # Tensors that need no ground-truth caption: a term reading them learns from unlabeled
 # videos (dataset unlabeled_ids); every other term ignores those rows (see loss()).
@@ -31,6 +35,7 @@ TEACHER_DRIVEN = SEQ_SIDE | ONPOLICY_SIDE
 # fed through the teacher's head): they mean something only if both vocabularies are the
 # same tokens in the same order. The seq_* tensors are not among them: the teacher's
 # captions reach the student as text and are re-tokenised with the student's vocabulary.
+# (per teacher: t_logits.<name> etc. count as their base name)
 TOKEN_LEVEL = {'t_logits', 't_hidden', 't_word_embed', 'op_t_logits'}
 _CALL = re.compile(r'^\s*([A-Za-z_]\w*)\s*\((.*)\)\s*$')
 
@@ -55,28 +60,20 @@ def parse_source(expr):
     return connectors, expr
 
 
-class TeacherChangedError(RuntimeError):
-    """The frozen teacher's weights changed during distillation."""
-
-
-class DistillConfigError(ModelConfigError):
-    """A distillation config that would not train as written, found when it is built."""
-
-
 def _shape(value):
     return tuple(value.shape) if torch.is_tensor(value) else type(value).__name__
 
 
 @MODELS.register_module()
 class DistillAlgorithm(BaseModel):
-    """Owns a trainable student, a frozen teacher and the wiring between them.
+    """Owns a trainable student, its frozen teachers and the wiring between them.
 
-    The teacher is kept outside the module tree: it is not in the state dict (the
-    checkpoint holds the student and connectors only), never wrapped in DDP, always
-    in eval mode, has ``requires_grad=False`` and runs under ``no_grad``.
-    ``.to()``/``.cuda()`` still move it. A checksum of its weights is compared every
-    ``teacher_check_interval`` training steps (and by :meth:`check_teacher`); a change
-    raises :class:`TeacherChangedError`.
+    The teachers (:mod:`.teachers`) stay outside the module tree: not in the state dict
+    (the checkpoint holds the student and connectors only), never wrapped in DDP, always
+    in eval mode with ``requires_grad=False``, run under ``no_grad``; ``.to()`` still
+    moves them. Their weights' checksums are compared every ``teacher_check_interval``
+    training steps (and by :meth:`check_teacher`); a change raises
+    :class:`TeacherChangedError`.
 
     Wiring::
 
@@ -86,53 +83,62 @@ class DistillAlgorithm(BaseModel):
         distill_losses=dict(loss_obj=dict(type='FeatureMSELoss', loss_weight=0.5,
                                           inputs=dict(student='obj(s_obj)', teacher='t_tok')))
 
-    A recorder hooks a module instance of ``source`` (see :mod:`.recorders`; keys
-    ``module``, ``output`` to pick a tuple/dict element, ``step`` for modules called
-    once per decoding step). A loss input is a tensor name, optionally wrapped in
-    connectors: ``'b(a(x))'`` applies connector ``a`` then ``b`` to tensor ``x``.
-    Tensor names: the recorders, and
+    A recorder hooks a module instance of ``source`` (``'student'``, ``'teacher'`` or
+    ``'teacher.<name>'``; see :mod:`.recorders`: ``module``, ``output`` to pick a
+    tuple/dict element, ``step`` for modules called once per decoding step). A loss
+    input is a tensor name, optionally wrapped in connectors: ``'b(a(x))'`` applies
+    connector ``a`` then ``b`` to tensor ``x``. Tensor names: the recorders, and
 
     * ``s_logits``/``t_logits``: teacher-forced logits on the ground-truth caption
       ``(B, L, V)``; ``s_hidden``/``t_hidden``: the heads' hidden states ``(B, L, E)``;
     * ``mask`` (True on caption tokens), ``targets`` (next-word ids), ``weight``
       (per-caption quality grade, ones when the batch has none);
     * ``s_word_embed``/``t_word_embed``: the heads' word embedding matrices;
+    * with several teachers ``t_logits.<name>``, ``t_hidden.<name>``,
+      ``t_word_embed.<name>``, and ``t_logits.ensemble``, their weighted mixture
+      (``teacher_ensemble``, see :func:`.teachers.mixture_logits`);
     * ``seq_logits``/``seq_targets``/``seq_mask``: the student's logits on, the ids of,
-      and the mask of the teacher's own beam-search captions (sequence-level KD, see
-      ``seq_kd``);
+      and the mask of the (first) teacher's own beam-search captions (sequence-level
+      KD, see ``seq_kd``);
     * ``op_s_logits``/``op_t_logits``/``op_targets``/``op_mask``/``op_sampled``: the
-      on-policy batch (``onpolicy``): student and teacher logits on captions the
-      student sampled for a fraction ``lmbda`` of the rows, the ground truth or the
+      on-policy batch (``onpolicy``): student and (first) teacher logits on captions
+      the student sampled for a fraction ``lmbda`` of the rows, the ground truth or the
       teacher's captions on the others (see :class:`.caption_sources.OnPolicySource`);
     * ``data.<key>``: a batch entry (``data_samples`` first, then ``inputs``), e.g.
       ``data.obj_tokens``, ``data.feats_mask``.
 
     Without ``inputs`` a loss gets ``student=s_logits, teacher=t_logits, mask=mask``
-    for the arguments its ``forward`` has. Every check that can run at build time
-    does: unknown recorder modules, unknown tensor or connector names, loss arguments
-    no input feeds, inputs the loss does not take, a distillation loss whose name lacks
-    ``loss`` (mmengine back-propagates only such keys, it would be logged but never
-    trained), a missing teacher checkpoint, teacher and student vocabularies that differ
-    where a loss compares them token by token (:meth:`BaseTokenizer.fingerprint`), and
-    (``dry_run``) one pass of recorders, connectors and losses on a tiny random batch,
-    so a recorder that never fires or a width mismatch stops the build, naming the loss
-    and the shapes. Batch keys the losses read (``data.<key>``, caption grades for
-    ``weight``) are checked on the first training batch (:meth:`required_batch_keys`).
+    for the arguments its ``forward`` has (with several teachers, ``t_logits`` must be
+    named). Every check that can run at build time does: unknown recorder modules,
+    unknown tensor, teacher or connector names, loss arguments no input feeds, inputs
+    the loss does not take, a distillation loss whose name lacks ``loss`` (mmengine
+    back-propagates only such keys), a missing teacher checkpoint, teacher and student
+    vocabularies that differ where a loss compares them token by token
+    (:meth:`BaseTokenizer.fingerprint`), and (``dry_run``) one pass of recorders,
+    connectors and losses on a tiny random batch, so a recorder that never fires or a
+    width mismatch stops the build, naming the loss and the shapes. Batch keys the
+    terms read (``data.<key>``, caption grades, each used teacher's feature input) are
+    checked before the first step (:meth:`required_batch_keys`).
 
     ``load_from`` and ``resume`` act on the algorithm's own state: a distillation
-    checkpoint (``student.*``, ``connectors.*``); the teacher always comes from
-    ``teacher_ckpt``. To start the student from a captioner run (or an export), use
+    checkpoint (``student.*``, ``connectors.*``); teachers always come from their
+    checkpoints. To start the student from a captioner run (or an export), use
     ``student_ckpt``; ``load_from`` with a captioner checkpoint is refused.
 
     Args:
         student (dict): the student captioner (``STUDENTS``).
-        teacher (dict): the teacher captioner (``TEACHERS``).
+        teacher (dict): the teacher captioner (``TEACHERS``): one teacher, named
+            ``'teacher'``. Or, instead, ``teachers``.
         teacher_ckpt (str): the teacher run's checkpoint: a file, a glob, or
             ``work_dirs/RUN/best``/``latest`` (see :func:`resolve_checkpoint`).
             Required unless ``allow_random_teacher``.
-        allow_random_teacher (bool): build without ``teacher_ckpt``, the teacher keeping
-            its random initial weights (tests, timing); training against it is
-            meaningless, so it must be asked for.
+        teachers (dict, optional): ``<name>=dict(model=<captioner config>, ckpt=<path>,
+            feature_key=None, weight=1.0)``, in order (the first is primary); see
+            :mod:`.teachers`.
+        teacher_ensemble (dict, optional): ``dict(temperature=1.0)`` of
+            ``t_logits.ensemble`` (weights: each teacher's ``weight``).
+        allow_random_teacher (bool): build without teacher checkpoints, the teachers
+            keeping their random initial weights (tests, timing).
         student_ckpt (str, optional): initial student weights: a captioner run's
             checkpoint, a distillation checkpoint (its ``student.*``) or an exported
             student (``.safetensors``); keys must match the student exactly.
@@ -143,7 +149,8 @@ class DistillAlgorithm(BaseModel):
         student_loss_weight (float): weight of the student's own caption loss.
         teacher_check_interval (int): steps between teacher checksums (0: never).
         teacher_cache (dict, optional): ``dict(cache_dir, topk=32, mode='auto')`` caches
-            the teacher outputs the losses use, see :mod:`.teacher_cache`.
+            the teacher outputs the losses use (several teachers: a sub-folder each),
+            see :mod:`.teacher_cache`.
         seq_kd (dict, optional): ``dict(beam_size=3, cache_file=None)``: how the
             teacher captions of ``seq_*`` are decoded (once per video, then kept in
             memory and, with ``cache_file``, in a json file reused by later runs).
@@ -152,40 +159,34 @@ class DistillAlgorithm(BaseModel):
         dry_run (bool): run the build-time pass on a tiny random batch (default True).
     """
 
-    def __init__(self, student, teacher, teacher_ckpt=None, recorders=None, connectors=None,
-                 distill_losses=None, student_loss_weight=1.0, teacher_check_interval=100,
-                 teacher_cache=None, seq_kd=None, allow_random_teacher=False,
-                 student_ckpt=None, dry_run=True, onpolicy=None,
+    def __init__(self, student, teacher=None, teacher_ckpt=None, recorders=None,
+                 connectors=None, distill_losses=None, student_loss_weight=1.0,
+                 teacher_check_interval=100, teacher_cache=None, seq_kd=None,
+                 allow_random_teacher=False, student_ckpt=None, dry_run=True, onpolicy=None,
+                 teachers=None, teacher_ensemble=None,
                  data_preprocessor=dict(type='CaptionDataPreprocessor'), init_cfg=None):
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
-        if teacher_ckpt is None and not allow_random_teacher:
-            raise DistillConfigError(
-                'model.teacher_ckpt is not set, so the teacher would keep random weights: '
-                'train the teacher first (python tools/train.py <teacher config>) and set '
-                'model.teacher_ckpt to its checkpoint (a file, a glob or work_dirs/RUN/best), '
-                'or set model.allow_random_teacher=True (tests and timing only).')
         self.student = STUDENTS.build(student)
         if student_ckpt is not None:
             self._load_student(student_ckpt)
-        teacher = TEACHERS.build(teacher)
-        if teacher_ckpt is not None:
-            path = resolve_checkpoint(teacher_ckpt, 'Teacher checkpoint', 'model.teacher_ckpt')
-            print_log(f'teacher checkpoint: {path}', logger='current')
-            self._load_teacher(teacher, path)
-        else:
-            print_log('DistillAlgorithm: allow_random_teacher=True and no teacher_ckpt: the '
-                      'teacher keeps its random initial weights.', logger='current', level=30)
-        teacher.eval()
-        teacher.requires_grad_(False)
-        self.__dict__['teacher'] = teacher  # not a submodule, see the class docstring
+        # not a submodule (see the class docstring); built after the student, as always
+        self.__dict__['teachers'] = Teachers.from_config(
+            teacher, teacher_ckpt, teachers, allow_random_teacher, teacher_cache,
+            teacher_ensemble)
+        self.teachers.bind(self.student)
         self.student_loss_weight = student_loss_weight
         # an entry set to None is switched off (a config switch, e.g. --cfg-options
         # model.distill_losses.loss_obj=None model.connectors.obj=None)
         recorders, connectors, distill_losses = (
             {k: v for k, v in (d or {}).items() if v is not None}
             for d in (recorders, connectors, distill_losses))
-        self.recorders = RecorderManager(dict(student=self.student, teacher=teacher),
-                                         recorders)
+        for cfg in recorders.values():  # 'teacher' alone means the only teacher
+            source = self.teachers.canonical_source(cfg.get('source'))
+            if source is not None:
+                cfg['source'] = source
+        self.recorders = RecorderManager(
+            dict(student=self.student, **{t.source: t.model for t in self.teachers}),
+            recorders)
         self.connectors = torch.nn.ModuleDict(
             {name: CONNECTORS.build(cfg) for name, cfg in (connectors or {}).items()})
         self.distill_losses = torch.nn.ModuleDict()
@@ -200,28 +201,38 @@ class DistillAlgorithm(BaseModel):
             loss = LOSSES.build(cfg)
             params = inspect.signature(loss.forward).parameters
             mapping = dict(mapping or {k: v for k, v in DEFAULT_INPUTS.items() if k in params})
-            self._check_mapping(name, cfg['type'], loss, params, mapping)
+            self.loss_inputs[name] = self._check_mapping(name, cfg['type'], loss, params,
+                                                         mapping)
             self.distill_losses[name] = loss
-            self.loss_inputs[name] = {arg: parse_source(src) for arg, src in mapping.items()}
         self._used = {t for m in self.loss_inputs.values() for _, t in m.values()}
         self._checked_recorders = False
         self._checked_batch = False
         self.teacher_check_interval = teacher_check_interval
         self._steps = 0
-        self._teacher_sum = self._teacher_checksum()
-        self.teacher_cache = TeacherCache(**teacher_cache) if teacher_cache else None
         self.teacher_captions = TeacherCaptions(**(seq_kd or {}))
         self._seq_captions = self.teacher_captions.captions
         # a compact student's teacher scores sampled rows through the vocabulary map
-        self.__dict__['_op_teacher'] = VocabMap.teacher_for(self.student, teacher) \
-            if onpolicy else teacher
+        self.__dict__['_op_teacher'] = VocabMap.teacher_for(self.student, self.teacher) \
+            if onpolicy else self.teacher
         self.onpolicy = build_onpolicy(onpolicy, self._used, self.student, self._op_teacher)
-        self._check_vocabularies()
+        self.teachers.check_vocabularies(self.student, self._token_level_users())
         if dry_run and self.distill_losses:
             self._dry_run()
 
+    @property
+    def teacher(self):
+        """The (first) teacher's captioner."""
+        return self.teachers.primary.model
+
+    @property
+    def teacher_cache(self):
+        """The (first) teacher's :class:`.TeacherCache`, or None."""
+        return self.teachers.primary.cache
+
     # -- building ----------------------------------------------------------------
     def _check_mapping(self, name, type_, loss, params, mapping):
+        """The loss's ``arg -> (connectors, tensor)``, every name checked; teacher
+        tensors in the name the algorithm computes them under."""
         where = f'distill loss {name!r} ({type_})'
         unfed = [a for a in _required_args(loss) if a not in mapping]
         if unfed:
@@ -232,23 +243,23 @@ class DistillAlgorithm(BaseModel):
         if extra and not takes_kwargs:
             raise ValueError(f'{where}: forward() has no argument(s) {extra}; it takes '
                              f'{[p for p in params if p != "self"]}.')
+        out = {}
         for arg, src in mapping.items():
             conns, tensor = parse_source(src)
             for conn in conns:
                 if conn not in self.connectors:
                     raise ValueError(f'{where}: input {arg}={src!r} uses connector {conn!r}, '
                                      f'which is not in connectors ({sorted(self.connectors)}).')
-            if tensor not in BUILTIN and tensor not in self.recorders \
+            teacher_side = self.teachers.canonical_tensor(tensor, f'{where}: input {arg}')
+            if teacher_side is None and tensor not in BUILTIN and tensor not in self.recorders \
                     and not tensor.startswith('data.'):
                 raise ValueError(
                     f'{where}: input {arg}={src!r} names no tensor {tensor!r}. Use a recorder '
-                    f'({sorted(self.recorders)}), data.<batch key>, or one of {sorted(BUILTIN)}.')
-
-    @staticmethod
-    def _load_teacher(teacher, path):
-        # a distilled run can serve as teacher: its student.* weights
-        state = strip_student_prefix(state_dict_of(load_full_checkpoint(path)))
-        load_matching_state(teacher, state, f'Teacher checkpoint {path}')
+                    f'({sorted(self.recorders)}), data.<batch key>, or one of {sorted(BUILTIN)}'
+                    + (f' (t_*.<teacher>: {", ".join(self.teachers.names)}, t_logits.'
+                       f'{ENSEMBLE})' if len(self.teachers) > 1 else '') + '.')
+            out[arg] = (conns, teacher_side or tensor)
+        return out
 
     def _load_student(self, spec):
         path = resolve_checkpoint(spec, 'Student checkpoint', 'model.student_ckpt')
@@ -266,33 +277,34 @@ class DistillAlgorithm(BaseModel):
                     'model.student_ckpt=<that file> and load_from=None.')
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
-    # -- build-time checks ---------------------------------------------------------
-    def _check_vocabularies(self):
-        """Token-level terms need the same tokens in the same order on both sides, or a
-        compact student whose every token the teacher has (see :mod:`.vocab_map`)."""
-        try:
-            self.vocab_map = VocabMap.build(self.student.tokenizer, self.teacher.tokenizer)
-        except VocabMapError as exc:
-            raise DistillConfigError(f'model.student (compact vocabulary): {exc}') from None
-        if self.vocab_map is not None:
-            return
-        users = [name for name, m in self.loss_inputs.items()
-                 if any(t in TOKEN_LEVEL or (t in self.recorders
-                                             and self.recorders.source(t) == 'teacher'
-                                             and self.recorders.recorders[t].module_path
-                                             .startswith('head'))
-                        for _, t in m.values())]
-        if not users:
-            return
-        s_tok, t_tok = self.student.tokenizer, self.teacher.tokenizer
-        s_fp, t_fp = s_tok.fingerprint(), t_tok.fingerprint()
-        if s_fp != t_fp:
-            raise DistillConfigError(
-                f'distill loss {users[0]!r} compares teacher and student token by token, but '
-                f'their vocabularies differ (student: {s_tok.vocab_size} tokens, fingerprint '
-                f'{s_fp}; teacher: {t_tok.vocab_size} tokens, fingerprint {t_fp}); give '
-                'model.student and model.teacher the same tokenizer (same vocab_file), or use '
-                'a feature-level or sequence-level loss.')
+    def _teacher_of(self, tensor):
+        """The teacher names a used tensor reads (none for the student's side)."""
+        if tensor in self.recorders:
+            source = self.recorders.source(tensor)
+            return [] if source == 'student' else [self.teachers.by_source(source).name]
+        base, _, name = tensor.partition('.')
+        if base in ('t_logits', 't_hidden', 't_word_embed'):
+            return self.teachers.names if name == ENSEMBLE else [name or self.teacher_name]
+        if tensor in SEQ_SIDE | ONPOLICY_SIDE:
+            return [self.teacher_name]
+        return []
+
+    @property
+    def teacher_name(self):
+        return self.teachers.primary.name
+
+    def _token_level_users(self):
+        """Teacher name -> the first loss comparing it with the student token by token
+        (its logits, hidden states or embeddings, or a recorder in its head)."""
+        users = {}
+        for loss, mapping in self.loss_inputs.items():
+            for _, t in mapping.values():
+                head = t in self.recorders and self.recorders.source(t) != 'student' and \
+                    self.recorders.recorders[t].module_path.startswith('head')
+                if head or t.partition('.')[0] in TOKEN_LEVEL:
+                    for name in self._teacher_of(t):
+                        users.setdefault(name, loss)
+        return users
 
     @property
     def uses_unlabeled(self):
@@ -315,13 +327,15 @@ class DistillAlgorithm(BaseModel):
         own = getattr(self.student, 'required_batch_keys', None)
         if self.student_loss_weight and callable(own):
             need = merge_requirements(need, {k: f'the student ({v})' for k, v in own().items()})
-        return need
+        used = {n for t in self._used for n in self._teacher_of(t)}
+        return merge_requirements(need, self.teachers.required_batch_keys(
+            [n for n in self.teachers.names if n in used]))
 
     def _dummy_batch(self, batch_size=2, frames=4):
-        """Random inputs of the widths the student's and teacher's configs read."""
+        """Random inputs of the widths the student's and teachers' configs read."""
         g = torch.Generator().manual_seed(0)
         inputs = {}
-        for model in (self.student, self.teacher):
+        for model in (self.student, *(t.model for t in self.teachers)):
             key = getattr(model, 'feature_key', None)
             dim = getattr(getattr(model, 'visual_encoder', None), 'in_dim', None)
             if key is None or dim is None:
@@ -329,7 +343,7 @@ class DistillAlgorithm(BaseModel):
             inputs[key] = torch.randn(batch_size, frames, dim, generator=g)
             inputs[f'{key}_mask'] = torch.ones(batch_size, frames, dtype=torch.bool)
         tok = self.student.tokenizer
-        vocab = min(tok.vocab_size, self.teacher.tokenizer.vocab_size)
+        vocab = min([tok.vocab_size] + [t.model.tokenizer.vocab_size for t in self.teachers])
         length = min(self.student.max_len, 4)
         tokens = torch.randint(4, max(vocab, 5), (batch_size, length + 2), generator=g)
         tokens[:, 0], tokens[:, -1] = tok.bos_id, tok.eos_id
@@ -345,8 +359,8 @@ class DistillAlgorithm(BaseModel):
 
         Width mismatches surface here, naming the loss and the shapes, rather than at
         the first step. Losses reading ``seq_*`` (teacher beam search) or batch keys a
-        dummy batch cannot invent are left to the first step; the teacher cache is not
-        touched.
+        dummy batch cannot invent are left to the first step; the teacher caches are
+        not touched.
         """
         batch = self._dummy_batch()
         if batch is None:
@@ -358,9 +372,11 @@ class DistillAlgorithm(BaseModel):
                             for _, t in m.values())]
         if not names:
             return
-        was_training, cache = self.training, self.teacher_cache
+        was_training = self.training
+        caches = [t.cache for t in self.teachers]
         self.eval()
-        self.teacher_cache = None
+        for t in self.teachers:
+            t.cache = None
         try:
             tokens = samples['tokens']
             targets = tokens[:, 1:]
@@ -375,7 +391,8 @@ class DistillAlgorithm(BaseModel):
             for name in names:
                 self._loss_term(name, tensors, inputs, samples, dry=True)
         finally:
-            self.teacher_cache = cache
+            for t, cache in zip(self.teachers, caches):
+                t.cache = cache
             for rec in self.recorders.recorders.values():
                 rec.reset()
             self.train(was_training)
@@ -408,37 +425,19 @@ class DistillAlgorithm(BaseModel):
                 f'inputs of shapes {shapes}: {str(exc).splitlines()[0]}. Check the '
                 'connectors\' in_dim/out_dim and the recorded modules.') from None
 
-    # -- the frozen teacher ------------------------------------------------------------
-    @torch.no_grad()
-    def _teacher_checksum(self):
-        total = torch.zeros((), dtype=torch.float64)
-        for i, p in enumerate(self.teacher.state_dict().values()):
-            if p.is_floating_point():
-                q = p.detach().double()
-                total += (q.sum() + (i % 7 + 1) * q.square().sum()).cpu()
-        return float(total)
-
+    # -- the frozen teachers (see .teachers) --------------------------------------------
     def check_teacher(self):
-        """Raise :class:`TeacherChangedError` if the teacher's weights or mode changed."""
-        if any(p.requires_grad for p in self.teacher.parameters()) or self.teacher.training:
-            raise TeacherChangedError('The teacher was unfrozen (requires_grad or train mode '
-                                      'set on it); it must stay frozen during distillation.')
-        now = self._teacher_checksum()
-        if now != self._teacher_sum:
-            raise TeacherChangedError(
-                f'The teacher weights changed during distillation (checksum {now!r}, was '
-                f'{self._teacher_sum!r}). Something updates the teacher: an optimizer given '
-                'its parameters, a hook writing into it, or a shared module with the student.')
+        """Raise :class:`TeacherChangedError` if a teacher's weights or mode changed."""
+        self.teachers.check()
 
     def _apply(self, fn, *args, **kwargs):
         super()._apply(fn, *args, **kwargs)
-        self.teacher._apply(fn, *args, **kwargs)
-        self._teacher_sum = self._teacher_checksum()
+        self.teachers.apply(fn, *args, **kwargs)
         return self
 
     def train(self, mode=True):
         super().train(mode)
-        self.teacher.eval()
+        self.teachers.eval()
         return self
 
     # -- forward -----------------------------------------------------------------
@@ -450,44 +449,50 @@ class DistillAlgorithm(BaseModel):
         return self.student(inputs, data_samples, mode='tensor')
 
     def _run(self, model, source, inputs, tokens, hidden):
+        """Teacher-forced logits (and hidden states) of the student or of the teacher
+        whose recorder source ``source`` is, its recorders active."""
         self.recorders.start(source)
         try:
-            if source == 'teacher' and self.vocab_map is not None:  # a compact student
-                out = self.vocab_map.caption_logits(model, inputs, tokens, hidden)
-            else:
+            if source == 'student':
                 out = model.caption_logits(inputs, tokens, return_hidden=hidden)
+            else:  # through a compact student's vocabulary map, under no_grad
+                out = self.teachers.by_source(source).caption_logits(inputs, tokens, hidden)
         finally:
             self.recorders.stop(source)
         return out if hidden else (out, None)
 
     def _teacher_tensors(self, inputs, data_samples, tokens, mask):
-        names = {n for n in self._used
-                 if n in TEACHER_SIDE or (n in self.recorders
-                                          and self.recorders.source(n) == 'teacher')}
-        if not names:
-            return {}
-        cache = self.teacher_cache
-        keys = lengths = None
-        if cache is not None:
-            keys = [caption_key(v, t, self.student.tokenizer.pad_id)
-                    for v, t in zip(data_samples['video_id'], tokens.tolist())]
-            lengths = mask.sum(1).tolist()
-            logits_of = self.student if self.vocab_map else self.teacher  # whose vocabulary
-            vocab = logits_of.head.word_embed.num_embeddings \
-                if 't_logits' in names else None
-            cached = cache.load(keys, tokens.shape[1] - 1, vocab, names)
-            if cached is not None:
-                return {k: v.to(tokens.device) for k, v in cached.items()}
-        with torch.no_grad():
-            t_logits, t_hidden = self._run(self.teacher, 'teacher', inputs, tokens,
-                                           't_hidden' in names)
-        out = dict(t_logits=t_logits, t_hidden=t_hidden)
-        for n in names:
+        """Every teacher tensor the losses read (each teacher's from its cache or its
+        forward), plus ``t_logits.ensemble``."""
+        reads = {}
+        for n in self._used:
             if n in self.recorders:
-                out[n] = self.recorders.get(n)
-        out = {n: out[n] for n in names}
-        if cache is not None:
-            cache.save(keys, lengths, out)
+                if self.recorders.source(n) != 'student':
+                    reads.setdefault(self._teacher_of(n)[0], set()).add(n)
+                continue
+            base = n.partition('.')[0]
+            if base in ('t_logits', 't_hidden'):
+                for name in self._teacher_of(n):
+                    reads.setdefault(name, set()).add(base)
+        out = {}
+        for name in self.teachers.names:  # config order
+            if name not in reads:
+                continue
+            t, names = self.teachers[name], reads[name]
+
+            def run(t=t, names=names):
+                logits, hidden = self._run(t.model, t.source, inputs, tokens,
+                                           't_hidden' in names)
+                got = dict(t_logits=logits, t_hidden=hidden)
+                return {n: self.recorders.get(n) if n in self.recorders else got[n]
+                        for n in names}
+            vocab = (self.student if t.vocab_map else t.model).head.word_embed.num_embeddings
+            got = t.outputs(names, run, data_samples['video_id'], tokens, mask, vocab,
+                            self.student.tokenizer.pad_id)
+            out.update({n if n in self.recorders else t.tensor(n): v for n, v in got.items()})
+        if f't_logits.{ENSEMBLE}' in self._used:
+            out[f't_logits.{ENSEMBLE}'] = self.teachers.ensemble(
+                {t.name: out[t.tensor('t_logits')] for t in self.teachers})
         return out
 
     def _seq_tensors(self, inputs, data_samples, device):
@@ -520,9 +525,8 @@ class DistillAlgorithm(BaseModel):
                            'the dataset (e.g. concepts=..., grade=...).')
         if tensor == 's_word_embed':
             return self.student.head.word_embed.weight
-        if tensor == 't_word_embed':
-            weight = self.teacher.head.word_embed.weight
-            return self.vocab_map.word_embed(weight) if self.vocab_map else weight
+        if tensor.partition('.')[0] == 't_word_embed':
+            return self.teachers[self._teacher_of(tensor)[0]].word_embed()
         raise KeyError(tensor)
 
     def loss(self, inputs, data_samples):
@@ -565,9 +569,10 @@ class DistillAlgorithm(BaseModel):
                 teacher_tokens=lambda: self._teacher_caption_tokens(
                     inputs, data_samples, tokens.device)))
         if not self._checked_recorders:
+            uncached = not any(t.cache for t in self.teachers)
             self.recorders.check_fired([n for n in self.recorders
                                         if self.recorders.source(n) == 'student'
-                                        or n in tensors or self.teacher_cache is None])
+                                        or n in tensors or uncached])
             self._checked_recorders = True
         for name in self.distill_losses:
             losses[f'distill.{name}'] = self._loss_term(name, tensors, inputs, data_samples)
