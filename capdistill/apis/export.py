@@ -32,7 +32,6 @@ video with no config and no other argument:
 
 No teacher, connector or optimizer state is written.
 """
-import glob
 import json
 import os
 import os.path as osp
@@ -40,12 +39,12 @@ import os.path as osp
 from mmengine.config import Config
 from mmengine.registry import DefaultScope
 
-from capdistill.registry import MODELS
+# The reading side lives below the model registry (a model config can load an export).
+from capdistill.models.export_format import (FORMAT, VERSION, build_model, is_export,
+                                             load_exported_student, read_export_json)
 from capdistill.utils import (CheckpointError, load_full_checkpoint, load_matching_state,
                               state_dict_of, strip_student_prefix)
 
-FORMAT = 'capdistill-student'
-VERSION = 2
 _DROP_KEYS = ('clip_embedding', 'init_cfg')  # files only needed to initialise training
 
 
@@ -68,11 +67,6 @@ def _standalone_tokenizer(cfg, tokenizer):
     return dict(cfg)
 
 
-def _build(model_cfg):
-    with DefaultScope.overwrite_default_scope('capdistill'):
-        return MODELS.build(model_cfg)
-
-
 def _feature_key(cfg, model):
     return getattr(model, 'feature_key', None) or 'feats'
 
@@ -84,7 +78,7 @@ def infer_frame_encoder(cfg, feature_key='feats'):
     ``tools/extract_features.py`` whose output folder the run reads its ``feature_key``
     features from (``visual/clip_b32/frame_feature`` -> the ``clip-b32`` preset).
     """
-    from .extraction import ENCODER_PRESETS
+    from capdistill.datasets.extraction import ENCODER_PRESETS
     enc = cfg.get('frame_encoder')
     if enc:
         return _plain(enc.to_dict() if hasattr(enc, 'to_dict') else dict(enc))
@@ -153,7 +147,7 @@ def export_student(config, checkpoint, out_dir, name=None, frame_encoder=None):
     if model_cfg.get('type') == 'DistillAlgorithm':
         model_cfg = model_cfg.student
     model_cfg = _plain(model_cfg.to_dict() if hasattr(model_cfg, 'to_dict') else model_cfg)
-    model = _build(model_cfg)
+    model = build_model(model_cfg)
     state = strip_student_prefix(state_dict_of(load_full_checkpoint(checkpoint)))
     load_matching_state(model, state, f'Checkpoint {checkpoint}')
     if hasattr(model, 'student_config') and hasattr(model, 'student_state_dict'):
@@ -176,72 +170,6 @@ def export_student(config, checkpoint, out_dir, name=None, frame_encoder=None):
     with open(js_path, 'w') as f:
         json.dump(meta, f, indent=1)
     return st_path, js_path
-
-
-def read_export_json(path):
-    """The json of an export (folder, either file), checked to be one."""
-    st_path, js_path = _locate(path)
-    try:
-        with open(js_path, encoding='utf-8') as f:
-            meta = json.load(f)
-    except ValueError as exc:
-        raise CheckpointError(f'{js_path} is not valid json ({exc})') from None
-    if not isinstance(meta, dict) or meta.get('format') != FORMAT:
-        fmt = meta.get('format') if isinstance(meta, dict) else None
-        raise CheckpointError(f'{js_path} is not a capdistill student export '
-                              f'(format={fmt!r}).')
-    return st_path, js_path, meta
-
-
-def _locate(path):
-    """``(safetensors, json)`` for a folder, either file, or a shared stem."""
-    path = str(path)
-    if osp.isdir(path):
-        found = sorted(glob.glob(osp.join(path, '*.safetensors')))
-        if len(found) != 1:
-            raise CheckpointError(f'{path} holds {len(found)} .safetensors files; give the '
-                                  'file itself.')
-        path = found[0]
-    stem = osp.splitext(path)[0] if path.endswith(('.safetensors', '.json')) else path
-    st_path, js_path = stem + '.safetensors', stem + '.json'
-    for p, what in ((st_path, 'weights'), (js_path, 'model config')):
-        if not osp.isfile(p):
-            raise CheckpointError(f'Exported student {what} not found: {p} (an export is a '
-                                  '<name>.safetensors plus <name>.json pair).')
-    return st_path, js_path
-
-
-def load_exported_student(path, device='cpu'):
-    """Build an exported student from its json and load its safetensors weights.
-
-    ``path``: the export folder, the ``.safetensors`` or the ``.json`` file. Nothing is
-    unpickled (safetensors only). Returns the captioner in eval mode, carrying the
-    export's inference settings: ``frame_encoder`` (config dict or None),
-    ``num_frames`` and ``decode_cfg`` (the json's ``decode``).
-    """
-    from safetensors.torch import load_file
-    st_path, js_path, meta = read_export_json(path)
-    model = _build(meta['model'])
-    load_matching_state(model, load_file(st_path), f'Exported student {st_path}')
-    model.frame_encoder = meta.get('frame_encoder')
-    model.num_frames = meta.get('num_frames')
-    decode = dict(meta.get('decode') or {})
-    decode.pop('max_len', None)  # a model setting (model.max_len), not a decode argument
-    if decode and hasattr(model, 'decode_cfg'):
-        model.decode_cfg.update(decode)
-    return model.to(device).eval()
-
-
-def is_export(path):
-    """Whether ``path`` names an exported student (folder with one, or either file)."""
-    if path is None:
-        return False
-    path = str(path)
-    if path.endswith('.safetensors'):
-        return True
-    if path.endswith('.json') and osp.isfile(path):
-        return True
-    return osp.isdir(path) and bool(glob.glob(osp.join(path, '*.safetensors')))
 
 
 __all__ = ['export_student', 'load_exported_student', 'is_export', 'read_export_json',

@@ -39,7 +39,7 @@ reference captions per video come from a small grammar with synonyms.
 Videos: {n} ({train} train / {valid} valid / {test} test).
 Held-out attribute-action combinations (only in test, never in train or valid):
 {held}
-Features (extracted from the mp4 files by capdistill.apis.extraction.extract_features,
+Features (extracted from the mp4 files by capdistill.datasets.extraction.extract_features,
 {frames} frames per video):
   visual/grid16/frame_feature/<vid>.npy  (16, 768)  teacher ("fine": 16x16 colour grid)
   visual/grid8/frame_feature/<vid>.npy   (16, 192)  student ("coarse": 8x8 colour grid)
@@ -237,7 +237,7 @@ def make_demo_dataset(root='data/capdemo', seed=0, num_videos=1200, force=False,
         nothing had to be done), ``timings`` (seconds) and ``captioned_splits``
         (fraction -> (captioned, unlabeled) split files).
     """
-    from capdistill.apis.extraction import extract_features
+    from capdistill.datasets.extraction import extract_features
 
     start = time.perf_counter()
     root = str(root)

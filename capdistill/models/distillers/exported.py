@@ -10,5 +10,5 @@ def build_exported_student(path, device='cpu'):
     dict(type='ExportedStudent', path='DIR')`` and ``load_from = None``; the weights come
     from the safetensors file, nothing is unpickled.
     """
-    from capdistill.apis.export import load_exported_student
+    from capdistill.models.export_format import load_exported_student
     return load_exported_student(path, device)
