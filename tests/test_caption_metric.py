@@ -82,6 +82,44 @@ def test_score_captions_equals_pycocoevalcap():
 
 
 @needs_java
+def test_repeated_evaluation_tokenizes_and_scores_only_new_captions(monkeypatch):
+    caption_scorer.clear_caches()
+    score_captions(PREDS, REFS)
+    preds2 = dict(PREDS, v2='two dogs run on the grass', v4='A kid rides a bicycle.')
+    expected, expected_videos = _pycocoevalcap_direct(preds2, REFS)
+    sent, real = [], caption_scorer.ptb_tokenize
+    monkeypatch.setattr(caption_scorer, 'ptb_tokenize', lambda s: sent.extend(s) or real(s))
+    before = len(caption_scorer._METEOR.stats)
+    got = score_captions(preds2, REFS, per_video=True)
+    # references and unchanged predictions came from the caches
+    assert sent == ['two dogs run on the grass', 'A kid rides a bicycle.']
+    assert len(caption_scorer._METEOR.stats) == before + 2
+    for key, value in expected.items():
+        assert got['aggregate'][key] == value, key
+        for vid, v in zip(preds2, expected_videos[key]):
+            assert got['per_video'][vid][key] == v, (key, vid)
+    # caches that overflow are emptied, and the scores stay the same
+    monkeypatch.setattr(caption_scorer, 'CACHE_ENTRIES', 3)
+    preds3 = dict(PREDS, v1='a person cooks')
+    assert score_captions(preds3, REFS) == _pycocoevalcap_direct(preds3, REFS)[0]
+    assert len(caption_scorer._METEOR.stats) <= 4 and len(caption_scorer._PTB_CACHE) <= 14
+
+
+@needs_java
+def test_caption_metric_starts_meteor_with_the_first_batch():
+    caption_scorer.shutdown_meteor()
+    batch = [dict(video_id=v, pred_caption=PREDS[v], refs=REFS[v]) for v in PREDS]
+    CaptionMetric(scorers=('CIDEr', )).process(None, batch)
+    assert not caption_scorer._METEOR._alive()  # no METEOR asked, no JVM
+    metric = CaptionMetric()
+    assert not caption_scorer._METEOR._alive()
+    metric.process(None, batch[:2])
+    assert caption_scorer._METEOR._alive()  # loading while the next batches decode
+    metric.process(None, batch[2:])
+    assert metric.evaluate(4) == score_captions(PREDS, REFS)
+
+
+@needs_java
 def test_metric_subset_and_names():
     got = score_captions(PREDS, REFS, metrics=('CIDEr', 'bleu'))
     assert set(got) == {'CIDEr', 'Bleu_1', 'Bleu_2', 'Bleu_3', 'Bleu_4'}

@@ -1,10 +1,11 @@
 """Evaluation: caption metrics (pycocoevalcap)."""
 from .caption_scorer import (DEFAULT_METRICS, JavaNotFoundError, MeteorError,
-                             SpiceModelsMissingError, score_captions, shutdown_meteor)
+                             SpiceModelsMissingError, clear_caches, prestart_meteor,
+                             score_captions, shutdown_meteor)
 
 __all__ = [
     'score_captions', 'shutdown_meteor', 'DEFAULT_METRICS', 'JavaNotFoundError',
-    'MeteorError', 'SpiceModelsMissingError'
+    'MeteorError', 'SpiceModelsMissingError', 'prestart_meteor', 'clear_caches'
 ]
 from .metrics import CaptionMetric  # noqa: E402
 

@@ -12,9 +12,18 @@ It is faster because of how the work is scheduled, not what is computed:
 * references and predictions go through the Stanford PTB tokenizer in one JVM
   call instead of two (the tokenizer works line by line, so the tokens are the
   same);
-* METEOR's JVM (about 4-6 s to start, it loads paraphrase tables) is started
-  once per process and kept alive for later calls; its start overlaps
-  tokenization, and its heap is sized up front (see ``METEOR_JAVA_OPTIONS``);
+* METEOR's JVM (about 10 s of CPU to start, it loads paraphrase tables) is
+  started once per process and kept alive for later calls; its start overlaps
+  tokenization, and its heap is sized up front (see ``METEOR_JAVA_OPTIONS``).
+  :class:`~capdistill.evaluation.CaptionMetric` starts it when the first test
+  batch arrives (:func:`prestart_meteor`), so it loads while the model decodes;
+* repeated evaluations in one process (validation every epoch) reuse work: the
+  PTB tokens of every sentence seen before and METEOR's statistics of every
+  (prediction, references) pair seen before are kept (bounded, see
+  ``CACHE_ENTRIES``); only new sentences go to the tokenizer and only new pairs
+  to METEOR's ``SCORE``. Both are functions of their own line alone (the
+  tokenizer works line by line, METEOR scores segment by segment and ``EVAL``
+  receives the same statistics lines), so the scores are unchanged;
 * METEOR's requests are streamed to the JVM from a writer thread instead of
   one round trip per video, and METEOR runs in a thread while BLEU, ROUGE-L and
   CIDEr run in Python: the JVM works outside the GIL;
@@ -40,7 +49,8 @@ from .fast_scorers import FastBleu, FastCider, FastRouge, NgramTable
 
 __all__ = [
     'score_captions', 'JavaNotFoundError', 'MeteorError', 'SpiceModelsMissingError',
-    'DEFAULT_METRICS', 'shutdown_meteor', 'check_available'
+    'DEFAULT_METRICS', 'shutdown_meteor', 'check_available', 'prestart_meteor',
+    'clear_caches'
 ]
 
 DEFAULT_METRICS = ('Bleu', 'METEOR', 'ROUGE_L', 'CIDEr')
@@ -55,6 +65,9 @@ _PUNCTUATIONS = frozenset(["''", "'", '``', '`', '-LRB-', '-RRB-', '-LCB-', '-RC
 # here (17 s -> 10 s for 2,990 videos x 20 references, start included); these
 # options change memory management only, the scores are byte-identical.
 METEOR_JAVA_OPTIONS = ('-Xmx2G', '-Xms2G', '-XX:+UseParallelGC')
+# per-process caches of PTB tokens and METEOR statistics; each is emptied when it
+# reaches this many entries (MSR-VTT's validation + test references are ~70,000)
+CACHE_ENTRIES = 400_000
 _SPICE_JARS = ('stanford-corenlp-3.6.0.jar', 'stanford-corenlp-3.6.0-models.jar')
 
 
@@ -161,6 +174,34 @@ def ptb_tokenize(sentences):
             for line in lines[:len(sentences)]]
 
 
+_PTB_CACHE = {}
+
+
+def _bounded(cache, extra):
+    if len(cache) + extra > CACHE_ENTRIES:
+        cache.clear()
+
+
+def ptb_tokenize_cached(sentences):
+    """:func:`ptb_tokenize` with the tokens of sentences seen before in this process
+    reused; the JVM runs only for new sentences (not at all when there are none)."""
+    keys = [_sanitise(s) for s in sentences]
+    known = {k: _PTB_CACHE[k] for k in keys if k in _PTB_CACHE}
+    new = list(dict.fromkeys(k for k in keys if k not in known))
+    if new:
+        fresh = dict(zip(new, ptb_tokenize(new)))
+        known.update(fresh)
+        _bounded(_PTB_CACHE, len(new))
+        _PTB_CACHE.update(fresh)
+    return [known[k] for k in keys]
+
+
+def clear_caches():
+    """Forget the cached PTB tokens and METEOR statistics (the JVM keeps running)."""
+    _PTB_CACHE.clear()
+    _METEOR.stats.clear()
+
+
 # ----------------------------------------------------------------------------
 # METEOR: one JVM per process, reused
 # ----------------------------------------------------------------------------
@@ -172,6 +213,7 @@ class _MeteorServer:
         self.proc = None
         self.pid = None
         self.stderr = None
+        self.stats = {}  # SCORE line -> its statistics line
 
     def _alive(self):
         return (self.proc is not None and self.pid == os.getpid()
@@ -232,7 +274,8 @@ class _MeteorServer:
         return line.decode().strip()
 
     def compute_score(self, gts, res, ids):
-        """pycocoevalcap ``Meteor.compute_score`` with the requests streamed."""
+        """pycocoevalcap ``Meteor.compute_score`` with the requests streamed; only
+        segments not scored before in this process are sent as ``SCORE``."""
         lines = []
         for i in ids:
             hyp = res[i][0].replace('|||', '').replace('  ', ' ')
@@ -242,10 +285,12 @@ class _MeteorServer:
             self._start_locked()
             proc = self.proc
             failed = []
+            known = {line: self.stats[line] for line in lines if line in self.stats}
+            new = list(dict.fromkeys(line for line in lines if line not in known))
 
             def write_all():
                 try:
-                    for line in lines:
+                    for line in new:
                         proc.stdin.write(f'{line}\n'.encode())
                     proc.stdin.flush()
                 except (BrokenPipeError, OSError, ValueError) as exc:
@@ -254,11 +299,16 @@ class _MeteorServer:
             writer = threading.Thread(target=write_all, daemon=True)
             writer.start()
             try:
-                stats = [self._readline() for _ in lines]
+                new_stats = [self._readline() for _ in new]
             finally:
                 writer.join()
             if failed:
                 raise self._died('refused input')
+            fresh = dict(zip(new, new_stats))
+            known.update(fresh)
+            _bounded(self.stats, len(new))
+            self.stats.update(fresh)
+            stats = [known[line] for line in lines]
             try:
                 proc.stdin.write(('EVAL ||| ' + ' ||| '.join(stats) + '\n').encode())
                 proc.stdin.flush()
@@ -280,6 +330,14 @@ atexit.register(_METEOR.close)
 def shutdown_meteor():
     """Stop this process's METEOR JVM (it restarts on the next call)."""
     _METEOR.close()
+
+
+def prestart_meteor():
+    """Start this process's METEOR JVM now, without waiting for it: it loads its
+    paraphrase tables (~10 s of CPU) while the caller does other work. A no-op when
+    it runs already or when Java is missing (scoring reports that)."""
+    if shutil.which('java') is not None:
+        _METEOR.start()
 
 
 # ----------------------------------------------------------------------------
@@ -340,7 +398,7 @@ def score_captions(predictions, references, metrics=DEFAULT_METRICS, per_video=F
         sentences.extend(refs)
         owners.append(len(refs))
     sentences.extend(predictions[v] for v in ids)
-    tokens = ptb_tokenize(sentences)
+    tokens = ptb_tokenize_cached(sentences)
     gts, res, pos = {}, {}, 0
     for vid, count in zip(ids, owners):
         gts[vid] = tokens[pos:pos + count]

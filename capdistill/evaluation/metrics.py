@@ -5,12 +5,14 @@ import os.path as osp
 import time
 from typing import Optional, Sequence
 
+from mmengine.dist import is_main_process
 from mmengine.evaluator import BaseMetric
 from mmengine.logging import print_log
 
 from capdistill.registry import METRICS
 
-from .caption_scorer import DEFAULT_METRICS, check_available, score_captions
+from .caption_scorer import (DEFAULT_METRICS, _normalise_metrics, check_available,
+                             prestart_meteor, score_captions)
 
 __all__ = ['CaptionMetric']
 
@@ -64,9 +66,16 @@ class CaptionMetric(BaseMetric):
         check_available(scorers)
         self.scorers = tuple(scorers)
         self.out_file = out_file
+        self._meteor = 'METEOR' in _normalise_metrics(self.scorers)
 
     def process(self, data_batch, data_samples: Sequence) -> None:
-        """Keep each sample's video id, prediction, references (and teacher caption)."""
+        """Keep each sample's video id, prediction, references (and teacher caption).
+
+        The first batch of an evaluation starts METEOR's JVM on the rank that scores,
+        so its ~10 s start overlaps decoding instead of following it.
+        """
+        if self._meteor and not self.results and is_main_process():
+            prestart_meteor()
         for sample in data_samples:
             video_id = _field(sample, 'video_id')
             refs = _field(sample, 'refs')
