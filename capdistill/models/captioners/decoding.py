@@ -201,14 +201,18 @@ def _index(ids, device):
     return torch.tensor(ids, dtype=torch.long, device=device) if ids else None
 
 
-def _constrain(logp, hist, eos_id, step, min_len, banned_ids, no_repeat_ngram):
-    """Set -inf on tokens the search may not pick; ``hist`` ``(N, step)`` excludes BOS."""
-    if banned_ids is not None and len(banned_ids):
-        if not torch.is_tensor(banned_ids):
-            banned_ids = torch.tensor(list(banned_ids), dtype=torch.long, device=logp.device)
-        logp.index_fill_(1, banned_ids, NEG_INF)
-    if step < min_len:
-        logp[:, eos_id] = NEG_INF
+def _bans(banned_ids, eos_id, device):
+    """The ids to mask at every step, and those plus EOS (before ``min_len``): one
+    ``index_fill_`` per step either way."""
+    return _index(banned_ids, device), _index(list(banned_ids or ()) + [eos_id], device)
+
+
+def _constrain(logp, hist, eos_id, step, min_len, bans, no_repeat_ngram):
+    """Set -inf on tokens the search may not pick; ``hist`` ``(N, step)`` excludes BOS;
+    ``bans``: :func:`_bans`."""
+    ids = bans[1] if step < min_len else bans[0]
+    if ids is not None:
+        logp.index_fill_(1, ids, NEG_INF)
     n = no_repeat_ngram or 0
     if n > 0 and hist.shape[1] >= n:
         windows = hist.unfold(1, n, 1)                       # (N, W, n)
@@ -260,7 +264,7 @@ def greedy_decode(head, memory, mem_mask, bos_id, eos_id, max_steps, use_cache=T
     live = torch.arange(b, device=memory.device)
     tokens = torch.full((b, 1), bos_id, dtype=torch.long, device=memory.device)
     stepper = _Stepper(head, memory, mem_mask, bos_id, use_cache, max_steps)
-    banned_index = _index(banned_ids, memory.device)
+    bans = _bans(banned_ids, eos_id, memory.device)
     fast = _shortlist_of(head, memory, use_cache, shortlist)
     if fast is not None:
         stepper.state['hidden_only'] = True
@@ -282,10 +286,8 @@ def greedy_decode(head, memory, mem_mask, bos_id, eos_id, max_steps, use_cache=T
                 nxt = logits.masked_fill_(ban, NEG_INF).argmax(-1)
         else:
             logits = stepper(tokens, reuse_output=True)
-            if banned_index is not None or t < min_len:
-                # in place: the logits are this step's own (no copy of an (N, V) tensor)
-                logits = _constrain(logits, tokens[:, 1:], eos_id, t, min_len,
-                                    banned_index, 0)
+            # in place: the logits are this step's own (no copy of an (N, V) tensor)
+            logits = _constrain(logits, tokens[:, 1:], eos_id, t, min_len, bans, 0)
             nxt = logits.argmax(-1)
         out[live, t] = nxt
         steps = t + 1
@@ -331,20 +333,33 @@ def beam_search(head, memory, mem_mask, bos_id, eos_id, max_steps, beam_size=5,
     stepper = _Stepper(head, memory, mem_mask, bos_id, use_cache, max_steps)
     # one row per video for the first step, then K rows per video
     tokens = torch.full((b, 1), bos_id, dtype=torch.long, device=device)
-    beam_scores = torch.zeros(b, 1, device=device)
+    scores = torch.zeros(b, 1, device=device)      # each row's running score, (rows, 1)
     best_scores = torch.full((b,), NEG_INF, device=device)
     best_tokens = torch.full((b, max_steps), eos_id, dtype=torch.long, device=device)
-    # videos still searching (indices into the batch); a finished video's rows leave
-    # the computation, so the cost follows the actual caption lengths
+    # videos still searching (indices into the batch) and their best finished scores; a
+    # finished video's rows leave the computation, so the cost follows the actual
+    # caption lengths
     live = torch.arange(b, device=device)
-    arange_n = live
-    banned_index = _index(banned_ids, device)
+    live_best = best_scores.clone()
+    bans = _bans(banned_ids, eos_id, device)
     a = float(length_penalty)
+    # length normalisers as 0-d tensors: dividing by a Python number wraps it in a new
+    # tensor every time (same float32 result)
+    norms = torch.tensor([float(i ** a) for i in range(1, max_steps + 1)],
+                         device=device).unbind()
+    bound_div = norms[-1]
+    width, first_rows = 1, None
+    finished = False  # whether any video has a finished caption yet
+    # At batch 1 a step is a few hundred ~5 us tensor ops, so the bookkeeping below is
+    # kept to few ops: scores stay in the (rows, 1) layout the additions need, the
+    # first-row offsets are made once per batch shape, and the end check works in place.
     for t in range(max_steps):
         length = t + 1
         n = live.numel()
-        if arange_n.numel() != n:
-            arange_n = torch.arange(n, device=device)
+        if first_rows is None or first_rows.shape[0] != n or first_rows_width != width:
+            first_rows = torch.arange(0, n * width, width, device=device)[:, None]
+            first_rows_width = width
+            src_of = None
         # Scores are normalised over the whole vocabulary, before the constraints; after
         # that only each beam's few best words are needed, so no (B, K*V) candidate sum
         # or top-k is materialised.
@@ -354,63 +369,68 @@ def beam_search(head, memory, mem_mask, bos_id, eos_id, max_steps, beam_size=5,
         # in place: a fresh (B*K, V) tensor per step costs page faults at this size
         logp = torch.log_softmax(logits, dim=-1, out=logits)
         v = logp.shape[-1]
-        logp = _constrain(logp, tokens[:, 1:], eos_id, t, min_len, banned_index,
-                          no_repeat_ngram)
-        width = beam_scores.shape[1]
+        logp = _constrain(logp, tokens[:, 1:], eos_id, t, min_len, bans, no_repeat_ngram)
         last = length == max_steps
         # each beam's k+1 best words: its k best non-EOS words are among them, and so is
         # EOS when EOS ranks among its k best
         top_val, top_idx = row_topk(logp, min(k + 1, v))
-        top_cand = (beam_scores.reshape(-1, 1) + top_val).view(n, width, -1)
+        per_beam = top_val.shape[-1]
         # hypotheses that end at this step: EOS from any beam, or any word at max_steps
         if last:
-            ends, pos = top_cand[:, :, 0].max(-1)
-            end_beam = pos
-            end_word = top_idx.view(n, width, -1)[arange_n, end_beam, 0]
+            top_cand = top_val.add_(scores)
+            ends, end_beam = top_cand[:, 0].view(n, width).max(-1)
         else:
             # a beam may end only if EOS is among its own K best next tokens (so K=1
             # ends exactly where greedy does; K >= vocabulary ends every beam)
             eos_logp = logp[:, eos_id]
-            kth = top_val[:, min(k, v) - 1]
-            eos_cand = (beam_scores.reshape(-1) + eos_logp).view(n, width)
-            eos_cand.masked_fill_((eos_logp < kth).view(n, width), NEG_INF)
-            ends, end_beam = eos_cand.max(-1)
-            end_word = torch.full_like(end_beam, eos_id)
+            eos_cand = scores.view(-1) + eos_logp
+            eos_cand.masked_fill_(eos_logp < top_val[:, min(k, v) - 1], NEG_INF)
+            ends, end_beam = eos_cand.view(n, width).max(-1)
+            top_cand = top_val.add_(scores)  # the candidates' running scores
         if a:
-            ends = ends.div_(float(length ** a))
-        live_best = best_scores[live]
+            ends.div_(norms[t])
         better = ends > live_best
         if better.any():
-            rows = arange_n[better]
-            src = rows * width + end_beam[rows]
-            seq = torch.cat([tokens[src, 1:], end_word[rows, None]], dim=1)
+            finished = True
+            rows = better.nonzero().squeeze(1)
+            src = first_rows[rows, 0] + end_beam[rows]
+            end_word = top_idx[src, :1] if last else tokens.new_full((rows.numel(), 1), eos_id)
             vids = live[rows]
-            best_tokens[vids, :length] = seq
+            best_tokens[vids, :length] = torch.cat([tokens[src, 1:], end_word], dim=1)
             best_tokens[vids, length:] = eos_id
             best_scores[vids] = ends[rows]
-            live_best = best_scores[live]
+            live_best = torch.where(better, ends, live_best)
         if last:
             break
         # survivors: the K best continuations that do not end here
-        top_cand.masked_fill_((top_idx == eos_id).view(n, width, -1), NEG_INF)
-        per_beam = top_cand.shape[-1]
+        top_cand.masked_fill_(top_idx == eos_id, NEG_INF)
         new_scores, idx = top_cand.view(n, -1).topk(min(k, width * per_beam), dim=-1)
-        new_src = (arange_n[:, None] * width + idx // per_beam)
+        if src_of is None or src_of.shape[1] != width * per_beam:
+            # the row each candidate continues, per (video, candidate)
+            src_of = first_rows + torch.arange(width * per_beam, device=device) // per_beam
+        new_src = src_of.gather(1, idx)
         new_word = top_idx.view(n, -1).gather(1, idx)
-        # stop a video when no live beam can beat its best finished caption
-        lead = new_scores[:, 0]
-        bound = lead / (max_steps ** a) if a else lead
-        going = (bound > live_best) & (lead > NEG_INF)
-        if not going.all():
+        # stop a video when no live beam can beat its best finished caption (a bound
+        # above -inf also means the video still has a candidate of finite score). Before
+        # any caption has finished there is nothing to beat: a video whose candidates
+        # are all -inf can then only end with -inf, i.e. without a caption, the same
+        # outcome as stopping it, so the check waits for the first finished caption.
+        if not finished:
+            going = None
+        else:
+            lead = new_scores[:, 0]
+            going = (lead / bound_div if a else lead) > live_best
+        if going is not None and not going.all():
             if not going.any():
                 break
             keep = going.nonzero().squeeze(1)
-            live, new_scores = live[keep], new_scores[keep]
+            live, live_best, new_scores = live[keep], live_best[keep], new_scores[keep]
             new_src, new_word = new_src[keep], new_word[keep]
-        new_src, new_word = new_src.reshape(-1), new_word.reshape(-1)
+        new_src = new_src.view(-1)
         stepper.reorder(new_src)
-        tokens = torch.cat([tokens.index_select(0, new_src), new_word[:, None]], dim=1)
-        beam_scores = new_scores
+        tokens = torch.cat([tokens.index_select(0, new_src), new_word.view(-1, 1)], dim=1)
+        width = new_scores.shape[1]
+        scores = new_scores.view(-1, 1)
     width = int((best_tokens != eos_id).sum(1).max().item()) + 1
     out = best_tokens[:, :min(width, max_steps)]
     return (out, best_scores) if return_scores else out
