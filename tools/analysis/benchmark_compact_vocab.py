@@ -8,6 +8,16 @@ corpus that is not on this machine). Random weights (timing only): no caption en
 so every decode runs all ``max_len + 1`` steps on both sides. One line per vocabulary:
 parameters, greedy ms per video at each batch size, and ratios to the full vocabulary.
 
+``--save-vocab DIR`` writes each compact list as a vocabulary file
+(``DIR/compact_<size>.json``, the format ``CompactTokenizer(vocab_file=...)`` reads), so
+the other benchmarks can build the same compact student, e.g.::
+
+    python tools/analysis/benchmark_compact_vocab.py CONFIG --captions CAPTIONS \
+        --sizes 10000 --save-vocab work_dirs/decbench --save-only
+    python tools/analysis/benchmark.py CONFIG --backends torch onnx onnx-int8 \
+        --cfg-options model.student.tokenizer.vocab_file=work_dirs/decbench/compact_10000.json \
+        model.student.tokenizer.build_from=None
+
 Example (the figures in configs/sftcap/README.md)::
 
     OMP_NUM_THREADS=1 python tools/analysis/benchmark_compact_vocab.py \\
@@ -32,7 +42,20 @@ def parse_args(argv=None):
     p.add_argument('--num-frames', type=int, default=15)
     p.add_argument('--repeats', type=int, default=3)
     p.add_argument('--threads', type=int, default=1)
+    p.add_argument('--save-vocab', metavar='DIR',
+                   help='write each compact list to DIR/compact_<size>.json')
+    p.add_argument('--save-only', action='store_true', help='write the lists, time nothing')
     return p.parse_args(argv)
+
+
+def save_vocab(path, base, ids):
+    """A vocabulary file for ``CompactTokenizer(vocab_file=path)`` (no ``build_from``)."""
+    import json
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, 'w') as f:
+        json.dump(dict(base=type(base).__name__, base_fingerprint=base.fingerprint(),
+                       ids=[int(i) for i in ids]), f)
+    print(f'wrote {path} ({len(ids)} tokens)')
 
 
 def _student_cfg(path):
@@ -71,6 +94,12 @@ def main(argv=None):
         extra = [i for i in range(base.vocab_size) if i not in have][:max(0, size - len(kept))]
         variants.append((f'compact (padded to {size})',
                          dict(type='CompactTokenizer', base=dict(base_cfg), ids=kept + extra)))
+    if args.save_vocab:
+        for label, tok in variants[1:]:
+            save_vocab(os.path.join(args.save_vocab, f"compact_{len(tok['ids'])}.json"),
+                       base, tok['ids'])
+    if args.save_only:
+        return []
     rows = []
     for label, tok in variants:
         with DefaultScope.overwrite_default_scope('capdistill'):
