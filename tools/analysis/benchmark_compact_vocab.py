@@ -12,10 +12,10 @@ parameters, greedy ms per video at each batch size, and ratios to the full vocab
 (``DIR/compact_<size>.json``, the format ``CompactTokenizer(vocab_file=...)`` reads), so
 the other benchmarks can build the same compact student, e.g.::
 
-    python tools/analysis/benchmark_compact_vocab.py CONFIG --captions CAPTIONS \
+    python tools/analysis/benchmark_compact_vocab.py CONFIG --captions CAPTIONS \\
         --sizes 10000 --save-vocab work_dirs/decbench --save-only
-    python tools/analysis/benchmark.py CONFIG --backends torch onnx onnx-int8 \
-        --cfg-options model.student.tokenizer.vocab_file=work_dirs/decbench/compact_10000.json \
+    python tools/analysis/benchmark.py CONFIG --backends torch onnx onnx-int8 \\
+        --cfg-options model.student.tokenizer.vocab_file=work_dirs/decbench/compact_10000.json \\
         model.student.tokenizer.build_from=None
 
 Example (the figures in configs/sftcap/README.md)::
