@@ -314,6 +314,7 @@ def test_every_shipped_distillation_loss_trains_the_student(path, tiny_root):
     model = cfg.model
     model.student.tokenizer = model.teacher.tokenizer = tok
     model.teacher_ckpt, model.allow_random_teacher = None, True
+    model.teacher_cache = None  # a shipped cache folder holds the real teacher's outputs
     with DefaultScope.overwrite_default_scope('capdistill'):
         algo = MODELS.build(model)
     algo.train()

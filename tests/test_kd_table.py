@@ -207,3 +207,22 @@ def test_two_rows_two_seeds_end_to_end(tmp_path):
     assert '4 finished runs skipped' in again.stdout
     assert (tmp_path / 'root' / 'qualityweighted_student_grid8_1xb64-6e_capdemo' / 'seed1'
             / 'test.json').stat().st_mtime == mtime
+
+
+def test_runs_sharing_a_teacher_cache_wait_for_the_one_that_fills_it(tmp_path):
+    """Two processes filling one cache at once can fail: the first run of a cache fills it
+    alone, every other run (other rows, other seeds) of that cache waits for it."""
+    kd = _tool()
+    rows, _, _ = kd.resolve_rows()
+    keep = [r for r in rows if r['key'] in ('teacher', 'scratch', 'rkl', 'tvd', 'jsd')]
+    by_key = kd.describe(keep, [])
+    caches = {r['key']: r['cache_dir'] for r in keep}
+    assert caches['rkl'] == caches['tvd'] == caches['jsd'] and caches['scratch'] is None
+    jobs, blocked = kd.plan(keep, by_key, [0, 1], str(tmp_path), [])
+    assert not blocked
+    runs = {j.name: j for j in jobs}
+    filler = runs['rkl seed 0']
+    for name in ('rkl seed 1', 'tvd seed 0', 'tvd seed 1', 'jsd seed 0', 'jsd seed 1'):
+        assert filler in runs[name].deps, name
+    assert not any(j.name.startswith(('rkl', 'tvd', 'jsd')) for j in filler.deps)
+    assert not any(j.name.startswith('rkl') for j in runs['scratch seed 1'].deps)

@@ -51,15 +51,27 @@ ROWS = [
          config='baseline_student_grid8_1xb64-6e_capdemo.py'),
     dict(key='scratch_ham', label='scratch HAM student', kind='baseline',
          config='baseline_student-ham_grid8_1xb64-6e_capdemo.py'),
+    dict(key='teacher_clip', label='teacher, CLIP BPE vocabulary (grid16, 8e)',
+         kind='teacher', config=['baseline_teacher-clipbpe*capdemo.py']),
+    dict(key='scratch_clip', label='scratch student, full CLIP BPE vocabulary',
+         kind='baseline', teacher='teacher_clip',
+         config=['baseline_student-clipbpe*capdemo.py']),
     dict(key='scratch_compact', label='scratch compact-vocabulary student', kind='baseline',
-         config=['baseline*compact*capdemo.py']),
+         teacher='teacher_clip', config=['baseline*compact*capdemo.py']),
     dict(key='scratch20', label='scratch student, 20% captioned', kind='baseline',
          config=['baseline_student*capdemo-cap20.py']),
     dict(key='wordkd', label='word KD (KL, tau 2)', baseline='scratch',
          config='wordkd_teacher-to-student_grid16-grid8_1xb64-6e_capdemo.py'),
-    dict(key='divergence', label='token divergence', baseline='scratch',
-         config=['rkl_*capdemo.py', 'fkl_*capdemo.py', 'jsd_*capdemo.py', 'skl_*capdemo.py',
-                 'srkl_*capdemo.py', 'tvd_*capdemo.py', 'div*_capdemo.py']),
+    dict(key='rkl', label='reverse KL (MiniLLM), tau 1', baseline='scratch',
+         config=['rkl_*capdemo.py']),
+    dict(key='skl', label='skew KL (DistiLLM, alpha 0.1)', baseline='scratch',
+         config=['skl_*capdemo.py']),
+    dict(key='srkl', label='skew reverse KL (DistiLLM, alpha 0.1)', baseline='scratch',
+         config=['srkl_*capdemo.py']),
+    dict(key='tvd', label='total variation distance', baseline='scratch',
+         config=['tvd_*capdemo.py']),
+    dict(key='jsd', label='generalised JSD (beta 0.5), references only', baseline='scratch',
+         config=['jsd_*capdemo.py']),
     dict(key='seqkd', label='sequence KD (beam 3)', baseline='scratch',
          config='seqkd_teacher-to-student_grid16-grid8_1xb64-6e_capdemo.py'),
     dict(key='onpolicy', label='on-policy KD', baseline='scratch',
@@ -77,7 +89,8 @@ ROWS = [
     dict(key='sftcaphier', label='SFTCap hierarchy (obj+act+word+concepts)',
          baseline='scratch_ham',
          config='sftcaphier_teacher-to-student_grid16-grid8_1xb64-6e_capdemo.py'),
-    dict(key='compact', label='compact vocabulary, distilled', baseline='scratch_compact',
+    dict(key='compact', label='compact vocabulary, word KD from the CLIP-BPE teacher',
+         baseline='scratch_compact', teacher='teacher_clip',
          config=['*compact*teacher-to-*capdemo.py', '*teacher-to-*compact*capdemo.py']),
     dict(key='scst_scratch', label='scratch student + SCST', baseline='scratch',
          after='scratch', config='scst_baseline-student_grid8_1xb64-1e_capdemo.py',
@@ -223,6 +236,7 @@ def describe(rows, options):
         row['schedule'] = _schedule(cfg)
         row['needs'] = _checkpoints(cfg.model.to_dict() if hasattr(cfg.model, 'to_dict')
                                     else cfg.model)
+        row['cache_dir'] = (cfg.model.get('teacher_cache') or {}).get('cache_dir')
         if row['kind'] == 'teacher':
             row['work_dir'] = cfg.get('work_dir') or osp.join('work_dirs', _stem(row['config']))
             row['checkpoint'] = osp.join(row['work_dir'], f'epoch_{cfg.train_cfg.max_epochs}.pth')
@@ -377,7 +391,7 @@ def plan(rows, by_key, seeds, root, options):
             teacher_train[row['checkpoint']] = train
             jobs.append(train)
         jobs.append(test)
-    per_seed = {}
+    per_seed, fillers = {}, {}
     for row in rows:
         if row['kind'] == 'teacher':
             continue
@@ -395,6 +409,14 @@ def plan(rows, by_key, seeds, root, options):
             job = student_job(row, seed, root, options, start)
             job.deps = deps + ([per_seed[(start['key'], seed)]]
                                if start and (start['key'], seed) in per_seed else [])
+            # The first run of a teacher cache fills it alone; the others wait and only
+            # read: two processes writing one caption's file at once can fail (its
+            # temporary file is shared) or leave a half-written file to a reader.
+            cache = row.get('cache_dir') and osp.normpath(row['cache_dir'])
+            if cache in fillers:
+                job.deps.append(fillers[cache])
+            elif cache:
+                fillers[cache] = job
             per_seed[(row['key'], seed)] = job
             jobs.append(job)
     return jobs, blocked
