@@ -7,7 +7,8 @@ from .teacher_cache import TeacherCache
 from .teachers import FrozenTeacher, Teachers, load_teacher_weights, mixture_logits
 
 __all__ = ['DistillAlgorithm', 'DistillConfigError', 'TeacherChangedError', 'parse_source',
-           'IdentityConnector', 'LinearConnector', 'MLPConnector', 'ModuleOutputRecorder', 'RecorderError',
+           'IdentityConnector', 'LinearConnector', 'MLPConnector', 'ModuleOutputRecorder',
+           'RecorderError',
            'RecorderManager', 'TeacherCache', 'Teachers', 'FrozenTeacher', 'load_teacher_weights',
            'mixture_logits', 'build_exported_student', 'build_distilled_student',
            'is_distillation', 'student_only_config']

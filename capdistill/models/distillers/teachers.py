@@ -316,13 +316,13 @@ class Teachers:
             t_tok = t.model.tokenizer
             s_fp, t_fp = s_tok.fingerprint(), t_tok.fingerprint()
             if s_fp != t_fp:
-                teacher = 'model.teacher' if t.source == 'teacher' else \
-                    f'model.teachers.{name}.model'
+                single = t.source == 'teacher'
+                teacher = 'model.teacher' if single else f'model.teachers.{name}.model'
                 raise TeacherConfigError(
                     f'distill loss {loss!r} compares teacher and student token by token, '
                     f'but their vocabularies differ (student: {s_tok.vocab_size} tokens, '
-                    f'fingerprint {s_fp}; teacher{"" if t.source == "teacher" else " " + repr(name)}'
-                    f': {t_tok.vocab_size} tokens, fingerprint {t_fp}); give model.student and '
+                    f'fingerprint {s_fp}; teacher{"" if single else " " + repr(name)}: '
+                    f'{t_tok.vocab_size} tokens, fingerprint {t_fp}); give model.student and '
                     f'{teacher} the same tokenizer (same vocab_file), or use a feature-level '
                     'or sequence-level loss.')
 
@@ -420,6 +420,26 @@ class Teachers:
         """``t_logits.ensemble`` from every teacher's logits (name -> tensor)."""
         return mixture_logits([logits[t.name] for t in self], [t.weight for t in self],
                               self.ensemble_temperature)
+
+    def tensors(self, reads, run, video_ids, tokens, mask, student):
+        """The teacher tensors of a batch: ``reads`` maps a teacher name to the base
+        names (``t_logits``, ``t_hidden``) and recorder names it must give; each
+        teacher's come from its cache or from ``run(teacher, names)``. Base names come
+        back as the losses read them (:meth:`FrozenTeacher.tensor`), and
+        ``t_logits.ensemble`` when ``reads`` has it (under :data:`ENSEMBLE`)."""
+        out = {}
+        for t in self:  # config order
+            names = reads.get(t.name)
+            if not names:
+                continue
+            vocab = (student if t.vocab_map else t.model).head.word_embed.num_embeddings
+            got = t.outputs(names, lambda t=t, names=names: run(t, names), video_ids, tokens,
+                            mask, vocab, student.tokenizer.pad_id)
+            out.update({t.tensor(n) if n in TEACHER_TENSORS else n: v for n, v in got.items()})
+        if ENSEMBLE in reads:
+            out[f't_logits.{ENSEMBLE}'] = self.ensemble(
+                {t.name: out[t.tensor('t_logits')] for t in self})
+        return out
 
     def required_batch_keys(self, names):
         """Batch key -> who needs it: the feature inputs of the teachers ``names``."""
