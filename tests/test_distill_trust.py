@@ -312,7 +312,11 @@ def test_every_shipped_distillation_loss_trains_the_student(path, tiny_root):
                build_from=dict(ann_file=f'{tiny_root}/language/tiny_caption.json',
                                split_file=f'{tiny_root}/splits/tiny_train_list.json'))
     model = cfg.model
-    model.student.tokenizer = model.teacher.tokenizer = tok
+    model.student.tokenizer = tok
+    for teacher in ([model.teacher] if model.get('teacher') else model.teachers.values()):
+        if model.get('teachers'):  # several teachers: dict(model=..., ckpt=...) each
+            teacher.ckpt, teacher = None, teacher.model
+        teacher.tokenizer = tok
     model.teacher_ckpt, model.allow_random_teacher = None, True
     model.teacher_cache = None  # a shipped cache folder holds the real teacher's outputs
     with DefaultScope.overwrite_default_scope('capdistill'):

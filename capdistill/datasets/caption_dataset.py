@@ -13,11 +13,16 @@ from .preprocess import load_preprocessed
 
 def model_feature_keys(model, deployed=False):
     """Inputs a model config reads: its ``feature_key`` (default ``'feats'``), or its
-    student's and teacher's (only the student's with ``deployed``); None if unknown."""
+    student's and teachers' (only the student's with ``deployed``); None if unknown."""
     if not isinstance(model, dict):
         return None
     parts = [model.get('student'), None if deployed else model.get('teacher')] \
         if model.get('student') is not None else [model]
+    if model.get('student') is not None and not deployed:  # teachers=dict(name=dict(model=...))
+        parts += [dict(t['model'], **({'feature_key': t['feature_key']}
+                                      if t.get('feature_key') else {}))
+                  if isinstance(t, dict) and isinstance(t.get('model'), dict) else t
+                  for t in (model.get('teachers') or {}).values() if t is not None]
     keys = set()
     for part in parts:
         if part is None:
