@@ -304,3 +304,23 @@ def test_forward_kl_to_the_ensemble_trains_like_weighted_per_teacher_terms():
         assert torch.allclose(a, b, atol=1e-5)
     assert losses['distill.loss_ens'] < 0.75 * losses['distill.loss_fine'] \
         + 0.25 * losses['distill.loss_coarse']  # ... the values differ by the constant
+
+
+def test_kd_table_trains_the_grid8_teacher_before_the_two_teacher_row(tmp_path):
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(
+        'run_kd_table', osp.join(REPO, 'tools/analysis/run_kd_table.py'))
+    kd = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(kd)
+    rows, pending, _ = kd.resolve_rows()
+    assert 'twoteachers' not in {p['key'] for p in pending}
+    rows = kd.select(rows, ['twoteachers'])
+    assert {'teacher', 'teacher_grid8', 'scratch', 'twoteachers'} == {r['key'] for r in rows}
+    by_key = kd.describe(rows, {})
+    grid8 = 'work_dirs/baseline_teacher_grid8_1xb64-8e_capdemo/epoch_8.pth'
+    assert grid8 in by_key['twoteachers']['needs']
+    if osp.isfile(osp.join(REPO, grid8)):
+        return  # trained already: nothing to wait for
+    jobs, blocked = kd.plan(rows, by_key, [0], str(tmp_path), [])
+    named = {j.name: j for j in jobs}
+    assert not blocked and named['teacher_grid8 training'] in named['twoteachers seed 0'].deps

@@ -40,11 +40,14 @@ KD = 'configs/kd'
 # Row specification: key, label, config (a file name or glob patterns in configs/kd; a
 # pattern that matches several files gives one row each), kind ('teacher' | 'baseline' |
 # 'method'), baseline (the same-architecture scratch row), teacher (whose CIDEr the
-# fraction is of), after (a row whose same-seed checkpoint the run starts from), why (a
-# note for the table). A row whose config is not in configs/kd yet is listed as pending.
+# fraction is of), teachers (further teacher rows whose checkpoints the run reads), after
+# (a row whose same-seed checkpoint the run starts from), why (a note for the table). A row
+# whose config is not in configs/kd yet is listed as pending.
 ROWS = [
     dict(key='teacher', label='teacher (grid16, 8e)', kind='teacher',
          config='configs/capdemo/baseline_teacher_grid16_1xb64-8e_capdemo.py'),
+    dict(key='teacher_grid8', label='teacher (grid8, 8e)', kind='teacher',
+         config='baseline_teacher_grid8_1xb64-8e_capdemo.py'),
     dict(key='teacher20', label='teacher, 20% captioned (grid16, 40e)', kind='teacher',
          config=['*teacher*capdemo-cap20*.py'], exclude=['*teacher-to-*']),
     dict(key='scratch', label='scratch student (grid8)', kind='baseline',
@@ -84,7 +87,8 @@ ROWS = [
          config='relational_teacher-to-student_grid16-grid8_1xb64-6e_capdemo.py'),
     dict(key='qualityweighted', label='quality-weighted caption loss (no teacher)',
          baseline='scratch', config='qualityweighted_student_grid8_1xb64-6e_capdemo.py'),
-    dict(key='twoteachers', label='two teachers', baseline='scratch',
+    dict(key='twoteachers', label='two teachers (word KD to the grid16+grid8 ensemble)',
+         baseline='scratch', teachers=['teacher_grid8'],
          config=['*teachers*capdemo.py', '*two-teacher*capdemo.py', 'multiteacher*capdemo.py']),
     dict(key='sftcaphier', label='SFTCap hierarchy (obj+act+word+concepts)',
          baseline='scratch_ham',
@@ -665,7 +669,8 @@ def select(rows, only):
         grew = bool(extra - keep)
         keep |= extra
     return [r for r in rows if r['key'] in keep or (r['kind'] == 'teacher' and any(
-        by_key[k].get('teacher', 'teacher') == r['key'] for k in keep))]
+        r['key'] in [by_key[k].get('teacher', 'teacher'), *by_key[k].get('teachers', ())]
+        for k in keep))]
 
 
 def main(argv=None):
