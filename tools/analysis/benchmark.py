@@ -90,8 +90,9 @@ def build(cfg_path, checkpoint=None, options=(), with_teacher=True):
             # the student alone, loaded strictly from the run's student.* weights; the
             # teacher only for its cost, at random weights (its checkpoint is not needed)
             model = MODELS.build(student_only_config(m, checkpoint))
-            if with_teacher:
-                teacher = TEACHERS.build(m.teacher).eval()
+            if with_teacher:  # several teachers: the first (primary) one's cost
+                teacher = TEACHERS.build(m.teacher if m.get('teacher') is not None
+                                         else next(iter(m.teachers.values()))['model']).eval()
         else:
             model = MODELS.build(m)
             if checkpoint:
