@@ -1,20 +1,26 @@
 """Decoding cost against its floor, measured side by side in one process.
 
-Rows printed (each a ratio of medians over interleaved repeats, so a busy machine
-slows both sides alike):
+Rows printed (each a ratio of two things timed in interleaved repeats, so a busy machine
+slows both sides alike; ``beam-vs-rows`` and ``batch1`` take the median of the per-repeat
+ratios):
 
 * ``beam-vs-rows``: beam ``K`` at batch ``B`` against greedy at batch ``K*B`` (the same
   number of rows through the head, both held to every step) for each
   ``--batch-sizes`` B; goal <= 1.2x;
 * ``batch1``: cached greedy against the reference loop (the whole head over a
   full-length caption buffer for every token) at batch 1, tokens checked identical,
-  and where one cached step's time goes (output layer, attention, the rest);
+  where one cached step's time goes (output layer, attention, the rest), and the floor
+  of a cached step on this machine: the head's weight bytes read per token over the
+  memory bandwidth one thread gets (timed on the output layer's matrix-vector product),
+  with the speedup over the reference loop that this floor allows;
 * ``lengths`` (with a trained ``checkpoint`` and ``--data-split``): cost per video of
   greedy and beam on real inputs against the same decode forced to ``max_len`` steps
   (EOS banned), beside the mean caption length: finished rows leave the computation,
   so the time ratio follows the length ratio.
 
-Random weights are fine for the first two rows (no caption ends early: the worst case).
+Times are CPU seconds of this process by default (``--clock cpu``; one thread): on a shared
+machine a process waiting for a core does not count, which wall-clock time (``--clock
+wall``) would. Random weights are fine for the first two rows (no caption ends early: the worst case).
 
 Example::
 
@@ -47,23 +53,37 @@ def parse_args(argv=None):
     p.add_argument('--data-split', default='test', help='split for the lengths row')
     p.add_argument('--max-videos', type=int, default=256, help='videos for the lengths row')
     p.add_argument('--threads', type=int, default=1, help='torch.set_num_threads')
+    p.add_argument('--clock', choices=['cpu', 'wall'], default='cpu',
+                   help='cpu: CPU time of this process (waiting for a core does not count)')
     p.add_argument('--out', help='also write the results as json here')
     p.add_argument('--cfg-options', nargs='+', default=[], help='key=value overrides')
     return p.parse_args(argv)
 
 
-def side_by_side(fns, repeats, warmup=1):
-    """Median seconds of each callable in ``fns`` (dict), run interleaved."""
+CLOCK = dict(cpu=time.process_time, wall=time.perf_counter)
+clock = CLOCK['cpu']
+
+
+def side_by_side(fns, repeats, warmup=1, raw=False):
+    """Median seconds of each callable in ``fns`` (dict), run interleaved; with ``raw``
+    also every repeat's seconds (for :func:`paired_ratio`)."""
     for _ in range(warmup):
         for fn in fns.values():
             fn()
     times = {k: [] for k in fns}
     for _ in range(repeats):
         for k, fn in fns.items():
-            start = time.perf_counter()
+            start = clock()
             fn()
-            times[k].append(time.perf_counter() - start)
-    return {k: statistics.median(v) for k, v in times.items()}
+            times[k].append(clock() - start)
+    medians = {k: statistics.median(v) for k, v in times.items()}
+    return (medians, times) if raw else medians
+
+
+def paired_ratio(times, a, b):
+    """Median over repeats of ``a``'s time / ``b``'s time in the same repeat: the two
+    ran back to back, so a load change between repeats cancels out."""
+    return statistics.median(x / y for x, y in zip(times[a], times[b]))
 
 
 def beam_vs_rows(model, args, frames):
@@ -79,42 +99,53 @@ def beam_vs_rows(model, args, frames):
         # untrained weights caption lengths are arbitrary, and the row is about the
         # cost per step of the same number of rows
         full = dict(min_len=model.max_len + 1)
-        t = side_by_side(dict(
+        t, raw = side_by_side(dict(
             beam=lambda: model.generate(small, strategy='beam', beam_size=k, **full),
-            greedy=lambda: model.generate(big, strategy='greedy', **full)), reps)
+            greedy=lambda: model.generate(big, strategy='greedy', **full)), reps, raw=True)
         row = dict(beam_s=t['beam'], greedy_rows_s=t['greedy'],
-                   ratio=t['beam'] / t['greedy'])
+                   ratio=paired_ratio(raw, 'beam', 'greedy'), repeats=reps)
         out[b] = row
         print(f'beam-vs-rows  B={b:>3}: beam{k} at batch {b} {t["beam"] * 1e3:8.1f} ms, '
               f'greedy at batch {k * b} {t["greedy"] * 1e3:8.1f} ms, '
-              f'ratio {row["ratio"]:.2f}x (goal <= 1.2x)', flush=True)
+              f'ratio {row["ratio"]:.2f}x (median of {reps} paired repeats; goal <= 1.2x)',
+              flush=True)
     return out
 
 
 def step_breakdown(model, inputs, repeats):
-    """Where one cached greedy step goes at batch 1: output layer, attention, the rest."""
+    """Where a cached greedy decode at batch 1 goes, from one profile: the output layer
+    and word pick (every op with the vocabulary as a dimension, the int8 shortlist's
+    product included; the word lookup too, one row), the blocks' other matrix products,
+    attention kernels, all other tensor ops, and the time outside tensor ops (Python,
+    the decoding loop; profiler overhead inflates it somewhat)."""
     from torch.profiler import ProfilerActivity, profile
     gen = lambda: model.generate(inputs, strategy='greedy')  # noqa: E731
     gen()
-    with profile(activities=[ProfilerActivity.CPU]) as prof:
+    vocab = model.head.vocab_size
+    with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
+        start = clock()
         for _ in range(repeats):
             gen()
-    events = prof.key_averages()
-    total = sum(e.self_cpu_time_total for e in events)
-    vocab = model.head.vocab_size
-    # the output layer is the only matrix product with the vocabulary as a dimension;
-    # the profiler cannot tell shapes without record_shapes, so time it directly
-    head = model.head
-    h = torch.randn(1, head.word_embed.weight.shape[1])
-    t_out = side_by_side(dict(out=lambda: head._logits(h)), 20)['out']
-    steps = model.max_len + 1
-    attn = sum(e.self_cpu_time_total for e in events
-               if 'scaled_dot_product' in e.key or 'flash_attention' in e.key)
-    per_decode = total / repeats / 1e6
-    parts = dict(decode_s=per_decode, output_layer_s=t_out * steps,
-                 attention_s=attn / repeats / 1e6)
-    parts['rest_s'] = max(0.0, per_decode - parts['output_layer_s'] - parts['attention_s'])
+        wall = (clock() - start) / repeats
+    matmul = ('aten::addmm', 'aten::mm', 'aten::bmm', 'aten::matmul', 'aten::mv',
+              'aten::_addmm_activation')
+    out_layer = blocks = attn = ops = 0.0
+    for e in prof.key_averages(group_by_input_shape=True):
+        us = e.self_cpu_time_total
+        ops += us
+        dims = [d for shape in (e.input_shapes or []) for d in (shape or [])]
+        if vocab in dims or e.key.startswith('quantized::'):
+            out_layer += us
+        elif e.key in matmul:
+            blocks += us
+        elif 'scaled_dot_product' in e.key or 'flash_attention' in e.key:
+            attn += us
+    per = 1e6 * repeats
+    parts = dict(decode_s=wall, output_layer_s=out_layer / per, matmul_s=blocks / per,
+                 attention_s=attn / per, other_ops_s=(ops - out_layer - blocks - attn) / per)
+    parts['outside_ops_s'] = max(0.0, wall - ops / per)
     parts['vocab'] = vocab
+    head = model.head
     # the int8 shortlist against the float output layer on a peaked hidden state (one
     # word far ahead, as in a trained model); with flat scores it gives way to floats
     from capdistill.models.captioners.decoding import Int8Shortlist
@@ -129,26 +160,57 @@ def step_breakdown(model, inputs, repeats):
     return parts
 
 
+def weight_floor(head, steps):
+    """Bytes of weights a cached step reads, the bandwidth one thread gets, and the
+    resulting floor for a decode of ``steps`` tokens.
+
+    Every step reads each weight matrix of the head once (a matrix-vector product at
+    batch 1), and the tied output layer whole; of the word embedding's input side only
+    one row, and of the positions one. The bandwidth is timed on the output layer's
+    own matrix-vector product (the largest read of a step).
+    """
+    w = head.output_weight
+    skip = {id(w), id(getattr(head, 'word_pos', None))}
+    nbytes = sum(p.numel() * p.element_size() for p in head.parameters() if id(p) not in skip)
+    nbytes += w.numel() * w.element_size()
+    h = torch.randn(1, w.shape[1])
+    # the very product a step runs (torch.mv takes a slower kernel for this layout)
+    t_mv = side_by_side(dict(mv=lambda: torch.nn.functional.linear(h, w)), 30)['mv']
+    bandwidth = w.numel() * w.element_size() / t_mv
+    return dict(bytes_per_token=nbytes, bandwidth_Bps=bandwidth,
+                floor_s=steps * nbytes / bandwidth)
+
+
 def batch1(model, args, frames):
     from capdistill.evaluation.cost import dummy_batch
     inputs, _ = dummy_batch(model, 1, frames, seed=1)
-    t = side_by_side(dict(
+    t, raw = side_by_side(dict(
         cached=lambda: model.generate(inputs, strategy='greedy', use_cache=True),
         reference=lambda: model.generate(inputs, strategy='greedy', use_cache=False)),
-        args.repeats)
+        args.repeats, raw=True)
     same = torch.equal(model.generate(inputs, strategy='greedy', use_cache=True),
                        model.generate(inputs, strategy='greedy', use_cache=False))
     parts = step_breakdown(model, inputs, args.repeats)
+    steps = int(model.generate(inputs, strategy='greedy').shape[1])
+    parts.update(weight_floor(model.head, steps))
     row = dict(cached_s=t['cached'], reference_s=t['reference'],
-               speedup=t['reference'] / t['cached'], identical=same, **parts)
+               speedup=paired_ratio(raw, 'reference', 'cached'), identical=same, **parts)
+    row['floor_speedup'] = t['reference'] / row['floor_s']
     print(f'batch1: cached greedy {t["cached"] * 1e3:.1f} ms, reference loop '
           f'{t["reference"] * 1e3:.1f} ms, speedup {row["speedup"]:.1f}x (goal >= 10x), '
           f'tokens identical={same}', flush=True)
-    print(f'batch1 breakdown of a cached decode ({model.max_len + 1} steps, vocabulary '
-          f'{parts["vocab"]}): output layer {parts["output_layer_s"] * 1e3:.1f} ms, '
-          f'attention {parts["attention_s"] * 1e3:.1f} ms, rest (other layers, Python) '
-          f'{parts["rest_s"] * 1e3:.1f} ms of {parts["decode_s"] * 1e3:.1f} ms (profiled)',
+    print(f'batch1 breakdown of a cached decode ({steps} steps, vocabulary '
+          f'{parts["vocab"]}, profiled): output layer {parts["output_layer_s"] * 1e3:.1f} ms, '
+          f'other matrix products {parts["matmul_s"] * 1e3:.1f} ms, attention '
+          f'{parts["attention_s"] * 1e3:.1f} ms, other tensor ops '
+          f'{parts["other_ops_s"] * 1e3:.1f} ms, outside tensor ops (Python) '
+          f'{parts["outside_ops_s"] * 1e3:.1f} ms, of {parts["decode_s"] * 1e3:.1f} ms',
           flush=True)
+    print(f'batch1 floor: a cached step reads {row["bytes_per_token"] / 1e6:.1f} MB of weights; '
+          f'one thread reads {row["bandwidth_Bps"] / 1e9:.1f} GB/s (output layer matrix-vector '
+          f'product), so {steps} steps take >= {row["floor_s"] * 1e3:.1f} ms and the reference '
+          f'loop ({t["reference"] * 1e3:.1f} ms) can be beaten by at most '
+          f'{row["floor_speedup"]:.1f}x', flush=True)
     if 'pick_int8_s' in parts:
         print(f'batch1 output layer per step, peaked scores: float logits + argmax '
               f'{parts["pick_float_s"] * 1e3:.2f} ms, int8 shortlist '
@@ -206,11 +268,13 @@ def lengths(model, args):
 
 def main(argv=None):
     args = parse_args(argv)
+    global clock
+    clock = CLOCK[args.clock]
     torch.set_num_threads(args.threads)
     from benchmark import build
     model, _, _ = build(args.config, args.checkpoint, args.cfg_options)
     frames = args.num_frames or min(15, model.visual_encoder.pos.shape[1])
-    results = dict(config=args.config, threads=args.threads)
+    results = dict(config=args.config, threads=args.threads, clock=args.clock)
     with torch.no_grad():
         if 'beam-vs-rows' in args.rows:
             results['beam_vs_rows'] = beam_vs_rows(model, args, frames)
