@@ -54,7 +54,7 @@ ROWS = [
          config='baseline_student_grid8_1xb64-6e_capdemo.py'),
     dict(key='scratch_ham', label='scratch HAM student', kind='baseline',
          config='baseline_student-ham_grid8_1xb64-6e_capdemo.py'),
-    dict(key='teacher_clip', label='teacher, CLIP BPE vocabulary (grid16, 8e)',
+    dict(key='teacher_clip', label='teacher, CLIP BPE vocabulary (grid16, 4e)',
          kind='teacher', config=['baseline_teacher-clipbpe*capdemo.py']),
     dict(key='scratch_clip', label='scratch student, full CLIP BPE vocabulary',
          kind='baseline', teacher='teacher_clip',
@@ -421,8 +421,12 @@ def plan(rows, by_key, seeds, root, options):
                 job.deps.append(fillers[cache])
             elif cache:
                 fillers[cache] = job
+            job.round = seeds.index(seed)
             per_seed[(row['key'], seed)] = job
             jobs.append(job)
+    # Rounds of seeds: every row's first seed before any row's second, so a table stopped
+    # part-way has its rows at equal seed counts (jobs take process slots in this order).
+    jobs.sort(key=lambda j: getattr(j, 'round', -1))
     return jobs, blocked
 
 
