@@ -20,7 +20,8 @@ ratios):
 
 Times are CPU seconds of this process by default (``--clock cpu``; one thread): on a shared
 machine a process waiting for a core does not count, which wall-clock time (``--clock
-wall``) would. Random weights are fine for the first two rows (no caption ends early: the worst case).
+wall``) would. Random weights are fine for the first two rows (no caption ends early:
+the worst case).
 
 Example::
 
@@ -150,7 +151,7 @@ def step_breakdown(model, inputs, repeats):
     # word far ahead, as in a trained model); with flat scores it gives way to floats
     from capdistill.models.captioners.decoding import Int8Shortlist
     w = head.output_weight
-    if vocab >= 8192 and Int8Shortlist.supported(w):
+    if vocab >= 8192 and Int8Shortlist.supported(w):  # timed below the default's size too
         short = Int8Shortlist.of(w)
         peak = w[vocab // 2:vocab // 2 + 1] / w[vocab // 2].norm() * w.shape[1] ** 0.5
         t = side_by_side(dict(
@@ -199,13 +200,15 @@ def batch1(model, args, frames):
     print(f'batch1: cached greedy {t["cached"] * 1e3:.1f} ms, reference loop '
           f'{t["reference"] * 1e3:.1f} ms, speedup {row["speedup"]:.1f}x (goal >= 10x), '
           f'tokens identical={same}', flush=True)
-    print(f'batch1 breakdown of a cached decode ({steps} steps, vocabulary '
-          f'{parts["vocab"]}, profiled): output layer {parts["output_layer_s"] * 1e3:.1f} ms, '
-          f'other matrix products {parts["matmul_s"] * 1e3:.1f} ms, attention '
-          f'{parts["attention_s"] * 1e3:.1f} ms, other tensor ops '
-          f'{parts["other_ops_s"] * 1e3:.1f} ms, outside tensor ops (Python) '
-          f'{parts["outside_ops_s"] * 1e3:.1f} ms, of {parts["decode_s"] * 1e3:.1f} ms',
-          flush=True)
+    ops_s = sum(parts[k] for k in ('output_layer_s', 'matmul_s', 'attention_s', 'other_ops_s'))
+    share = {k: 100 * parts[k] / ops_s for k in ('output_layer_s', 'matmul_s', 'attention_s',
+                                                  'other_ops_s')}
+    print(f'batch1 breakdown of a cached decode ({steps} steps, vocabulary {parts["vocab"]}; '
+          f'shares of the profiled tensor-op time): output layer '
+          f'{share["output_layer_s"]:.0f}%, other matrix products {share["matmul_s"]:.0f}%, '
+          f'attention {share["attention_s"]:.0f}%, other tensor ops {share["other_ops_s"]:.0f}%; '
+          f'outside tensor ops (Python, profiler) {parts["outside_ops_s"] * 1e3:.1f} ms of '
+          f'{parts["decode_s"] * 1e3:.1f} ms', flush=True)
     print(f'batch1 floor: a cached step reads {row["bytes_per_token"] / 1e6:.1f} MB of weights; '
           f'one thread reads {row["bandwidth_Bps"] / 1e9:.1f} GB/s (output layer matrix-vector '
           f'product), so {steps} steps take >= {row["floor_s"] * 1e3:.1f} ms and the reference '
