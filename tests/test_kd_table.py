@@ -226,3 +226,13 @@ def test_runs_sharing_a_teacher_cache_wait_for_the_one_that_fills_it(tmp_path):
         assert filler in runs[name].deps, name
     assert not any(j.name.startswith(('rkl', 'tvd', 'jsd')) for j in filler.deps)
     assert not any(j.name.startswith('rkl') for j in runs['scratch seed 1'].deps)
+
+
+def test_every_kd_config_has_a_readme_row():
+    """configs/kd/README.md lists every config of the folder in a table row."""
+    import glob
+    readme = open(osp.join(REPO, 'configs', 'kd', 'README.md'), encoding='utf-8').read()
+    listed = {line.split('`')[1] for line in readme.splitlines() if line.startswith('| `')}
+    names = {osp.basename(p) for p in glob.glob(osp.join(REPO, 'configs', 'kd', '*.py'))
+             if not osp.basename(p).startswith('_')}
+    assert names and not names - listed, f'not in a README table: {sorted(names - listed)}'
