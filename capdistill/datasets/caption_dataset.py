@@ -8,7 +8,7 @@ from mmengine.logging import print_log
 from capdistill.registry import DATASETS, TOKENIZERS
 from capdistill.utils.requirements import ModelConfigError
 from .annotations import DataError, load_captions, load_official_splits, load_split
-from .preprocess import load_preprocessed
+from .preprocess import cached_token_ids, load_preprocessed
 
 
 def model_feature_keys(model, deployed=False):
@@ -211,11 +211,27 @@ class CaptionDataset(BaseDataset):
 
     def _concept_ids(self, words, k):
         ids = np.full(k, self.tokenizer.pad_id, dtype=np.int64)
+        first = self.__dict__.setdefault('_first_ids', {})  # a few hundred distinct words
         for i, w in enumerate(words[:k]):
-            enc = self.tokenizer.encode(w)
-            if enc:
-                ids[i] = enc[0]
+            if w not in first:
+                enc = self.tokenizer.encode(w)
+                first[w] = enc[0] if enc else None
+            if first[w] is not None:
+                ids[i] = first[w]
         return ids
+
+    def _token_rows(self, captions, ids, skip, prep):
+        """Padded token ids of every training caption (and teacher caption) in the
+        order the data list takes them, from the preprocessing cache when possible."""
+        texts = []
+        for vid in ids:
+            if vid in skip:
+                continue
+            if self.teacher_caption:
+                texts.append(captions[vid][prep[vid]['teacher']])
+            texts.extend(captions[vid])
+        return iter(cached_token_ids(self.ann_file, texts, self.tokenizer, self.max_len,
+                                     self.cache_dir))
 
     def _unlabeled_split(self, ids):
         """The split's captioned ids, and all ids in order with the unlabeled ones last."""
@@ -273,6 +289,8 @@ class CaptionDataset(BaseDataset):
         if self.grade or self.concepts is not None or self.teacher_caption:
             prep = load_preprocessed(self.ann_file, self.cache_dir, captions)
         data_list = []
+        token_rows = None if self.test_mode else self._token_rows(
+            captions, ids, set(missing) | hidden, prep)
         for vid in ids:
             if vid in missing:
                 continue
@@ -297,9 +315,9 @@ class CaptionDataset(BaseDataset):
             if self.teacher_caption:
                 best = refs[prep[vid]['teacher']]
                 extra = dict(extra, teacher_caption=best,
-                             teacher_tokens=self.tokenizer.encode_padded(best, self.max_len))
+                             teacher_tokens=next(token_rows))
             for cap, weight in zip(refs, weights):
-                tokens = self.tokenizer.encode_padded(cap, self.max_len)
+                tokens = next(token_rows)
                 data_list.append(dict(video_id=vid, caption=cap, tokens=tokens,
                                       weight=float(weight), labeled=True,
                                       feature_paths=paths, **extra))
