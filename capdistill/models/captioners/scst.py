@@ -16,7 +16,10 @@ document frequencies of the training split's references, computed once and cache
 
 With ``kd=dict(...)`` a frozen teacher also scores the sampled captions
 teacher-forced, and a token-level divergence of
-:mod:`capdistill.models.losses.divergences` is added: ``L = L_scst + w * D``.
+:mod:`capdistill.models.losses.divergences` is added: ``L = L_scst + w * D``. The
+teacher is loaded, frozen and checksummed as a distillation run's
+(:mod:`capdistill.models.distillers.teachers`; ``check_teacher`` for
+``TeacherFrozenCheckHook``).
 """
 import json
 import os.path as osp

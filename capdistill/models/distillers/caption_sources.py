@@ -7,7 +7,8 @@
   for on-policy distillation (generalised KD, Agarwal et al., ICLR 2024).
 
 Every source gives teacher-forcing rows ``[BOS] words [EOS] PAD...`` in the student's
-vocabulary, so a caller re-scores them with ``caption_logits(inputs, tokens)``.
+vocabulary, so a caller re-scores them with ``caption_logits(inputs, tokens)``. With
+several teachers (:mod:`.teachers`), the teacher here is the first one listed.
 """
 import json
 import os
