@@ -324,3 +324,23 @@ def test_kd_table_trains_the_grid8_teacher_before_the_two_teacher_row(tmp_path):
     jobs, blocked = kd.plan(rows, by_key, [0], str(tmp_path), [])
     named = {j.name: j for j in jobs}
     assert not blocked and named['teacher_grid8 training'] in named['twoteachers seed 0'].deps
+
+
+def test_scst_kd_teacher_is_the_shared_frozen_teacher(tiny_root):
+    from capdistill.models.distillers import Teachers
+    refs = dict(ann_file=f'{tiny_root}/language/tiny_caption.json',
+                split_file=f'{tiny_root}/splits/tiny_train_list.json')
+    with DefaultScope.overwrite_default_scope('capdistill'):
+        model = MODELS.build(dict(
+            type='SelfCriticalCaptioner', captioner=_captioner(6, 8, 'feats', encoder=False),
+            references=refs, kd=dict(teacher=_captioner(10, 16, 'teacher_feats'),
+                                     allow_random_teacher=True)))
+    assert isinstance(model.teachers, Teachers) and model.teacher is model.teachers.primary.model
+    assert not any(k.startswith('teacher') for k in model.state_dict())
+    model.train()
+    assert not model.teacher.training
+    model.check_teacher()
+    with torch.no_grad():
+        next(model.teacher.parameters()).mul_(1.5)
+    with pytest.raises(TeacherChangedError, match='teacher weights changed'):
+        model.check_teacher()
