@@ -254,9 +254,11 @@ def test_grades_and_concepts_in_samples(msvd):
     w = [cons.get_data_info(i)['weight'] for i in range(len(cons))]
     assert all(0 <= x <= 1 for x in w) and max(w) == 1.0
     # preprocessing is cached next to the annotations, keyed by the file's hash
-    cache = [f for f in os.listdir(f'{msvd}/language/.capdistill_cache')
-             if f.endswith('.json')]  # (beside the token ids, .npy)
-    assert len(cache) == 1 and cache[0].startswith(f'msvd_caption.v{VERSION}.')
+    # (beside the consensus grades, asked for by `cons`, and the token ids)
+    cache = sorted(f for f in os.listdir(f'{msvd}/language/.capdistill_cache')
+                   if f.endswith('.json'))
+    assert len(cache) == 2 and cache[1].startswith(f'msvd_caption.v{VERSION}.')
+    assert cache[0].startswith(f'msvd_caption.consensus.v{VERSION}.')
 
 
 def test_dataset_base_configs_load(msvd):

@@ -44,3 +44,45 @@ def test_cider_d_hand_computed():
     # a length difference of 2 words costs exp(-4 / 72)
     raw = cider_d_loo({'a': ['x y', 'x y z w'], 'b': ['p', 'q']})
     assert raw['a'][0] < 5.0
+
+
+def _loo_reference(captions, sigma=6.0):
+    """The leave-one-out CIDEr-D written plainly (every n-gram looked up in both)."""
+    from capdistill.datasets.grading import _ngrams, _vec
+    from capdistill.datasets.tokenizers import split_words
+    grams = {v: [_ngrams(split_words(c)) for c in caps] for v, caps in captions.items()}
+    df = {}
+    for gs in grams.values():
+        for g in set().union(*map(set, gs)):
+            df[g] = df.get(g, 0) + 1
+    df_log = {g: math.log(max(1.0, c)) for g, c in df.items()}
+    ref_len = math.log(len(grams))
+    out = {}
+    for vid, gs in grams.items():
+        vecs = [_vec(g, df_log, ref_len) for g in gs]
+        lens = [len(split_words(c)) for c in captions[vid]]
+        scores = []
+        for i, (vi, ni) in enumerate(vecs):
+            total = 0.0
+            for j, (vj, nj) in enumerate(vecs):
+                if j == i:
+                    continue
+                sim = 0.0
+                for k in range(4):
+                    dot = sum(min(v, vj[k].get(g, 0.0)) * vj[k].get(g, 0.0)
+                              for g, v in vi[k].items())
+                    if ni[k] and nj[k]:
+                        sim += dot / (ni[k] * nj[k])
+                total += sim * math.exp(-(lens[i] - lens[j])**2 / (2 * sigma * sigma))
+            scores.append(total / (len(gs) - 1) / 4 * 10.0 if len(gs) > 1 else None)
+        out[vid] = scores
+    return out
+
+
+def test_leave_one_out_cider_d_equals_the_plain_formula():
+    import random
+    rng = random.Random(0)
+    words = 'a man woman dog is are playing running the ball in park red quickly'.split()
+    caps = {f'v{i}': [' '.join(rng.choice(words) for _ in range(rng.randint(1, 9)))
+                      for _ in range(rng.randint(1, 6))] for i in range(40)}
+    assert cider_d_loo(caps) == _loo_reference(caps)

@@ -44,6 +44,8 @@ def test_second_build_reads_token_ids_and_they_are_the_tokenizers(tiny_root, tmp
     assert tok.calls > 0  # encoded once per distinct caption
     files = [f for f in os.listdir(tmp_path) if f.endswith('.npy')]
     assert len(files) == 1 and files[0].startswith('tiny_caption.tokens.')
+    # TF-IDF grades asked for: the consensus grades (leave-one-out CIDEr-D) are not computed
+    assert not [f for f in os.listdir(tmp_path) if '.consensus.' in f]
     tok.calls = 0
     second = _dataset(tiny_root, tok, tmp_path, teacher_caption=True, grade='tfidf')
     assert tok.calls == 0 and len(second) == n

@@ -287,7 +287,8 @@ class CaptionDataset(BaseDataset):
                       level=30)
         prep = None
         if self.grade or self.concepts is not None or self.teacher_caption:
-            prep = load_preprocessed(self.ann_file, self.cache_dir, captions)
+            prep = load_preprocessed(self.ann_file, self.cache_dir, captions,
+                                     consensus=self.grade == 'consensus')
         data_list = []
         token_rows = None if self.test_mode else self._token_rows(
             captions, ids, set(missing) | hidden, prep)

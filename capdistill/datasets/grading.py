@@ -94,8 +94,13 @@ def cider_d_loo(captions, sigma=6.0):
                 delta = lens[i] - lens[j]
                 sim = 0.0
                 for k in range(4):
-                    dot = sum(min(v, vj[k].get(g, 0.0)) * vj[k].get(g, 0.0)
-                              for g, v in vi[k].items())
+                    # n-grams absent from reference j would add min(v, 0.0) * 0.0 == 0:
+                    # skipping them leaves the same sum, in the same order
+                    vjk, dot = vj[k], 0
+                    for g, v in vi[k].items():
+                        r = vjk.get(g)
+                        if r is not None:
+                            dot += min(v, r) * r
                     if ni[k] and nj[k]:
                         sim += dot / (ni[k] * nj[k])
                 total += sim * math.exp(-delta * delta / (2 * sigma * sigma))

@@ -1,11 +1,13 @@
 """Once-per-dataset preprocessing of caption annotations, cached on disk.
 
-Concepts (nouns/verbs of every caption), TF-IDF and consensus grades and the teacher
-caption of each video are computed once from the annotation file and stored as json
+Concepts (nouns/verbs of every caption), TF-IDF grades and the teacher caption of
+each video are computed once from the annotation file and stored as json
 under ``cache_dir`` (default: ``.capdistill_cache/`` next to the annotation file, or
 ``~/.cache/capdistill`` if that folder cannot be written). The cache file name holds a
 hash of the annotation file's bytes and of the preprocessing version, so an edited
-annotation file is preprocessed again and a stale cache is never read.
+annotation file is preprocessed again and a stale cache is never read. Consensus
+grades (leave-one-out CIDEr-D, more than half of the cold build's time) are computed
+and cached, in a file of their own, only when a dataset asks for them.
 
 Token ids of the training captions are cached there too (:func:`cached_token_ids`, a
 ``.npy`` per list of captions, tokenizer and length), since tokenising ~130,000
@@ -18,7 +20,7 @@ import os.path as osp
 
 from .annotations import file_hash, load_captions
 
-VERSION = 2  # bump when concepts or grades change meaning
+VERSION = 3  # bump when concepts or grades change meaning (3: consensus on its own)
 
 
 def _writable(folder):
@@ -41,51 +43,77 @@ def _cache_folder(ann_file, cache_dir=None):
     return cache_dir
 
 
-def cache_path(ann_file, cache_dir=None):
-    """Where the preprocessed annotations of ``ann_file`` live."""
+def cache_path(ann_file, cache_dir=None, part=''):
+    """Where the preprocessed annotations of ``ann_file`` live (``part='consensus'``:
+    its consensus grades)."""
     cache_dir = _cache_folder(ann_file, cache_dir)
-    stem = osp.splitext(osp.basename(ann_file))[0]
+    stem = osp.splitext(osp.basename(ann_file))[0] + (f'.{part}' if part else '')
     return osp.join(cache_dir, f'{stem}.v{VERSION}.{file_hash(ann_file)}.json')
 
 
-def preprocess_captions(captions):
-    """Video id -> dict(captions, nouns, verbs, tfidf, consensus, teacher)."""
+def preprocess_captions(captions, consensus=True):
+    """Video id -> dict(captions, nouns, verbs, tfidf, teacher[, consensus])."""
     from .concepts import caption_concepts
-    from .grading import consensus_grades, tfidf_grades
+    from .grading import tfidf_grades
     tfidf = tfidf_grades(captions)
-    consensus = consensus_grades(captions)
     out = {}
     for vid, caps in captions.items():
         concepts = [caption_concepts(c) for c in caps]
         grades, top = tfidf[vid]
         out[vid] = dict(captions=list(caps), nouns=[c[0] for c in concepts],
                         verbs=[c[1] for c in concepts],
-                        tfidf=[round(g, 6) for g in grades],
-                        consensus=[round(g, 6) for g in consensus[vid]], teacher=top)
+                        tfidf=[round(g, 6) for g in grades], teacher=top)
+    if consensus:
+        for vid, grades in consensus_part(captions).items():
+            out[vid]['consensus'] = grades
     return out
 
 
-def load_preprocessed(ann_file, cache_dir=None, captions=None):
-    """Preprocessed annotations of ``ann_file``, computed on the first call and cached.
+def consensus_part(captions):
+    """Video id -> consensus grades (rounded as cached)."""
+    from .grading import consensus_grades
+    return {vid: [round(g, 6) for g in grades]
+            for vid, grades in consensus_grades(captions).items()}
 
-    Several processes may build the cache at once: each writes a private temporary
-    file and renames it into place, so readers never see a partial file.
-    """
-    path = cache_path(ann_file, cache_dir)
+
+def _cached_json(path, compute):
     if osp.isfile(path):
         try:
             with open(path, encoding='utf-8') as f:
                 return json.load(f)
         except (OSError, json.JSONDecodeError):
             pass  # damaged cache: rebuild it below
-    if captions is None:
-        captions = load_captions(ann_file)
-    data = preprocess_captions(captions)
+    data = compute()
     os.makedirs(osp.dirname(path), exist_ok=True)
     tmp = f'{path}.{os.getpid()}.tmp'
     with open(tmp, 'w', encoding='utf-8') as f:
         json.dump(data, f)
     os.replace(tmp, path)
+    return data
+
+
+def load_preprocessed(ann_file, cache_dir=None, captions=None, consensus=False):
+    """Preprocessed annotations of ``ann_file``, computed on the first call and cached.
+
+    ``consensus=True`` adds each video's ``consensus`` grades (cached in a file of
+    their own, computed on the first call that asks for them).
+
+    Several processes may build the cache at once: each writes a private temporary
+    file and renames it into place, so readers never see a partial file.
+    """
+    def get_captions():
+        nonlocal captions
+        if captions is None:
+            captions = load_captions(ann_file)
+        return captions
+
+    data = _cached_json(cache_path(ann_file, cache_dir),
+                        lambda: preprocess_captions(get_captions(), consensus=False))
+    if consensus:
+        grades = _cached_json(cache_path(ann_file, cache_dir, 'consensus'),
+                              lambda: consensus_part(get_captions()))
+        for vid, info in data.items():
+            info['consensus'] = grades[vid]
     return data
 
 
