@@ -383,27 +383,34 @@ def beam_search(head, memory, mem_mask, bos_id, eos_id, max_steps, beam_size=5,
         if last:
             top_cand = top_val.add_(scores)
             ends, end_beam = top_cand[:, 0].view(n, width).max(-1)
+            may_end = True
         else:
             # a beam may end only if EOS is among its own K best next tokens (so K=1
-            # ends exactly where greedy does; K >= vocabulary ends every beam)
+            # ends exactly where greedy does; K >= vocabulary ends every beam); at a
+            # step where no beam may end (EOS ranks lower everywhere, or before
+            # min_len) there is nothing to score
             eos_logp = logp[:, eos_id]
-            eos_cand = scores.view(-1) + eos_logp
-            eos_cand.masked_fill_(eos_logp < top_val[:, min(k, v) - 1], NEG_INF)
-            ends, end_beam = eos_cand.view(n, width).max(-1)
+            cannot = eos_logp < top_val[:, min(k, v) - 1]
+            may_end = not cannot.all()
+            if may_end:
+                eos_cand = (scores.view(-1) + eos_logp).masked_fill_(cannot, NEG_INF)
+                ends, end_beam = eos_cand.view(n, width).max(-1)
             top_cand = top_val.add_(scores)  # the candidates' running scores
-        if a:
-            ends.div_(norms[t])
-        better = ends > live_best
-        if better.any():
-            finished = True
-            rows = better.nonzero().squeeze(1)
-            src = first_rows[rows, 0] + end_beam[rows]
-            end_word = top_idx[src, :1] if last else tokens.new_full((rows.numel(), 1), eos_id)
-            vids = live[rows]
-            best_tokens[vids, :length] = torch.cat([tokens[src, 1:], end_word], dim=1)
-            best_tokens[vids, length:] = eos_id
-            best_scores[vids] = ends[rows]
-            live_best = torch.where(better, ends, live_best)
+        if may_end:
+            if a:
+                ends.div_(norms[t])
+            better = ends > live_best
+            if better.any():
+                finished = True
+                rows = better.nonzero().squeeze(1)
+                src = first_rows[rows, 0] + end_beam[rows]
+                end_word = top_idx[src, :1] if last else \
+                    tokens.new_full((rows.numel(), 1), eos_id)
+                vids = live[rows]
+                best_tokens[vids, :length] = torch.cat([tokens[src, 1:], end_word], dim=1)
+                best_tokens[vids, length:] = eos_id
+                best_scores[vids] = ends[rows]
+                live_best = torch.where(better, ends, live_best)
         if last:
             break
         # survivors: the K best continuations that do not end here
