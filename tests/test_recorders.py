@@ -195,3 +195,30 @@ def test_sequence_kd_decodes_each_video_once(tmp_path):
 
 def test_isinstance_algorithm():
     assert isinstance(_algo(), DistillAlgorithm)
+
+
+def _fill_cache(cache_dir, rounds, start):
+    from capdistill.models.distillers.teacher_cache import TeacherCache
+    cache = TeacherCache(cache_dir, topk=4)
+    logits = torch.randn(3, 5, 10)
+    start.wait()  # both writers at once
+    for _ in range(rounds):
+        cache.save(['a', 'b', 'c'], [5, 4, 3], dict(t_logits=logits))
+
+
+def test_teacher_cache_filled_by_two_processes_at_once(tmp_path):
+    """Two runs sharing a cache may write the same caption's file at the same time."""
+    import multiprocessing as mp
+
+    from capdistill.models.distillers.teacher_cache import TeacherCache
+    ctx = mp.get_context('spawn')
+    start = ctx.Barrier(2)
+    procs = [ctx.Process(target=_fill_cache, args=(str(tmp_path), 400, start)) for _ in range(2)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+    assert [p.exitcode for p in procs] == [0, 0]
+    assert sorted(os.listdir(tmp_path)) == ['a.safetensors', 'b.safetensors', 'c.safetensors']
+    out = TeacherCache(str(tmp_path), topk=4).load(['a', 'b', 'c'], 5, 10, ['t_logits'])
+    assert out['t_logits'].shape == (3, 5, 10)

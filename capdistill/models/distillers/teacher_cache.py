@@ -21,7 +21,10 @@ import os
 import re
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
+from safetensors.torch import save as safetensors_bytes
+
+from capdistill.utils.files import atomic_open
 
 FILL = -1e4
 
@@ -95,6 +98,6 @@ class TeacherCache:
                     item['t_logits.indices'] = idx.to(torch.int32).contiguous().cpu()
                 else:
                     item[name] = value[i].detach().float().contiguous().cpu()
-            tmp = self._path(key) + '.tmp'
-            save_file(item, tmp)
-            os.replace(tmp, self._path(key))
+            # a temporary file of its own per writer: runs sharing a cache may fill it at once
+            with atomic_open(self._path(key)) as f:
+                f.write(safetensors_bytes(item))
