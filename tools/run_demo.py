@@ -106,8 +106,11 @@ def train_and_test(label, stages, args, demo_dir, student=True, teacher_ckpt=Non
         opts = []
         if student:  # seeded like the table's seed 0
             opts.append(f'randomness.seed={SEED}')
-            if 'teacher_ckpt' in cfg.model:  # the teacher this demo trained, wherever work_root is
+            # the teacher this demo trained, wherever work_root is
+            if 'teacher_ckpt' in cfg.model:
                 opts.append(f'model.teacher_ckpt={teacher_ckpt}')
+            if 'teacher_ckpt' in cfg.model.get('kd', {}):  # SCST's distillation term
+                opts.append(f'model.kd.teacher_ckpt={teacher_ckpt}')
         if ckpt is not None:  # a later stage starts from the previous stage's weights
             opts += [f'model.student_ckpt={ckpt}', f'model.sampler.seed={SEED}']
         ckpt = osp.join(work_dir, f'epoch_{cfg.train_cfg.max_epochs}.pth')
