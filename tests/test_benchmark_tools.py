@@ -40,3 +40,20 @@ def test_synthetic_msrvtt_has_the_reference_layout(tmp_path):
         assert arr.shape == (15, dim) and arr.dtype == np.float16
     with open(tmp_path / 'language' / 'msrvtt_caption.json') as f:
         assert {v['split'] for v in json.load(f)['videos']} == {'train', 'validate', 'test'}
+
+
+def test_metric_benchmark_busy_core_is_pinned_and_stopped():
+    import benchmark_metrics
+    before = os.sched_getaffinity(0)
+    try:
+        cpus = benchmark_metrics.two_cpus()
+        assert len(cpus) == 2 and os.sched_getaffinity(0) == set(cpus)
+        with benchmark_metrics.BusyCore(cpus[1]) as busy:
+            assert os.sched_getaffinity(busy.proc.pid) == {cpus[1]}
+            assert busy.proc.poll() is None  # spinning
+        assert busy.proc.poll() is not None  # stopped when the block ends
+    finally:
+        os.sched_setaffinity(0, before)
+    preds, refs = benchmark_metrics.make_caption_set(3, 2)
+    later = benchmark_metrics.new_predictions(refs, 1)
+    assert set(later) == set(refs) and later != preds

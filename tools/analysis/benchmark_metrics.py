@@ -2,23 +2,39 @@
 
 Builds a deterministic synthetic caption set the size of an MSR-VTT test split
 (2,990 videos x 20 references by default; sentences come from a small grammar,
-they are not MSR-VTT captions), then, in one process and both cold (each pays
-for its own JVM starts):
+they are not MSR-VTT captions), then, in one process, under each condition:
+
+* ``idle``: the benchmark alone on two CPUs;
+* ``busy``: the same two CPUs with a busy-loop process pinned to the second one
+  (started and stopped by the benchmark), i.e. one core left for everything;
+
+it times
 
 1. the baseline: pycocoevalcap's ``PTBTokenizer`` on references and on
    predictions, then ``Bleu(4)``, ``Meteor``, ``Rouge`` and ``Cider`` one after
-   another, exactly as pycocoevalcap's ``COCOEvalCap`` does;
-2. :func:`capdistill.evaluation.score_captions`.
+   another, exactly as pycocoevalcap's ``COCOEvalCap`` does (every call cold);
+2. ``cold``: :func:`capdistill.evaluation.score_captions` in a process that has
+   not scored before (its own JVM starts, empty caches);
+3. ``jvm started early``: the same once METEOR's JVM is loaded, as in a test run,
+   where :class:`CaptionMetric` starts it with the first batch and it loads while
+   the model decodes;
+4. ``next evaluation``: the same references with new predictions, as in the
+   validation of a later epoch (JVM running, reference tokens cached).
 
-It prints both wall times, their ratio, the baseline's time per step, and
-checks that every score (aggregate and per video) is identical.
+It prints the wall times, their ratios to the baseline, the baseline's time per
+step, and checks that every score (aggregate and per video) of 2 and 3 is
+identical to the baseline's.
 
 Example::
 
-    python tools/analysis/benchmark_metrics.py --num-videos 2990 --refs 20
+    OMP_NUM_THREADS=1 python tools/analysis/benchmark_metrics.py --num-videos 2990 --refs 20
 """
 import argparse
+import json
+import os
 import random
+import resource
+import subprocess
 import sys
 import time
 
@@ -65,6 +81,39 @@ def make_caption_set(num_videos=2990, num_refs=20, seed=0):
     return predictions, references
 
 
+def new_predictions(references, seed):
+    """Other predictions for the same videos (a later epoch's)."""
+    rng = random.Random(seed)
+    return {vid: make_sentence(rng) for vid in references}
+
+
+class BusyCore:
+    """A busy-loop process pinned to one CPU while the context is open."""
+
+    def __init__(self, cpu):
+        self.cpu = cpu
+        self.proc = None
+
+    def __enter__(self):
+        self.proc = subprocess.Popen([sys.executable, '-c', 'while True: pass'])
+        os.sched_setaffinity(self.proc.pid, {self.cpu})
+        return self
+
+    def __exit__(self, *exc):
+        self.proc.kill()
+        self.proc.wait()
+
+
+def two_cpus():
+    """Pin this process (and the JVMs it starts) to two of its CPUs; returns them."""
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        raise RuntimeError(f'the busy-core comparison needs two CPUs; this process may '
+                           f'use {cpus} only (run it without a one-CPU affinity mask).')
+    os.sched_setaffinity(0, set(cpus[:2]))
+    return cpus[:2]
+
+
 def run_baseline(predictions, references):
     """pycocoevalcap, step by step; returns (scores, per_video, seconds per step)."""
     from pycocoevalcap.bleu.bleu import Bleu
@@ -99,51 +148,122 @@ def run_baseline(predictions, references):
     return scores, per_video, times
 
 
+def _identical(base, base_per_video, ours, vids, label):
+    same = True
+    for key, value in base.items():
+        if ours['aggregate'][key] != value:
+            same = False
+            print(f'{label}: {key} differs: {value!r} vs {ours["aggregate"][key]!r}')
+    for key, values in base_per_video.items():
+        for vid, value in zip(vids, values):
+            if ours['per_video'][vid][key] != value:
+                same = False
+                print(f'{label}: per-video {key} differs for {vid}: {value!r} vs '
+                      f'{ours["per_video"][vid][key]!r}')
+                break
+    return same
+
+
+def _cpu_seconds():
+    """CPU seconds of this process, its reaped children and the live METEOR JVM."""
+    from capdistill.evaluation import caption_scorer as cs
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    total = time.process_time() + children.ru_utime + children.ru_stime
+    proc = cs._METEOR.proc
+    if proc is not None and proc.poll() is None:
+        with open(f'/proc/{proc.pid}/stat') as f:
+            fields = f.read().rsplit(')', 1)[1].split()
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf('SC_CLK_TCK')
+    return total
+
+
+class _Timer:
+    """Wall and CPU seconds of a block (CPU: see :func:`_cpu_seconds`)."""
+
+    def __init__(self, out, key):
+        self.out, self.key = out, key
+
+    def __enter__(self):
+        self.wall, self.cpu = time.perf_counter(), _cpu_seconds()
+
+    def __exit__(self, *exc):
+        self.out[self.key] = time.perf_counter() - self.wall
+        self.out[self.key + '_cpu'] = _cpu_seconds() - self.cpu
+
+
+def run_condition(predictions, references, later_predictions):
+    """The baseline and the three capdistill cases once; returns seconds and checks."""
+    from capdistill.evaluation import caption_scorer as cs
+    from capdistill.evaluation import score_captions
+    vids = list(references)
+    out = {}
+    with _Timer(out, 'baseline'):
+        base, base_per_video, out['baseline_steps'] = run_baseline(predictions, references)
+
+    cs.shutdown_meteor()
+    cs.clear_caches()
+    with _Timer(out, 'cold'):
+        cold = score_captions(predictions, references, per_video=True)
+
+    cs.shutdown_meteor()
+    cs.clear_caches()
+    cs.prestart_meteor()
+    cs._METEOR.compute_score({'x': ['a']}, {'x': ['a']}, ['x'])  # wait until loaded
+    with _Timer(out, 'early'):
+        early = score_captions(predictions, references, per_video=True)
+
+    with _Timer(out, 'next'):
+        score_captions(later_predictions, references)
+    out['identical'] = (_identical(base, base_per_video, cold, vids, 'cold')
+                        and _identical(base, base_per_video, early, vids, 'early'))
+    out['scores'] = base
+    return out
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--num-videos', type=int, default=2990)
     parser.add_argument('--refs', type=int, default=20)
     parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument('--conditions', nargs='+', default=['idle', 'busy'],
+                        choices=['idle', 'busy'])
+    parser.add_argument('--out', help='write the measurements as json here')
     args = parser.parse_args(argv)
 
     import capdistill
     capdistill.setup_runtime()  # compatibility patches, for this process only
-    from capdistill.evaluation import score_captions
 
     predictions, references = make_caption_set(args.num_videos, args.refs, args.seed)
-    print(f'{len(predictions)} videos x {args.refs} references')
+    later = new_predictions(references, args.seed + 1)
+    cpus = two_cpus()
+    print(f'{len(predictions)} videos x {args.refs} references, CPUs {cpus}')
 
-    t = time.perf_counter()
-    base, base_per_video, times = run_baseline(predictions, references)
-    base_total = time.perf_counter() - t
+    results = {}
+    for condition in args.conditions:
+        if condition == 'busy':
+            with BusyCore(cpus[1]):
+                results[condition] = run_condition(predictions, references, later)
+        else:
+            results[condition] = run_condition(predictions, references, later)
+        r = results[condition]
+        print(f'\n[{condition}] baseline (pycocoevalcap, sequential) per step: ' + ', '.join(
+            f'{name} {sec:.2f} s' for name, sec in r['baseline_steps'].items()), flush=True)
 
-    t = time.perf_counter()
-    ours = score_captions(predictions, references, per_video=True)
-    ours_total = time.perf_counter() - t
-
-    print('\nbaseline (pycocoevalcap, sequential) per step:')
-    for name, sec in times.items():
-        print(f'  {name:<10s} {sec:7.2f} s')
-    print(f'\n{"":<12s}{"baseline":>10s}{"capdistill":>12s}')
-    print(f'{"seconds":<12s}{base_total:>10.2f}{ours_total:>12.2f}')
-    print(f'ratio (capdistill / baseline): {ours_total / base_total:.3f}')
-
-    print(f'\n{"metric":<10s}{"baseline":>22s}{"capdistill":>22s}')
-    identical = True
-    for key, value in base.items():
-        mine = ours['aggregate'][key]
-        same = mine == value
-        identical &= same
-        print(f'{key:<10s}{value!r:>22}{mine!r:>22}{"" if same else "  DIFFERENT"}')
-    vids = list(references)
-    for key, values in base_per_video.items():
-        for vid, value in zip(vids, values):
-            if ours['per_video'][vid][key] != value:
-                identical = False
-                print(f'per-video {key} differs for {vid}: {value!r} vs '
-                      f'{ours["per_video"][vid][key]!r}')
-                break
-    print('\nscores identical (aggregate and per video):', identical)
+    print('\nwall seconds (ratio to pycocoevalcap); CPU seconds below each, all processes')
+    print('| second core | pycocoevalcap | cold | JVM started early | next evaluation |'
+          '\n|---|---|---|---|---|')
+    for condition, r in results.items():
+        for unit, suffix in (('wall', ''), ('CPU', '_cpu')):
+            cells = ' | '.join(f'{r[k + suffix]:.2f} ({r[k + suffix] / r["baseline" + suffix]:.2f}x)'
+                               for k in ('cold', 'early', 'next'))
+            print(f'| {condition}, {unit} s | {r["baseline" + suffix]:.2f} | {cells} |')
+    identical = all(r['identical'] for r in results.values())
+    print('\nscores identical to pycocoevalcap (aggregate and per video):', identical)
+    print('scores: ' + ', '.join(f'{k} {v:.4f}' for k, v in
+                                 next(iter(results.values()))['scores'].items()))
+    if args.out:
+        with open(args.out, 'w') as f:
+            json.dump(results, f, indent=1)
     return 0 if identical else 1
 
 
