@@ -254,7 +254,8 @@ def main(argv=None):
           '\n|---|---|---|---|---|')
     for condition, r in results.items():
         for unit, suffix in (('wall', ''), ('CPU', '_cpu')):
-            cells = ' | '.join(f'{r[k + suffix]:.2f} ({r[k + suffix] / r["baseline" + suffix]:.2f}x)'
+            base = r['baseline' + suffix]
+            cells = ' | '.join(f'{r[k + suffix]:.2f} ({r[k + suffix] / base:.2f}x)'
                                for k in ('cold', 'early', 'next'))
             print(f'| {condition}, {unit} s | {r["baseline" + suffix]:.2f} | {cells} |')
     identical = all(r['identical'] for r in results.values())
