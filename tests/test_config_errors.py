@@ -109,7 +109,7 @@ def test_ctrl_c_is_one_line_and_the_log_keeps_the_traceback(tmp_path, tiny_root)
     work = tmp_path / 'work'
     env = dict(os.environ, PYTHONPATH=REPO, HF_HUB_OFFLINE='1', OMP_NUM_THREADS='1')
     proc = subprocess.Popen([sys.executable, 'tools/train.py', cfg, '--work-dir', str(work),
-                             '--cfg-options', 'train_cfg.max_epochs=500'], cwd=REPO, env=env,
+                             '--cfg-options', 'train_cfg.max_epochs=100000'], cwd=REPO, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
 
