@@ -110,7 +110,10 @@ def test_ctrl_c_is_one_line_and_the_log_keeps_the_traceback(tmp_path, tiny_root)
     env = dict(os.environ, PYTHONPATH=REPO, HF_HUB_OFFLINE='1', OMP_NUM_THREADS='1')
     proc = subprocess.Popen([sys.executable, 'tools/train.py', cfg, '--work-dir', str(work),
                              '--cfg-options', 'train_cfg.max_epochs=100000'], cwd=REPO, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            # as from a terminal: a pytest-xdist worker ignores SIGINT, and an
+                            # ignored signal stays ignored in its children
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 120
 
     def training():
