@@ -107,21 +107,24 @@ def train_and_test(label, stages, args, demo_dir, student=True, teacher_ckpt=Non
         config = config_for_root(config, args.data_root, demo_dir)
         work_dir = osp.join(args.work_root, stem)
         cfg = Config.fromfile(config)
-        opts = []
+        overrides = {}
         if student:  # seeded like the table's seed 0
-            opts.append(f'randomness.seed={SEED}')
+            overrides['randomness.seed'] = SEED
             # the teacher this demo trained, wherever work_root is
             if 'teacher_ckpt' in cfg.model:
-                opts.append(f'model.teacher_ckpt={teacher_ckpt}')
+                overrides['model.teacher_ckpt'] = teacher_ckpt
             if 'teacher_ckpt' in cfg.model.get('kd', {}):  # SCST's distillation term
-                opts.append(f'model.kd.teacher_ckpt={teacher_ckpt}')
+                overrides['model.kd.teacher_ckpt'] = teacher_ckpt
         if ckpt is not None:  # a later stage starts from the previous stage's weights
-            opts += [f'model.student_ckpt={ckpt}', f'model.sampler.seed={SEED}']
+            overrides.update({'model.student_ckpt': ckpt, 'model.sampler.seed': SEED})
+        if overrides:  # one file that training, testing and measuring all read
+            cfg.merge_from_dict(overrides)
+            config = osp.join(demo_dir, f'{stem}.py')
+            cfg.dump(config)
         ckpt = osp.join(work_dir, f'epoch_{cfg.train_cfg.max_epochs}.pth')
         if args.force or not osp.isfile(ckpt):
             print(f'[demo] training {label}: {config}', flush=True)
-            run(['tools/train.py', config, '--work-dir', work_dir]
-                + (['--cfg-options', *opts] if opts else []),
+            run(['tools/train.py', config, '--work-dir', work_dir],
                 osp.join(demo_dir, f'{stem}.train.log'), label, threads)
     out = osp.join(demo_dir, f'{stem}.test.json')
     print(f'[demo] testing {label} on the test split', flush=True)
@@ -152,6 +155,8 @@ def measure(config, checkpoint, beam_size=5):
     torch.set_num_threads(1)
     cfg = Config.fromfile(config)
     model = init_captioner(cfg, checkpoint)
+    # an SCST run deploys the captioner it fine-tuned
+    model = getattr(model, 'captioner', model)
     _, teacher, whole = build(config)
     with DefaultScope.overwrite_default_scope('capdistill'):
         dataset = DATASETS.build(cfg.test_dataloader.dataset)
