@@ -250,7 +250,91 @@ def test_greedy_shortlist_gives_the_same_captions(cls, monkeypatch):
     kw = dict(min_len=2, banned_ids=[0, 1])
     plain = greedy_decode(head, memory, mask, BOS, EOS, 9, shortlist=False, **kw)
     assert not picks
-    fast = greedy_decode(head, memory, mask, BOS, EOS, 9, shortlist=True, **kw)
+    fast = greedy_decode(head, memory, mask, BOS, EOS, 9, shortlist=['int8'], **kw)
     slow = greedy_decode(head, memory, mask, BOS, EOS, 9, use_cache=False, **kw)
     assert torch.equal(plain, fast) and torch.equal(fast, slow)
     assert any(p is not None for p in picks)  # the int8 pass did pick words
+
+
+def trained_like_weight(vocab=20000, dim=64, used=60, seed=0):
+    """An output layer shaped like a trained one: the few words the captions use have
+    large, spread rows; the rest stay small (they only ever got pushed down)."""
+    g = torch.Generator().manual_seed(seed)
+    weight = torch.randn(vocab, dim, generator=g) * 0.05
+    weight[:used] = torch.randn(used, dim, generator=g) * 1.5
+    return weight
+
+
+def test_vocabulary_groups_argmax_is_exact():
+    """Only the groups that can win are read; the pick is the float argmax, the lowest
+    id among equal scores, never a banned word."""
+    from capdistill.models.captioners.decoding import VocabularyGroups
+    weight = trained_like_weight()
+    weight[7] = weight[3]  # equal scores for words 3 and 7: argmax gives 3
+    groups = VocabularyGroups(weight)
+    banned = torch.zeros(len(weight), dtype=torch.bool)
+    banned[[0, 1, 5]] = True
+    g = torch.Generator().manual_seed(1)
+    picked = 0
+    for trial in range(40):
+        n = 1 if trial % 2 else 4
+        h = torch.randn(n, 64, generator=g) * 3
+        if trial % 5 == 0:
+            h[0] = weight[5] * 4  # the best word is banned: the next one must come back
+        if trial % 7 == 0:
+            h[0] = weight[3] * 4
+        for ban in (banned, None):
+            full = h @ weight.t()
+            if ban is not None:
+                full = full.masked_fill(ban, float('-inf'))
+            got = groups.argmax(h, ban)
+            if got is not None:
+                picked += 1
+                assert torch.equal(got, full.argmax(-1)), trial
+    assert picked >= 70  # a few random directions leave too many groups open
+    # flat scores (random rows everywhere): too much to read, the caller scores all words
+    flat = VocabularyGroups(torch.randn(20000, 64, generator=g))
+    assert flat.argmax(torch.randn(1, 64, generator=g)) is None
+    assert flat.argmax(torch.randn(3, 64, generator=g)) is None
+
+
+def test_vocabulary_groups_read_a_small_share(monkeypatch):
+    """At batch 1 a trained-like output layer is read a few groups at a time."""
+    from capdistill.models.captioners.decoding import VocabularyGroups
+    weight = trained_like_weight()
+    groups = VocabularyGroups(weight)
+    read = []
+    mv = torch.mv
+    monkeypatch.setattr(torch, 'mv', lambda m, v: read.append(m.shape[0]) or mv(m, v))
+    h = weight[:60].mean(0, keepdim=True) + weight[11:12] * 2
+    assert torch.equal(groups.argmax(h), (h @ weight.t()).argmax(-1))
+    assert read and sum(read) < len(weight) // 20
+
+
+@pytest.mark.parametrize('cls', HEADS)
+def test_greedy_groups_give_the_same_captions(cls, monkeypatch):
+    from capdistill.models.captioners.decoding import VocabularyGroups
+    picks = []
+    argmax = VocabularyGroups.argmax
+    monkeypatch.setattr(VocabularyGroups, 'argmax',
+                        lambda self, h, banned: picks.append(argmax(self, h, banned))
+                        or picks[-1])
+    head = make_head(cls, vocab=9000).head
+    with torch.no_grad():
+        head.word_embed.weight.copy_(trained_like_weight(9000, 32, seed=3))
+    memory, mask = make_memory()
+    kw = dict(min_len=2, banned_ids=[0, 1])
+    plain = greedy_decode(head, memory, mask, BOS, EOS, 9, shortlist=False, **kw)
+    auto = greedy_decode(head, memory, mask, BOS, EOS, 9, **kw)  # 9,000 words: groups only
+    slow = greedy_decode(head, memory, mask, BOS, EOS, 9, use_cache=False, **kw)
+    assert torch.equal(plain, auto) and torch.equal(auto, slow)
+    assert sum(p is not None for p in picks) >= len(picks) - 1  # the groups picked
+    one = greedy_decode(head, memory[:1], mask[:1], BOS, EOS, 9, **kw)  # batch 1
+    assert torch.equal(one, slow[:1, :one.shape[1]])
+
+
+def test_unknown_word_picker_is_named():
+    head = make_head(PrefixLMHead, vocab=9000).head
+    memory, mask = make_memory()
+    with pytest.raises(ValueError, match="Unknown word picker 'fp16'"):
+        greedy_decode(head, memory, mask, BOS, EOS, 4, shortlist=['fp16'])

@@ -9,7 +9,8 @@ Two strategies, both batched:
 Finished captions stop costing: a greedy row leaves the batch (and the cache) when it
 emits EOS, a video's ``K`` beam rows when no live beam can beat its best finished
 caption, so a decode's cost follows the captions' actual lengths. Greedy picks words on
-a wide vocabulary through :class:`Int8Shortlist` (the same words, fewer bytes read).
+a wide vocabulary through the pickers of :mod:`.word_pick` (the same words, fewer bytes
+read).
 
 Both take ``use_cache=False`` for the reference implementation's decoding loop (kept
 for checking): for every new token the whole head runs over a caption buffer of the full
@@ -24,15 +25,11 @@ that reaches ``max_steps`` without EOS ends there)::
 with ``log p`` the log-softmax over the *whole* vocabulary; banned tokens, EOS before
 ``min_len`` and repeated n-grams are excluded from the search but not renormalised.
 """
-import warnings
-import weakref
-
 import torch
 import torch.nn.functional as F
 
-NEG_INF = float('-inf')
-#: greedy decoding picks words through :class:`Int8Shortlist` from this vocabulary size on
-SHORTLIST_MIN_VOCAB = 16384
+from .word_pick import (GROUPS_MIN_VOCAB, NEG_INF, SHORTLIST_MIN_VOCAB,  # noqa: F401
+                        Int8Shortlist, VocabularyGroups, row_topk, word_pickers)
 
 
 @torch.no_grad()
@@ -49,82 +46,6 @@ def decode(head, memory, mem_mask, bos_id, eos_id, max_steps, strategy='greedy',
         return beam_search(head, memory, mem_mask, bos_id, eos_id, max_steps,
                            beam_size=beam_size, **kwargs)
     raise ValueError(f"Unknown decoding strategy {strategy!r}; use 'greedy' or 'beam'.")
-
-
-_SHORTLISTS = {}  # id(weight) -> (weakref to it, its version, Int8Shortlist)
-
-
-class Int8Shortlist:
-    """Exact argmax of ``h @ W.T`` that reads an int8 copy of a wide ``W``.
-
-    At batch 1 a decoding step is bound by reading the output layer (49,408 x 512
-    floats for CLIP's vocabulary); the int8 copy is a quarter of the bytes. Every
-    word's int8 score ``a`` is within ``e`` of its exact score, with
-    ``e = |W_v - Q_v|_2 |h|_2 + |Q_v|_1 s`` (weight rounding, Cauchy-Schwarz; input
-    rounding of at most one step ``s`` of the dynamic int8 input scale, Hoelder), so
-    the best word is among the words whose ``a + e`` reaches ``max(a - e)``; only
-    those get exact float scores. Banned words are never candidates. When the
-    candidates are too many (flat distributions, e.g. untrained weights) the exact
-    scores of the whole vocabulary are needed instead (:meth:`argmax` says so). Needs
-    PyTorch's x86/fbgemm quantized engine (checked by :meth:`supported`).
-    """
-
-    #: above this many candidates per row the whole vocabulary is scored exactly
-    max_candidates = 256
-
-    def __init__(self, weight):
-        w = weight.detach().float().contiguous()
-        scale = (w.abs().amax(1) / 127).clamp(min=1e-12).double()
-        with warnings.catch_warnings():  # quantized tensors are marked for removal
-            warnings.simplefilter('ignore', UserWarning)
-            q = torch.quantize_per_channel(w, scale, torch.zeros_like(scale, dtype=torch.long),
-                                           0, torch.qint8)
-            self.packed = torch.ops.quantized.linear_prepack(q, None)
-        deq = q.dequantize()
-        self.err = (w - deq).norm(dim=1)
-        self.l1 = deq.abs().sum(1)
-        self.weight = w
-
-    @staticmethod
-    def supported(weight):
-        """Whether this PyTorch build can run the int8 pass for ``weight``."""
-        return (weight.device.type == 'cpu' and weight.dtype == torch.float32
-                and torch.backends.quantized.engine in ('x86', 'fbgemm')
-                and hasattr(torch.ops.quantized, 'linear_dynamic'))
-
-    @classmethod
-    def of(cls, weight):
-        """The shortlist of ``weight``, rebuilt when the weight changes in place."""
-        key = (weight._version, weight.data_ptr(), tuple(weight.shape))
-        hit = _SHORTLISTS.get(id(weight))
-        if hit is None or hit[0]() is not weight or hit[1] != key:
-            for k in [k for k, v in _SHORTLISTS.items() if v[0]() is None]:
-                del _SHORTLISTS[k]  # weights that are gone
-            hit = (weakref.ref(weight), key, cls(weight))
-            _SHORTLISTS[id(weight)] = hit
-        return hit[2]
-
-    def argmax(self, h, banned=None):
-        """Index of the largest exact score per row of ``h`` ``(N, E)`` (``banned``: a
-        boolean ``(V,)`` mask or None), or None when the candidates are too many."""
-        h = h.float().contiguous()
-        # reduce_range keeps fbgemm's int16 pair sums from saturating
-        approx = torch.ops.quantized.linear_dynamic(h, self.packed, True)
-        step = (h.amax().clamp(min=0) - h.amin().clamp(max=0)) / 127
-        margin = torch.addcmul(self.l1 * step, self.err, h.norm(dim=1, keepdim=True))
-        margin = margin.add_(approx.abs(), alpha=1e-5).add_(1e-5)  # float rounding
-        if banned is not None:
-            approx.masked_fill_(banned, NEG_INF)
-        lower = (approx - margin).amax(1, keepdim=True)
-        upper = approx.add_(margin)
-        count = int((upper >= lower).sum(1).max())
-        if count > self.max_candidates:
-            return None
-        cand = row_topk(upper, count)[1]                            # (N, C)
-        exact = torch.bmm(self.weight[cand], h[:, :, None])[..., 0]  # (N, C)
-        if banned is not None:
-            exact.masked_fill_(banned[cand], NEG_INF)
-        return cand.gather(1, exact.argmax(-1, keepdim=True))[:, 0]
 
 
 class _Stepper:
@@ -171,32 +92,6 @@ class _Stepper:
             self.mem_mask = self.mem_mask.index_select(0, index)
 
 
-def row_topk(x, k, chunk=64):
-    """``x.topk(k, dim=-1)`` for a wide ``(N, V)`` matrix, in two cheap passes.
-
-    The ``k`` largest entries of a row lie in the ``k`` chunks (of ``chunk``
-    columns) with the largest maxima, so a max per chunk, a top-k over those maxima
-    and a top-k over the ``k * chunk`` gathered entries find them; about 5x faster
-    than ``torch.topk`` on a 49,408-word vocabulary. Equal values may come back in
-    another order than ``torch.topk`` would give them.
-    """
-    n, v = x.shape
-    main = v - v % chunk
-    if main < 8 * k * chunk:
-        return x.topk(min(k, v), dim=-1)
-    blocks = x[:, :main].reshape(n, main // chunk, chunk)
-    best = blocks.amax(-1).topk(k, dim=-1).indices                     # (N, k)
-    cand = blocks.gather(1, best[:, :, None].expand(-1, -1, chunk)).view(n, k * chunk)
-    if main < v:  # the last, partial chunk is always a candidate
-        cand = torch.cat([cand, x[:, main:]], dim=1)
-    values, pos = cand.topk(k, dim=-1)
-    in_block = pos < k * chunk
-    block_pos = torch.where(in_block, pos, torch.zeros_like(pos))
-    index = best.gather(1, block_pos // chunk) * chunk + block_pos % chunk
-    index = torch.where(in_block, index, pos - k * chunk + main)
-    return values, index
-
-
 def _index(ids, device):
     """Token ids as a tensor made once per decode, or None for none."""
     ids = sorted(set(int(i) for i in ids or ()))
@@ -227,20 +122,6 @@ def _constrain(logp, hist, eos_id, step, min_len, bans, no_repeat_ngram):
     return logp
 
 
-def _shortlist_of(head, memory, use_cache, wanted):
-    """The :class:`Int8Shortlist` greedy decoding should use, or None."""
-    weight = getattr(head, 'output_weight', None)
-    if not use_cache or wanted is False or weight is None \
-            or torch.is_autocast_enabled(memory.device.type) \
-            or memory.dtype != torch.float32 or not Int8Shortlist.supported(weight):
-        return None
-    # the int8 pass costs a fixed ~1.4 ms of small ops per step besides its bytes; it
-    # broke even at ~16k words x 256 (measured: 0.8x at 10,000 words, 1.8x at 49,408)
-    if wanted is None and weight.shape[0] < SHORTLIST_MIN_VOCAB:
-        return None
-    return Int8Shortlist.of(weight)
-
-
 @torch.no_grad()
 def greedy_decode(head, memory, mem_mask, bos_id, eos_id, max_steps, use_cache=True,
                   min_len=0, banned_ids=None, shortlist=None):
@@ -253,10 +134,12 @@ def greedy_decode(head, memory, mem_mask, bos_id, eos_id, max_steps, use_cache=T
             step, as the reference implementation does (slow, kept for checking).
         min_len (int): EOS is not allowed before this many tokens.
         banned_ids (iterable, optional): ids never generated (e.g. PAD, BOS).
-        shortlist (bool, optional): pick each word through :class:`Int8Shortlist`
-            (same words, a quarter of the output layer's bytes read); None: when the
-            vocabulary has at least ``SHORTLIST_MIN_VOCAB`` (16,384) words and the head exposes
-            ``output_weight`` (cached path, float32 on a CPU with the x86 engine).
+        shortlist (bool or list, optional): pick each word through the exact pickers
+            of :mod:`.word_pick` (same words, far fewer output-layer bytes read):
+            None by vocabulary size (:class:`VocabularyGroups` from
+            ``GROUPS_MIN_VOCAB`` words, then :class:`Int8Shortlist` from
+            ``SHORTLIST_MIN_VOCAB``), True both, False neither, or a list of names
+            (``'groups'``, ``'int8'``). Cached path, float32 on the CPU only.
 
     Returns:
         LongTensor ``(B, <=max_steps)``: generated ids; after EOS, EOS repeats.
@@ -269,31 +152,41 @@ def greedy_decode(head, memory, mem_mask, bos_id, eos_id, max_steps, use_cache=T
     tokens = torch.full((b, 1), bos_id, dtype=torch.long, device=memory.device)
     stepper = _Stepper(head, memory, mem_mask, bos_id, use_cache, max_steps)
     bans = _bans(banned_ids, eos_id, memory.device)
-    fast = _shortlist_of(head, memory, use_cache, shortlist)
-    if fast is not None:
+    pickers = word_pickers(head, memory, use_cache, shortlist)
+    if pickers:
         stepper.state['hidden_only'] = True
         banned = torch.zeros(head.vocab_size, dtype=torch.bool, device=memory.device)
         banned[list(banned_ids or [])] = True
         banned_eos = banned.clone()
         banned_eos[eos_id] = True
-    steps = misses = 0
+        weight = pickers[0].weight
+        misses = [0] * len(pickers)
+    steps = 0
     for t in range(max_steps):
-        if fast is not None:
+        if pickers:
             h = stepper(tokens)
             ban = banned_eos if t < min_len else banned
-            nxt = fast.argmax(h, ban) if misses < 2 else None
+            nxt = None
+            for i, picker in enumerate(pickers):
+                # a picker that could not narrow the words down twice (flat
+                # distributions) is skipped for the rest of this decode
+                if misses[i] < 2:
+                    nxt = picker.argmax(h, ban)
+                    if nxt is not None:
+                        break
+                    misses[i] += 1
             if nxt is None:
-                # flat distributions: every word is a candidate; after two such steps
-                # the int8 pass is skipped for the rest of this decode
-                misses += 1
-                logits = torch.mm(h, fast.weight.t(), out=stepper.buffer(h.shape[0]))
+                logits = torch.mm(h, weight.t(), out=stepper.buffer(h.shape[0]))
                 nxt = logits.masked_fill_(ban, NEG_INF).argmax(-1)
         else:
             logits = stepper(tokens, reuse_output=True)
             # in place: the logits are this step's own (no copy of an (N, V) tensor)
             logits = _constrain(logits, tokens[:, 1:], eos_id, t, min_len, bans, 0)
             nxt = logits.argmax(-1)
-        out[live, t] = nxt
+        if live.shape[0] == b:
+            out[:, t] = nxt  # a plain copy while every row is live
+        else:
+            out[live, t] = nxt
         steps = t + 1
         going = nxt != eos_id
         if not going.all():

@@ -68,8 +68,8 @@ class SelfAttention(nn.Module):
 
     def forward(self, x, allowed, cache=None):
         b, n, d = x.shape
-        q, k, v = self.qkv(x).view(b, n, 3, self.num_heads, d // self.num_heads).unbind(2)
-        q, k, v = (t.transpose(1, 2) for t in (q, k, v))
+        q, k, v = self.qkv(x).view(b, n, 3, self.num_heads, d // self.num_heads) \
+            .permute(2, 0, 3, 1, 4).unbind(0)  # each (B, heads, N, head dim)
         if cache is not None:
             if 'k' in cache:
                 k = torch.cat([cache['k'], k], dim=2)
@@ -80,11 +80,28 @@ class SelfAttention(nn.Module):
         return self.out(y.transpose(1, 2).reshape(b, n, d))
 
 
-def mlp(dim, mlp_ratio, dropout):
-    """The feed-forward part of a transformer block."""
-    hidden = int(dim * mlp_ratio)
-    return nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Dropout(dropout),
+def dropped(drop, x):
+    """``drop(x)`` in training, ``x`` otherwise: an eval-mode dropout call does nothing
+    but costs a module call, ~5% of a batch-1 decoding step."""
+    return drop(x) if drop.training else x
+
+
+class MLP(nn.Sequential):
+    """The feed-forward part of a transformer block: Linear, GELU, Dropout, Linear."""
+
+    def __init__(self, dim, mlp_ratio, dropout):
+        hidden = int(dim * mlp_ratio)
+        super().__init__(nn.Linear(dim, hidden), nn.GELU(), nn.Dropout(dropout),
                          nn.Linear(hidden, dim))
+
+    def forward(self, x):
+        fc1, act, drop, fc2 = self
+        return fc2(dropped(drop, act(fc1(x))))
+
+
+def mlp(dim, mlp_ratio, dropout):
+    """The feed-forward part of a transformer block (:class:`MLP`)."""
+    return MLP(dim, mlp_ratio, dropout)
 
 
 class Block(nn.Module):
@@ -99,8 +116,8 @@ class Block(nn.Module):
         self.drop = nn.Dropout(dropout)
 
     def forward(self, x, allowed, cache=None):
-        x = x + self.drop(self.attn(self.norm1(x), allowed, cache))
-        return x + self.drop(self.mlp(self.norm2(x)))
+        x = x + dropped(self.drop, self.attn(self.norm1(x), allowed, cache))
+        return x + dropped(self.drop, self.mlp(self.norm2(x)))
 
 
 class TiedWordHead(nn.Module):
@@ -174,10 +191,10 @@ class PrefixLMHead(TiedWordHead):
         glob = masked_pool(memory, mem_mask, 'mean', keepdim=True)
         prefix = torch.cat([memory, glob], dim=1) + self.type_embed[0]
         prefix_mask = torch.cat([mem_mask, mem_mask.new_ones(mem_mask.shape[0], 1)], dim=1)
-        return self.drop(prefix), prefix_mask
+        return dropped(self.drop, prefix), prefix_mask
 
     def _words(self, tokens, offset=0):
-        return self.drop(super()._words(tokens, offset) + self.type_embed[1])
+        return dropped(self.drop, super()._words(tokens, offset) + self.type_embed[1])
 
     # -- teacher forcing ----------------------------------------------------------
     def forward(self, memory, mem_mask, tokens, return_hidden=False):
@@ -272,9 +289,9 @@ class DecoderBlock(nn.Module):
         self.drop = nn.Dropout(dropout)
 
     def forward(self, x, self_allowed, kv, mem_allowed, cache=None):
-        x = x + self.drop(self.self_attn(self.norm1(x), self_allowed, cache))
-        x = x + self.drop(self.cross_attn(self.norm2(x), kv, mem_allowed))
-        return x + self.drop(self.mlp(self.norm3(x)))
+        x = x + dropped(self.drop, self.self_attn(self.norm1(x), self_allowed, cache))
+        x = x + dropped(self.drop, self.cross_attn(self.norm2(x), kv, mem_allowed))
+        return x + dropped(self.drop, self.mlp(self.norm3(x)))
 
 
 @HEADS.register_module()
@@ -301,7 +318,7 @@ class TransformerDecoderHead(TiedWordHead):
                                     for _ in range(depth))
 
     def _words(self, tokens, offset=0):
-        return self.drop(super()._words(tokens, offset))
+        return dropped(self.drop, super()._words(tokens, offset))
 
     def forward(self, memory, mem_mask, tokens, return_hidden=False):
         """Logits ``(B, L, V)`` for every position of ``tokens`` ``(B, L)``."""

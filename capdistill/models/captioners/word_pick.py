@@ -1,0 +1,283 @@
+"""Exact greedy word picks that read less than the whole output layer.
+
+At batch 1 a greedy step is bound by reading the output layer (49,408 rows for CLIP's
+vocabulary). Both pickers here return the word ``argmax(h @ W.T)`` would, over fewer
+bytes, or None when they cannot narrow it down (flat distributions, e.g. untrained
+weights), and the caller scores every word:
+
+* :class:`VocabularyGroups`: the rows of ``W`` in k-means groups with a score bound per
+  group; only groups whose bound reaches a known exact score are read. A trained model
+  keeps the words it uses apart from the rest, so a pick reads tens of rows;
+* :class:`Int8Shortlist`: an int8 copy of ``W`` (a quarter of the bytes) narrows the
+  candidates, which get exact float scores.
+
+:func:`word_pickers` chooses them for a decode.
+"""
+import warnings
+import weakref
+
+import torch
+
+NEG_INF = float('-inf')
+#: greedy decoding picks words through :class:`VocabularyGroups` from this vocabulary size on
+GROUPS_MIN_VOCAB = 4096
+#: ... and through :class:`Int8Shortlist` from this size on (its fixed ~1.4 ms of small ops
+#: per step broke even at ~16k words x 256: 0.8x at 10,000 words, 1.8x at 49,408)
+SHORTLIST_MIN_VOCAB = 16384
+
+_PER_WEIGHT = {}  # (picker class, id(weight)) -> (weakref to it, its version, picker)
+
+
+def _per_weight(cls, weight):
+    """``cls(weight)``, made once and rebuilt when the weight changes in place."""
+    key = (weight._version, weight.data_ptr(), tuple(weight.shape))
+    hit = _PER_WEIGHT.get((cls, id(weight)))
+    if hit is None or hit[0]() is not weight or hit[1] != key:
+        for k in [k for k, v in _PER_WEIGHT.items() if v[0]() is None]:
+            del _PER_WEIGHT[k]  # weights that are gone
+        hit = (weakref.ref(weight), key, cls(weight))
+        _PER_WEIGHT[(cls, id(weight))] = hit
+    return hit[2]
+
+
+def row_topk(x, k, chunk=64):
+    """``x.topk(k, dim=-1)`` for a wide ``(N, V)`` matrix, in two cheap passes.
+
+    The ``k`` largest entries of a row lie in the ``k`` chunks (of ``chunk``
+    columns) with the largest maxima, so a max per chunk, a top-k over those maxima
+    and a top-k over the ``k * chunk`` gathered entries find them; about 5x faster
+    than ``torch.topk`` on a 49,408-word vocabulary. Equal values may come back in
+    another order than ``torch.topk`` would give them.
+    """
+    n, v = x.shape
+    main = v - v % chunk
+    if main < 8 * k * chunk:
+        return x.topk(min(k, v), dim=-1)
+    blocks = x[:, :main].reshape(n, main // chunk, chunk)
+    best = blocks.amax(-1).topk(k, dim=-1).indices                     # (N, k)
+    cand = blocks.gather(1, best[:, :, None].expand(-1, -1, chunk)).view(n, k * chunk)
+    if main < v:  # the last, partial chunk is always a candidate
+        cand = torch.cat([cand, x[:, main:]], dim=1)
+    values, pos = cand.topk(k, dim=-1)
+    in_block = pos < k * chunk
+    block_pos = torch.where(in_block, pos, torch.zeros_like(pos))
+    index = best.gather(1, block_pos // chunk) * chunk + block_pos % chunk
+    index = torch.where(in_block, index, pos - k * chunk + main)
+    return values, index
+
+
+class Int8Shortlist:
+    """Exact argmax of ``h @ W.T`` that reads an int8 copy of a wide ``W``.
+
+    At batch 1 a decoding step is bound by reading the output layer (49,408 x 512
+    floats for CLIP's vocabulary); the int8 copy is a quarter of the bytes. Every
+    word's int8 score ``a`` is within ``e`` of its exact score, with
+    ``e = |W_v - Q_v|_2 |h|_2 + |Q_v|_1 s`` (weight rounding, Cauchy-Schwarz; input
+    rounding of at most one step ``s`` of the dynamic int8 input scale, Hoelder), so
+    the best word is among the words whose ``a + e`` reaches ``max(a - e)``; only
+    those get exact float scores. Banned words are never candidates. When the
+    candidates are too many (flat distributions, e.g. untrained weights) the exact
+    scores of the whole vocabulary are needed instead (:meth:`argmax` says so). Needs
+    PyTorch's x86/fbgemm quantized engine (checked by :meth:`supported`).
+    """
+
+    #: above this many candidates per row the whole vocabulary is scored exactly
+    max_candidates = 256
+
+    def __init__(self, weight):
+        w = weight.detach().float().contiguous()
+        scale = (w.abs().amax(1) / 127).clamp(min=1e-12).double()
+        with warnings.catch_warnings():  # quantized tensors are marked for removal
+            warnings.simplefilter('ignore', UserWarning)
+            q = torch.quantize_per_channel(w, scale, torch.zeros_like(scale, dtype=torch.long),
+                                           0, torch.qint8)
+            self.packed = torch.ops.quantized.linear_prepack(q, None)
+        deq = q.dequantize()
+        self.err = (w - deq).norm(dim=1)
+        self.l1 = deq.abs().sum(1)
+        self.weight = w
+
+    @staticmethod
+    def supported(weight):
+        """Whether this PyTorch build can run the int8 pass for ``weight``."""
+        return (weight.device.type == 'cpu' and weight.dtype == torch.float32
+                and torch.backends.quantized.engine in ('x86', 'fbgemm')
+                and hasattr(torch.ops.quantized, 'linear_dynamic'))
+
+    of = classmethod(lambda cls, weight: _per_weight(cls, weight))
+
+    def argmax(self, h, banned=None):
+        """Index of the largest exact score per row of ``h`` ``(N, E)`` (``banned``: a
+        boolean ``(V,)`` mask or None), or None when the candidates are too many."""
+        h = h.float().contiguous()
+        # reduce_range keeps fbgemm's int16 pair sums from saturating
+        approx = torch.ops.quantized.linear_dynamic(h, self.packed, True)
+        step = (h.amax().clamp(min=0) - h.amin().clamp(max=0)) / 127
+        margin = torch.addcmul(self.l1 * step, self.err, h.norm(dim=1, keepdim=True))
+        margin = margin.add_(approx.abs(), alpha=1e-5).add_(1e-5)  # float rounding
+        if banned is not None:
+            approx.masked_fill_(banned, NEG_INF)
+        lower = (approx - margin).amax(1, keepdim=True)
+        upper = approx.add_(margin)
+        count = int((upper >= lower).sum(1).max())
+        if count > self.max_candidates:
+            return None
+        cand = row_topk(upper, count)[1]                            # (N, C)
+        exact = torch.bmm(self.weight[cand], h[:, :, None])[..., 0]  # (N, C)
+        if banned is not None:
+            exact.masked_fill_(banned[cand], NEG_INF)
+        return cand.gather(1, exact.argmax(-1, keepdim=True))[:, 0]
+
+
+class VocabularyGroups:
+    """Exact argmax of ``h @ W.T`` that scores only the groups of words that can win.
+
+    The rows of ``W`` are split into k-means groups once per weight. No word of a group
+    with centre ``c`` and radius ``r`` (its largest ``|W_v - c|``) scores above
+    ``h.c + |h| r`` (Cauchy-Schwarz). Each row's best-bounded group is scored exactly;
+    a group is read only if its bound reaches that score. Equal best scores resolve to
+    the lowest word id, as ``argmax`` does. Returns None when the groups to read hold more
+    than ``max_share`` of the vocabulary.
+    """
+
+    max_share = 0.25
+    #: relative slack on every bound, above float32 rounding of the dot products
+    rounding = 1e-4
+
+    def __init__(self, weight, groups=64, iters=8, fit_rows=8192):
+        w = weight.detach().float().contiguous()
+        v = w.shape[0]
+        g = torch.Generator().manual_seed(0)
+        # centres fitted on a sample of rows (a full-vocabulary fit groups no better
+        # and costs 4x more), then every row goes to its nearest centre
+        fit = w[torch.randperm(v, generator=g)[:fit_rows]]
+        centres = self._spread_seeds(fit, min(groups, v), g)
+        for _ in range(iters):
+            near = self._nearest(fit, centres)
+            count = torch.bincount(near, minlength=centres.shape[0])
+            sums = torch.zeros_like(centres).index_add_(0, near, fit)
+            used = count > 0
+            centres[used] = sums[used] / count[used, None]
+        # rows left out of the fit can sit far from every centre and would widen
+        # their group's radius for all; the farthest rows become centres themselves
+        near = self._nearest(w, centres)
+        far = (w - centres[near]).pow(2).sum(1).topk(min(groups, v)).indices
+        centres = torch.cat([centres, w[far]])
+        near = self._nearest(w, centres)
+        order = torch.argsort(near, stable=True)
+        count = torch.bincount(near, minlength=centres.shape[0])
+        used = count > 0
+        centres, count = centres[used], count[used]
+        near = (used.long().cumsum(0) - 1)[near]  # group ids without the empty ones
+        radius = torch.zeros(len(centres), device=w.device).scatter_reduce_(
+            0, near, (w - centres[near]).norm(dim=1), 'amax')
+        self.centres = centres
+        self.slack = radius + self.rounding * (centres.norm(dim=1) + radius)
+        self.ids = order                      # vocabulary id of each sorted row
+        self.id_list = order.tolist()
+        self.sorted = w[order].contiguous()   # rows of W, group after group
+        ends = count.cumsum(0).tolist()
+        self.spans = list(zip([0] + ends[:-1], ends))
+        self.limit = self.max_share * v
+        self.weight = w
+
+    @staticmethod
+    def _spread_seeds(x, k, g):
+        """k-means++ seeds: each next seed drawn with odds by squared distance to the
+        nearest seed so far, so the few far-out rows of the words a model uses get
+        groups of their own instead of widening the groups of the many others."""
+        seeds = [int(torch.randint(len(x), (1,), generator=g))]
+        dist = (x - x[seeds[0]]).pow(2).sum(1)
+        for _ in range(k - 1):
+            if not bool(dist.gt(0).any()):
+                break  # fewer distinct rows than groups
+            seeds.append(int(torch.multinomial(dist, 1, generator=g)))
+            dist = torch.minimum(dist, (x - x[seeds[-1]]).pow(2).sum(1))
+        return x[seeds].clone()
+
+    @staticmethod
+    def _nearest(x, centres):
+        return torch.addmm(centres.pow(2).sum(1), x, centres.t(), alpha=-2).argmin(1)
+
+    of = classmethod(lambda cls, weight: _per_weight(cls, weight))
+
+    def _rows(self, groups):
+        if len(groups) == 1:
+            s, e = self.spans[groups[0]]
+            return slice(s, e)
+        return torch.cat([torch.arange(*self.spans[j]) for j in groups]).to(self.ids.device)
+
+    def _best(self, h, rows, banned):
+        """Exact best score and word per row of ``h`` over the sorted ``rows``."""
+        scores = h @ self.sorted[rows].t()
+        ids = self.ids[rows]
+        if banned is not None:
+            scores.masked_fill_(banned[ids], NEG_INF)
+        best = scores.amax(1, keepdim=True)
+        ids = torch.where(scores == best, ids, self.ids.numel()).amin(1)
+        return best, ids
+
+    def argmax(self, h, banned=None):
+        """Index of the largest exact score per row of ``h`` ``(N, E)`` (``banned``: a
+        boolean ``(V,)`` mask or None), or None when too many groups can win."""
+        h = h.float()
+        if h.shape[0] == 1:
+            word = self._one(h[0], banned)
+            if word is not None:
+                return word
+        bound = torch.addmm(h.norm(dim=1, keepdim=True) * self.slack, h, self.centres.t())
+        first = sorted(set(bound.argmax(1).tolist()))
+        best, ids = self._best(h, self._rows(first), banned)
+        need = (bound >= best).any(0).nonzero()[:, 0].tolist()
+        if set(need) <= set(first):
+            return ids
+        if sum(self.spans[j][1] - self.spans[j][0] for j in need) > self.limit:
+            return None
+        return self._best(h, self._rows(need), banned)[1]
+
+    def _one(self, h, banned):
+        """The common case at batch 1, in ten small ops: one group holds the best score
+        and the word there is allowed; None sends the caller to the general path."""
+        if len(self.spans) < 2:
+            return None
+        bound = torch.addmv(self.slack * h.norm(), self.centres, h)
+        top, group = bound.topk(2)
+        s, e = self.spans[int(group[0])]
+        scores = torch.mv(self.sorted[s:e], h).tolist()
+        best = max(scores)
+        word = self.id_list[s + scores.index(best)]  # first of equals: lowest id
+        if float(top[1]) >= best or (banned is not None and bool(banned[word])):
+            return None
+        return torch.tensor([word])
+
+
+PICKERS = {'groups': (VocabularyGroups, GROUPS_MIN_VOCAB),
+           'int8': (Int8Shortlist, SHORTLIST_MIN_VOCAB)}
+
+
+def word_pickers(head, memory, use_cache, wanted=None):
+    """The pickers a greedy decode should try, in order (an empty list: score every word).
+
+    ``wanted``: None picks by vocabulary size (:data:`GROUPS_MIN_VOCAB`,
+    :data:`SHORTLIST_MIN_VOCAB`); False none; True both; or names from
+    :data:`PICKERS`. Only on the cached path, for a head exposing ``output_weight``,
+    float32 on the CPU outside autocast.
+    """
+    weight = getattr(head, 'output_weight', None)
+    if not use_cache or wanted is False or weight is None or weight.device.type != 'cpu' \
+            or torch.is_autocast_enabled(memory.device.type) \
+            or memory.dtype != torch.float32 or weight.dtype != torch.float32:
+        return []
+    names = PICKERS if wanted in (None, True) else list(wanted)
+    unknown = [n for n in names if n not in PICKERS]
+    if unknown:
+        raise ValueError(f'Unknown word picker {unknown[0]!r}; use one of {sorted(PICKERS)}.')
+    out = []
+    for name in names:
+        cls, min_vocab = PICKERS[name]
+        if wanted is None and weight.shape[0] < min_vocab:
+            continue
+        if cls is Int8Shortlist and not Int8Shortlist.supported(weight):
+            continue
+        out.append(cls.of(weight))
+    return out
