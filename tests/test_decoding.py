@@ -72,6 +72,27 @@ def test_cached_greedy_equals_slow_path(cls):
 
 
 @pytest.mark.parametrize('cls', HEADS)
+def test_cached_steps_without_padding_skip_the_mask(cls):
+    """No padded visual token: decoding marks the state dense and the steps drop the
+    key mask; logits and tokens stay those of the full forward pass."""
+    head = make_head(cls, seed=4, eos_bias=1.0)
+    memory, mask = make_memory(seed=4)
+    mask[:] = True
+    fast = greedy_decode(head, memory, mask, BOS, EOS, 10)
+    assert torch.equal(fast, greedy_decode(head, memory, mask, BOS, EOS, 10, use_cache=False))
+    beam = beam_search(head, memory, mask, BOS, EOS, 10, beam_size=3)
+    assert torch.equal(beam, beam_search(head, memory, mask, BOS, EOS, 10, beam_size=3,
+                                         use_cache=False))
+    inner = head.head
+    state = dict(inner.start(memory, mask), dense=True)
+    tokens = torch.cat([torch.full((5, 1), BOS), fast], 1)
+    full = inner(memory, mask, tokens)
+    for t in range(tokens.shape[1]):
+        torch.testing.assert_close(inner.step(tokens[:, t], state), full[:, t],
+                                   atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize('cls', HEADS)
 def test_beam_one_equals_greedy(cls):
     ends = 0
     for seed in range(4):

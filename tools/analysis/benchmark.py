@@ -58,16 +58,9 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-def build(cfg_path, checkpoint=None, options=(), with_teacher=True):
-    """(deployed model, teacher or None, whole model) of a config, in eval mode.
-
-    A distillation config builds its student only (no teacher checkpoint needed) and,
-    with ``with_teacher``, its teacher architecture at random weights for comparison.
-    """
+def load_config(cfg_path, options=()):
+    """The config at ``cfg_path`` with ``key=value`` overrides (as ``--cfg-options``)."""
     from mmengine.config import Config, DictAction
-    from mmengine.registry import DefaultScope
-
-    from capdistill.registry import MODELS
     cfg = Config.fromfile(cfg_path)
     if options:
         parsed = {}
@@ -75,6 +68,19 @@ def build(cfg_path, checkpoint=None, options=(), with_teacher=True):
             key, value = opt.split('=', 1)
             parsed[key] = DictAction._parse_iterable(value)
         cfg.merge_from_dict(parsed)
+    return cfg
+
+
+def build(cfg_path, checkpoint=None, options=(), with_teacher=True):
+    """(deployed model, teacher or None, whole model) of a config, in eval mode.
+
+    A distillation config builds its student only (no teacher checkpoint needed) and,
+    with ``with_teacher``, its teacher architecture at random weights for comparison.
+    """
+    from mmengine.registry import DefaultScope
+
+    from capdistill.registry import MODELS
+    cfg = load_config(cfg_path, options)
     m = cfg.model
     # timing needs no trained weights: missing weight files are skipped with a note
     for part in (m, m.get('student') or {}, m.get('teacher') or {}):

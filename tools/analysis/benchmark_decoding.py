@@ -8,11 +8,13 @@ ratios):
   number of rows through the head, both held to every step) for each
   ``--batch-sizes`` B; goal <= 1.2x;
 * ``batch1``: cached greedy against the reference loop (the whole head over a
-  full-length caption buffer for every token) at batch 1, tokens checked identical,
-  where one cached step's time goes (output layer, attention, the rest), and the floor
-  of a cached step on this machine: the head's weight bytes read per token over the
-  memory bandwidth one thread gets (timed on the output layer's matrix-vector product),
-  with the speedup over the reference loop that this floor allows;
+  full-length caption buffer for every token) one video at a time (the first
+  ``--batch1-videos`` videos of ``--data-split`` with a trained ``checkpoint``, else one
+  random video), tokens checked identical; where the time goes (output layer, word
+  pickers, attention, the rest); which picker chose each word and how many output rows
+  it read; and the floor of a cached step on this machine: the weight bytes a step
+  reads over the memory bandwidth one thread gets (timed on the output layer's
+  matrix-vector product), with the speedup over the reference loop that it allows;
 * ``lengths`` (with a trained ``checkpoint`` and ``--data-split``): cost per video of
   greedy and beam on real inputs against the same decode forced to ``max_len`` steps
   (EOS banned), beside the mean caption length: finished rows leave the computation,
@@ -51,8 +53,11 @@ def parse_args(argv=None):
     p.add_argument('--beam-size', type=int, default=5)
     p.add_argument('--repeats', type=int, default=5, help='interleaved repeats (median)')
     p.add_argument('--num-frames', type=int, default=None)
-    p.add_argument('--data-split', default='test', help='split for the lengths row')
+    p.add_argument('--data-split', default='test',
+                   help='split for the lengths row and, with a checkpoint, the batch1 row')
     p.add_argument('--max-videos', type=int, default=256, help='videos for the lengths row')
+    p.add_argument('--batch1-videos', type=int, default=8,
+                   help='videos decoded one at a time for the batch1 row (with a checkpoint)')
     p.add_argument('--threads', type=int, default=1, help='torch.set_num_threads')
     p.add_argument('--clock', choices=['cpu', 'wall'], default='cpu',
                    help='cpu: CPU time of this process (waiting for a core does not count)')
@@ -113,67 +118,101 @@ def beam_vs_rows(model, args, frames):
     return out
 
 
-def step_breakdown(model, inputs, repeats):
-    """Where a cached greedy decode at batch 1 goes, from one profile: the output layer
-    and word pick (every op with the vocabulary as a dimension, the int8 shortlist's
-    product included; the word lookup too, one row), the blocks' other matrix products,
-    attention kernels, all other tensor ops, and the time outside tensor ops (Python,
-    the decoding loop; profiler overhead inflates it somewhat)."""
-    from torch.profiler import ProfilerActivity, profile
-    gen = lambda: model.generate(inputs, strategy='greedy')  # noqa: E731
-    gen()
+def step_breakdown(model, decode_all, repeats):
+    """Where cached greedy decoding at batch 1 goes, from one profile: the output layer
+    (every op with the vocabulary as a dimension, the word lookup's one row too), the
+    word pickers of ``word_pick`` (every op inside them), the blocks' other matrix
+    products, attention kernels, all other tensor ops, and the time outside tensor ops
+    (Python, the decoding loop; profiler overhead inflates it somewhat)."""
+    from torch.profiler import ProfilerActivity, profile, record_function
+
+    from capdistill.models.captioners import word_pick
+    decode_all()
     vocab = model.head.vocab_size
-    with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
-        start = clock()
-        for _ in range(repeats):
-            gen()
-        wall = (clock() - start) / repeats
+    originals = {cls: cls.argmax for cls in (word_pick.VocabularyGroups,
+                                            word_pick.Int8Shortlist)}
+
+    def labelled(fn):
+        def argmax(self, h, banned=None):
+            with record_function('word_pick'):
+                return fn(self, h, banned)
+        return argmax
+    try:
+        for cls, fn in originals.items():
+            cls.argmax = labelled(fn)
+        with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
+            start = clock()
+            for _ in range(repeats):
+                decode_all()
+            wall = (clock() - start) / repeats
+    finally:
+        for cls, fn in originals.items():
+            cls.argmax = fn
     matmul = ('aten::addmm', 'aten::mm', 'aten::bmm', 'aten::matmul', 'aten::mv',
-              'aten::_addmm_activation')
-    out_layer = blocks = attn = ops = 0.0
-    for e in prof.key_averages(group_by_input_shape=True):
-        us = e.self_cpu_time_total
-        ops += us
+              'aten::_addmm_activation', 'aten::addmv')
+    sums = dict(output_layer=0.0, pick=0.0, matmul=0.0, attention=0.0, other=0.0)
+    for e in prof.events():
+        if e.name == 'word_pick':
+            continue
+        parent, in_pick = e.cpu_parent, False
+        while parent is not None and not in_pick:
+            in_pick, parent = parent.name == 'word_pick', parent.cpu_parent
         dims = [d for shape in (e.input_shapes or []) for d in (shape or [])]
-        if vocab in dims or e.key.startswith('quantized::'):
-            out_layer += us
-        elif e.key in matmul:
-            blocks += us
-        elif 'scaled_dot_product' in e.key or 'flash_attention' in e.key:
-            attn += us
+        if in_pick:
+            kind = 'pick'
+        elif vocab in dims or e.name.startswith('quantized::'):
+            kind = 'output_layer'
+        elif e.name in matmul:
+            kind = 'matmul'
+        elif 'scaled_dot_product' in e.name or 'flash_attention' in e.name:
+            kind = 'attention'
+        else:
+            kind = 'other'
+        sums[kind] += e.self_cpu_time_total
     per = 1e6 * repeats
-    parts = dict(decode_s=wall, output_layer_s=out_layer / per, matmul_s=blocks / per,
-                 attention_s=attn / per, other_ops_s=(ops - out_layer - blocks - attn) / per)
-    parts['outside_ops_s'] = max(0.0, wall - ops / per)
+    parts = {f'{k}_s' if k != 'other' else 'other_ops_s': v / per for k, v in sums.items()}
+    parts['decode_s'] = wall
+    parts['outside_ops_s'] = max(0.0, wall - sum(sums.values()) / per)
     parts['vocab'] = vocab
-    head = model.head
-    # the int8 shortlist against the float output layer on a peaked hidden state (one
-    # word far ahead, as in a trained model); with flat scores it gives way to floats
-    from capdistill.models.captioners.decoding import Int8Shortlist
-    w = head.output_weight
-    if vocab >= 8192 and Int8Shortlist.supported(w):  # timed below the default's size too
-        short = Int8Shortlist.of(w)
-        peak = w[vocab // 2:vocab // 2 + 1] / w[vocab // 2].norm() * w.shape[1] ** 0.5
-        t = side_by_side(dict(
-            exact=lambda: head._logits(peak).argmax(-1),
-            int8=lambda: short.argmax(head.norm(peak))), 20)
-        parts.update(pick_float_s=t['exact'], pick_int8_s=t['int8'])
     return parts
 
 
-def weight_floor(head, steps):
+def pick_stats(model, decode_all):
+    """Which picker answered each step of one pass, and the output-layer bytes read per
+    step (float logits: the whole layer; groups: their centres and the rows opened;
+    int8 shortlist: its int8 copy and the candidates' float rows)."""
+    from capdistill.models.captioners.word_pick import VocabularyGroups, word_pickers
+    head = model.head
+    pickers = word_pickers(head, head.output_weight.new_zeros(1), True)
+    for p in pickers:
+        p.served = p.rows_read = 0
+    steps = sum(int(ids.shape[1]) for ids in decode_all())
+    v, e = head.output_weight.shape
+    row = dict(steps=steps, float_steps=steps, out_bytes=0)
+    for p in pickers:
+        name = 'groups' if isinstance(p, VocabularyGroups) else 'int8'
+        row[f'{name}_steps'] = p.served
+        row[f'{name}_rows'] = p.rows_read / max(p.served, 1)
+        row['float_steps'] -= p.served
+        fixed = p.centres.numel() * 4 if name == 'groups' else v * e
+        row['out_bytes'] += p.served * fixed + p.rows_read * e * 4
+    row['out_bytes'] = (row['out_bytes'] + row['float_steps'] * v * e * 4) / max(steps, 1)
+    return row
+
+
+def weight_floor(head, steps, out_bytes=None):
     """Bytes of weights a cached step reads, the bandwidth one thread gets, and the
     resulting floor for a decode of ``steps`` tokens.
 
-    Every step reads each weight matrix of the head once (a matrix-vector product at
-    batch 1), and the tied output layer whole; of the word embedding's input side only
-    one row, and of the positions one. The bandwidth is timed on the output layer's
-    own matrix-vector product (the largest read of a step).
+    Every step reads each weight matrix of the blocks once (a matrix-vector product at
+    batch 1), of the word embedding's input side one row and of the positions one; of
+    the tied output layer ``out_bytes`` (default: all of it, as float logits do). The
+    bandwidth is timed on the output layer's own matrix-vector product.
     """
     w = head.output_weight
     skip = {id(w), id(getattr(head, 'word_pos', None))}
     nbytes = sum(p.numel() * p.element_size() for p in head.parameters() if id(p) not in skip)
-    nbytes += w.numel() * w.element_size()
+    nbytes += w.numel() * w.element_size() if out_bytes is None else out_bytes
     h = torch.randn(1, w.shape[1])
     # the very product a step runs (torch.mv takes a slower kernel for this layout)
     t_mv = side_by_side(dict(mv=lambda: torch.nn.functional.linear(h, w)), 30)['mv']
@@ -182,53 +221,13 @@ def weight_floor(head, steps):
                 floor_s=steps * nbytes / bandwidth)
 
 
-def batch1(model, args, frames):
-    from capdistill.evaluation.cost import dummy_batch
-    inputs, _ = dummy_batch(model, 1, frames, seed=1)
-    t, raw = side_by_side(dict(
-        cached=lambda: model.generate(inputs, strategy='greedy', use_cache=True),
-        reference=lambda: model.generate(inputs, strategy='greedy', use_cache=False)),
-        args.repeats, raw=True)
-    same = torch.equal(model.generate(inputs, strategy='greedy', use_cache=True),
-                       model.generate(inputs, strategy='greedy', use_cache=False))
-    parts = step_breakdown(model, inputs, args.repeats)
-    steps = int(model.generate(inputs, strategy='greedy').shape[1])
-    parts.update(weight_floor(model.head, steps))
-    row = dict(cached_s=t['cached'], reference_s=t['reference'],
-               speedup=paired_ratio(raw, 'reference', 'cached'), identical=same, **parts)
-    row['floor_speedup'] = t['reference'] / row['floor_s']
-    print(f'batch1: cached greedy {t["cached"] * 1e3:.1f} ms, reference loop '
-          f'{t["reference"] * 1e3:.1f} ms, speedup {row["speedup"]:.1f}x (goal >= 10x), '
-          f'tokens identical={same}', flush=True)
-    ops_s = sum(parts[k] for k in ('output_layer_s', 'matmul_s', 'attention_s', 'other_ops_s'))
-    share = {k: 100 * parts[k] / ops_s for k in ('output_layer_s', 'matmul_s', 'attention_s',
-                                                  'other_ops_s')}
-    print(f'batch1 breakdown of a cached decode ({steps} steps, vocabulary {parts["vocab"]}; '
-          f'shares of the profiled tensor-op time): output layer '
-          f'{share["output_layer_s"]:.0f}%, other matrix products {share["matmul_s"]:.0f}%, '
-          f'attention {share["attention_s"]:.0f}%, other tensor ops {share["other_ops_s"]:.0f}%; '
-          f'outside tensor ops (Python, profiler) {parts["outside_ops_s"] * 1e3:.1f} ms of '
-          f'{parts["decode_s"] * 1e3:.1f} ms', flush=True)
-    print(f'batch1 floor: a cached step reads {row["bytes_per_token"] / 1e6:.1f} MB of weights; '
-          f'one thread reads {row["bandwidth_Bps"] / 1e9:.1f} GB/s (output layer matrix-vector '
-          f'product), so {steps} steps take >= {row["floor_s"] * 1e3:.1f} ms and the reference '
-          f'loop ({t["reference"] * 1e3:.1f} ms) can be beaten by at most '
-          f'{row["floor_speedup"]:.1f}x', flush=True)
-    if 'pick_int8_s' in parts:
-        print(f'batch1 output layer per step, peaked scores: float logits + argmax '
-              f'{parts["pick_float_s"] * 1e3:.2f} ms, int8 shortlist '
-              f'{parts["pick_int8_s"] * 1e3:.2f} ms '
-              f'({parts["pick_float_s"] / parts["pick_int8_s"]:.1f}x)', flush=True)
-    return row
-
-
-def lengths(model, args):
-    """Cost per video on real inputs vs the same decode forced to full length."""
-    from mmengine.config import Config
+def split_features(model, args, limit):
+    """Frame features ``(N, T, D)`` of the first ``limit`` videos of ``--data-split``."""
     from mmengine.registry import DefaultScope
 
+    from benchmark import load_config
     from capdistill.registry import DATASETS
-    cfg = Config.fromfile(args.config)
+    cfg = load_config(args.config, args.cfg_options)
     ds_cfg = cfg.get(f'{args.data_split}_dataloader').dataset
     with DefaultScope.overwrite_default_scope('capdistill'):
         ds = DATASETS.build(ds_cfg)
@@ -241,9 +240,71 @@ def lengths(model, args):
             continue
         seen.add(vid)
         vids.append(item)
-        if len(vids) >= args.max_videos:
+        if len(vids) >= limit:
             break
-    feats = torch.stack([torch.as_tensor(v['inputs'][key]) for v in vids]).float()
+    return torch.stack([torch.as_tensor(v['inputs'][key]) for v in vids]).float()
+
+
+def batch1(model, args, frames):
+    """Cached greedy against the reference loop, one video at a time: the first
+    ``--batch1-videos`` videos of ``--data-split`` with a trained checkpoint (captions
+    end where the model ends them), else one random video (every step runs)."""
+    key = model.feature_key
+    if args.checkpoint:
+        inputs = [{key: f[None], f'{key}_mask': torch.ones(1, f.shape[0], dtype=torch.bool)}
+                  for f in split_features(model, args, args.batch1_videos)]
+    else:
+        from capdistill.evaluation.cost import dummy_batch
+        inputs = [dummy_batch(model, 1, frames, seed=1)[0]]
+    n = len(inputs)
+
+    def decode_all(**kw):
+        return [model.generate(x, strategy='greedy', **kw) for x in inputs]
+    t, raw = side_by_side(dict(cached=decode_all,
+                               reference=lambda: decode_all(use_cache=False)),
+                          args.repeats, raw=True)
+    same = all(torch.equal(a, b) for a, b in zip(decode_all(), decode_all(use_cache=False)))
+    parts = step_breakdown(model, decode_all, args.repeats)
+    picks = pick_stats(model, decode_all)
+    steps = picks['steps'] / n
+    parts.update(weight_floor(model.head, steps, picks['out_bytes']))
+    row = dict(videos=n, cached_s=t['cached'] / n, reference_s=t['reference'] / n,
+               speedup=paired_ratio(raw, 'reference', 'cached'), identical=same,
+               picks=picks, **parts)
+    row['floor_speedup'] = row['reference_s'] / row['floor_s']
+    where = (f'{n} {args.data_split} videos, one at a time' if args.checkpoint
+             else 'a random video')
+    print(f'batch1 ({where}, {steps:.1f} steps per caption): cached greedy '
+          f'{row["cached_s"] * 1e3:.1f} ms, reference loop {row["reference_s"] * 1e3:.1f} ms '
+          f'per video, speedup {row["speedup"]:.1f}x (goal >= 10x), tokens identical={same}',
+          flush=True)
+    keys = ('output_layer_s', 'pick_s', 'matmul_s', 'attention_s', 'other_ops_s')
+    ops_s = sum(parts[k] for k in keys)
+    share = {k: 100 * parts[k] / ops_s for k in keys}
+    print(f'batch1 breakdown of the cached decodes (vocabulary {parts["vocab"]}; shares of '
+          f'the profiled tensor-op time): output layer {share["output_layer_s"]:.0f}%, word '
+          f'pickers {share["pick_s"]:.0f}%, other matrix products {share["matmul_s"]:.0f}%, '
+          f'attention {share["attention_s"]:.0f}%, other tensor ops '
+          f'{share["other_ops_s"]:.0f}%; outside tensor ops (Python, profiler) '
+          f'{parts["outside_ops_s"] * 1e3:.1f} ms of {parts["decode_s"] * 1e3:.1f} ms', flush=True)
+    said = [f'{picks[k + "_steps"]} by vocabulary groups ({picks[k + "_rows"]:.0f} rows read '
+            f'each)' if k == 'groups' else f'{picks[k + "_steps"]} by the int8 shortlist'
+            for k in ('groups', 'int8') if k + '_steps' in picks]
+    print(f'batch1 word picks: {picks["steps"]} steps: ' + ', '.join(
+        said + [f'{picks["float_steps"]} from float logits over all words']), flush=True)
+    print(f'batch1 floor: a cached step reads {row["bytes_per_token"] / 1e6:.2f} MB of weights '
+          f'({picks["out_bytes"] / 1e6:.2f} MB of them output layer); one thread reads '
+          f'{row["bandwidth_Bps"] / 1e9:.1f} GB/s (output layer matrix-vector product), so a '
+          f'caption takes >= {row["floor_s"] * 1e3:.2f} ms and the reference loop '
+          f'({row["reference_s"] * 1e3:.1f} ms) can be beaten by at most '
+          f'{row["floor_speedup"]:.1f}x', flush=True)
+    return row
+
+
+def lengths(model, args):
+    """Cost per video on real inputs vs the same decode forced to full length."""
+    key = model.feature_key
+    feats = split_features(model, args, args.max_videos)
     inputs = {key: feats, f'{key}_mask': torch.ones(feats.shape[:2], dtype=torch.bool)}
     eos = model.tokenizer.eos_id
     full = model.max_len + 1

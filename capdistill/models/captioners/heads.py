@@ -230,12 +230,16 @@ class PrefixLMHead(TiedWordHead):
         If ``state['logits_out']`` holds a ``(B, V)`` tensor, the logits are written
         there (decoding loops reuse one buffer instead of allocating one per step);
         with ``state['hidden_only']`` the normalised hidden state ``(B, E)`` comes
-        back instead, to be scored against :attr:`output_weight`.
+        back instead, to be scored against :attr:`output_weight`. ``state['dense']``
+        (set by a decoding loop when no visual token is padding) skips the key mask.
         """
         x = self._words(tokens[:, None], offset=state['length'])
-        state['key_mask'] = torch.cat(
-            [state['key_mask'], state['key_mask'].new_ones(x.shape[0], 1)], dim=1)
-        allowed = state['key_mask'][:, None, None, :]
+        if state.get('dense'):
+            allowed = None
+        else:
+            state['key_mask'] = torch.cat(
+                [state['key_mask'], state['key_mask'].new_ones(x.shape[0], 1)], dim=1)
+            allowed = state['key_mask'][:, None, None, :]
         for blk, cache in zip(self.blocks, state['caches']):
             x = blk(x, allowed, cache)
         state['length'] += 1
@@ -342,10 +346,11 @@ class TransformerDecoderHead(TiedWordHead):
         If ``state['logits_out']`` holds a ``(B, V)`` tensor, the logits are written
         there (decoding loops reuse one buffer instead of allocating one per step);
         with ``state['hidden_only']`` the normalised hidden state ``(B, E)`` comes
-        back instead, to be scored against :attr:`output_weight`.
+        back instead, to be scored against :attr:`output_weight`. ``state['dense']``
+        (set by a decoding loop when no visual token is padding) skips the key mask.
         """
         x = self._words(tokens[:, None], offset=state['length'])
-        mem_allowed = state['mem_mask'][:, None, None, :]
+        mem_allowed = None if state.get('dense') else state['mem_mask'][:, None, None, :]
         for blk, kv, cache in zip(self.blocks, state['kv'], state['caches']):
             x = blk(x, None, kv, mem_allowed, cache)
         state['length'] += 1

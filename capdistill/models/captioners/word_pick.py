@@ -96,6 +96,7 @@ class Int8Shortlist:
         self.err = (w - deq).norm(dim=1)
         self.l1 = deq.abs().sum(1)
         self.weight = w
+        self.served = self.rows_read = 0  # picks answered, float rows read (benchmarks)
 
     @staticmethod
     def supported(weight):
@@ -126,6 +127,8 @@ class Int8Shortlist:
         exact = torch.bmm(self.weight[cand], h[:, :, None])[..., 0]  # (N, C)
         if banned is not None:
             exact.masked_fill_(banned[cand], NEG_INF)
+        self.served += 1
+        self.rows_read += cand.numel()
         return cand.gather(1, exact.argmax(-1, keepdim=True))[:, 0]
 
 
@@ -180,6 +183,7 @@ class VocabularyGroups:
         self.spans = list(zip([0] + ends[:-1], ends))
         self.limit = self.max_share * v
         self.weight = w
+        self.served = self.rows_read = 0  # picks answered, rows of W read (benchmarks)
 
     @staticmethod
     def _spread_seeds(x, k, g):
@@ -228,12 +232,19 @@ class VocabularyGroups:
         bound = torch.addmm(h.norm(dim=1, keepdim=True) * self.slack, h, self.centres.t())
         first = sorted(set(bound.argmax(1).tolist()))
         best, ids = self._best(h, self._rows(first), banned)
+        read = self._size(first)
         need = (bound >= best).any(0).nonzero()[:, 0].tolist()
-        if set(need) <= set(first):
-            return ids
-        if sum(self.spans[j][1] - self.spans[j][0] for j in need) > self.limit:
-            return None
-        return self._best(h, self._rows(need), banned)[1]
+        if not set(need) <= set(first):
+            if self._size(need) > self.limit:
+                return None
+            ids = self._best(h, self._rows(need), banned)[1]
+            read += self._size(need)
+        self.served += 1
+        self.rows_read += read
+        return ids
+
+    def _size(self, groups):
+        return sum(self.spans[j][1] - self.spans[j][0] for j in groups)
 
     def _one(self, h, banned):
         """The common case at batch 1, in ten small ops: one group holds the best score
@@ -248,6 +259,8 @@ class VocabularyGroups:
         word = self.id_list[s + scores.index(best)]  # first of equals: lowest id
         if float(top[1]) >= best or (banned is not None and bool(banned[word])):
             return None
+        self.served += 1
+        self.rows_read += e - s
         return torch.tensor([word])
 
 
