@@ -144,6 +144,8 @@ class VocabularyGroups:
     """
 
     max_share = 0.25
+    #: groups read one by one at batch 1 before the general path takes over
+    probe = 4
     #: relative slack on every bound, above float32 rounding of the dot products
     rounding = 1e-4
 
@@ -247,21 +249,30 @@ class VocabularyGroups:
         return sum(self.spans[j][1] - self.spans[j][0] for j in groups)
 
     def _one(self, h, banned):
-        """The common case at batch 1, in ten small ops: one group holds the best score
-        and the word there is allowed; None sends the caller to the general path."""
-        if len(self.spans) < 2:
-            return None
-        bound = torch.addmv(self.slack * h.norm(), self.centres, h)
-        top, group = bound.topk(2)
-        s, e = self.spans[int(group[0])]
-        scores = torch.mv(self.sorted[s:e], h).tolist()
-        best = max(scores)
-        word = self.id_list[s + scores.index(best)]  # first of equals: lowest id
-        if float(top[1]) >= best or (banned is not None and bool(banned[word])):
+        """Batch 1 in a few small ops: the best-bounded groups read one by one until the
+        next bound falls below the best score so far. None (the caller takes the general
+        path) when more than ``probe`` groups would be needed or the best word is banned."""
+        bound = torch.addmv(self.slack * torch.linalg.vector_norm(h), self.centres, h)
+        top, group = bound.topk(min(self.probe + 1, len(self.spans)))
+        best, at, read = NEG_INF, None, 0
+        for i, (b, j) in enumerate(zip(top.tolist(), group.tolist())):
+            if b < best:
+                break  # no group from here on can reach the best score
+            if i == self.probe:
+                return None
+            s, e = self.spans[j]
+            scores = torch.mv(self.sorted[s:e], h).tolist()
+            read += e - s
+            top_score = max(scores)
+            top_at = s + scores.index(top_score)  # the lowest id of equal scores
+            if top_score > best or (top_score == best
+                                    and self.id_list[top_at] < self.id_list[at]):
+                best, at = top_score, top_at
+        if banned is not None and bool(banned[self.id_list[at]]):
             return None
         self.served += 1
-        self.rows_read += e - s
-        return torch.tensor([word])
+        self.rows_read += read
+        return self.ids[at:at + 1]
 
 
 PICKERS = {'groups': (VocabularyGroups, GROUPS_MIN_VOCAB),
