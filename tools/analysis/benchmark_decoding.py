@@ -151,9 +151,11 @@ def step_breakdown(model, decode_all, repeats):
     matmul = ('aten::addmm', 'aten::mm', 'aten::bmm', 'aten::matmul', 'aten::mv',
               'aten::_addmm_activation', 'aten::addmv')
     sums = dict(output_layer=0.0, pick=0.0, matmul=0.0, attention=0.0, other=0.0)
+    top_level = 0  # tensor ops called from Python (each pays the dispatch cost once)
     for e in prof.events():
         if e.name == 'word_pick':
             continue
+        top_level += e.cpu_parent is None or e.cpu_parent.name == 'word_pick'
         parent, in_pick = e.cpu_parent, False
         while parent is not None and not in_pick:
             in_pick, parent = parent.name == 'word_pick', parent.cpu_parent
@@ -172,6 +174,7 @@ def step_breakdown(model, decode_all, repeats):
     per = 1e6 * repeats
     parts = {f'{k}_s' if k != 'other' else 'other_ops_s': v / per for k, v in sums.items()}
     parts['decode_s'] = wall
+    parts['ops_per_pass'] = top_level / repeats
     parts['outside_ops_s'] = max(0.0, wall - sum(sums.values()) / per)
     parts['vocab'] = vocab
     return parts
@@ -268,6 +271,11 @@ def batch1(model, args, frames):
     picks = pick_stats(model, decode_all)
     steps = picks['steps'] / n
     parts.update(weight_floor(model.head, steps, picks['out_bytes']))
+    # the least a tensor op costs here: an add of two one-element tensors
+    one = torch.ones(1)
+    parts['op_s'] = side_by_side(dict(add=lambda: [one + one for _ in range(1000)]),
+                                 5)['add'] / 1000
+    parts['ops_per_video'] = parts.pop('ops_per_pass') / n
     row = dict(videos=n, cached_s=t['cached'] / n, reference_s=t['reference'] / n,
                speedup=paired_ratio(raw, 'reference', 'cached'), identical=same,
                picks=picks, **parts)
@@ -298,6 +306,13 @@ def batch1(model, args, frames):
           f'caption takes >= {row["floor_s"] * 1e3:.2f} ms and the reference loop '
           f'({row["reference_s"] * 1e3:.1f} ms) can be beaten by at most '
           f'{row["floor_speedup"]:.1f}x', flush=True)
+    ops_floor = parts['ops_per_video'] * parts['op_s']
+    row['dispatch_floor_s'] = ops_floor
+    print(f'batch1 dispatch: a cached decode calls {parts["ops_per_video"]:.0f} tensor ops per '
+          f'video ({parts["ops_per_video"] / steps:.0f} per step); at {parts["op_s"] * 1e6:.1f} us '
+          f'for the cheapest op (a one-element add) that alone is {ops_floor * 1e3:.2f} ms, '
+          f'so the reference loop can be beaten by at most '
+          f'{row["reference_s"] / max(ops_floor, row["floor_s"]):.1f}x', flush=True)
     return row
 
 

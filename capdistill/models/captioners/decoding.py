@@ -64,6 +64,7 @@ class _Stepper:
 
     def __call__(self, tokens, reuse_output=False):
         """``tokens`` ``(N, t)`` starting with BOS -> logits ``(N, V)`` for position t.
+        The cached path also takes the last tokens alone, ``(N,)``.
 
         ``reuse_output``: write the logits into one buffer kept across steps (the
         caller must be done with the previous step's logits); allocating a fresh
@@ -74,7 +75,7 @@ class _Stepper:
             if reuse_output and self.memory.dtype == torch.float32 \
                     and not torch.is_autocast_enabled(self.memory.device.type):
                 self.state['logits_out'] = self.buffer(tokens.shape[0])
-            return self.head.step(tokens[:, -1], self.state)
+            return self.head.step(tokens if tokens.dim() == 1 else tokens[:, -1], self.state)
         # the reference loop: a fixed-length buffer, the whole head, every position's
         # logits; positions after t cannot change position t (causal attention)
         n, t = tokens.shape
@@ -109,8 +110,8 @@ def _bans(banned_ids, eos_id, device):
 
 
 def _constrain(logp, hist, eos_id, step, min_len, bans, no_repeat_ngram):
-    """Set -inf on tokens the search may not pick; ``hist`` ``(N, step)`` excludes BOS;
-    ``bans``: :func:`_bans`."""
+    """Set -inf on tokens the search may not pick; ``hist`` ``(N, step)`` excludes BOS
+    (None without ``no_repeat_ngram``); ``bans``: :func:`_bans`."""
     ids = bans[1] if step < min_len else bans[0]
     if ids is not None:
         logp.index_fill_(1, ids, NEG_INF)
@@ -153,7 +154,9 @@ def greedy_decode(head, memory, mem_mask, bos_id, eos_id, max_steps, use_cache=T
     # rows still decoding (indices into the batch); a row that emits EOS leaves the
     # computation, so the cost follows the actual caption lengths
     live = torch.arange(b, device=memory.device)
-    tokens = torch.full((b, 1), bos_id, dtype=torch.long, device=memory.device)
+    # the cached path feeds the last tokens only (the words so far are in ``out``)
+    tokens = torch.full((b,) if use_cache else (b, 1), bos_id, dtype=torch.long,
+                        device=memory.device)
     stepper = _Stepper(head, memory, mem_mask, bos_id, use_cache, max_steps)
     bans = _bans(banned_ids, eos_id, memory.device)
     pickers = word_pickers(head, memory, use_cache, shortlist)
@@ -185,22 +188,23 @@ def greedy_decode(head, memory, mem_mask, bos_id, eos_id, max_steps, use_cache=T
         else:
             logits = stepper(tokens, reuse_output=True)
             # in place: the logits are this step's own (no copy of an (N, V) tensor)
-            logits = _constrain(logits, tokens[:, 1:], eos_id, t, min_len, bans, 0)
+            logits = _constrain(logits, None, eos_id, t, min_len, bans, 0)
             nxt = logits.argmax(-1)
         if live.shape[0] == b:
             out[:, t] = nxt  # a plain copy while every row is live
         else:
             out[live, t] = nxt
         steps = t + 1
-        going = nxt != eos_id
-        if not going.all():
-            if not going.any():
+        words = nxt.tolist()  # one op for the EOS test, however many rows
+        if eos_id in words:
+            keep = [i for i, w in enumerate(words) if w != eos_id]
+            if not keep:
                 break
-            keep = going.nonzero().squeeze(1)
+            keep = torch.tensor(keep, device=memory.device)
             live, nxt = live[keep], nxt[keep]
             tokens = tokens.index_select(0, keep)
             stepper.reorder(keep)
-        tokens = torch.cat([tokens, nxt[:, None]], dim=1)
+        tokens = nxt if use_cache else torch.cat([tokens, nxt[:, None]], dim=1)
     return out[:, :steps]
 
 

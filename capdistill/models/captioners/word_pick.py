@@ -226,7 +226,6 @@ class VocabularyGroups:
     def argmax(self, h, banned=None):
         """Index of the largest exact score per row of ``h`` ``(N, E)`` (``banned``: a
         boolean ``(V,)`` mask or None), or None when too many groups can win."""
-        h = h.float()
         if h.shape[0] == 1:
             word = self._one(h[0], banned)
             if word is not None:
