@@ -238,6 +238,7 @@ def beam_search(head, memory, mem_mask, bos_id, eos_id, max_steps, beam_size=5,
     stepper = _Stepper(head, memory, mem_mask, bos_id, use_cache, max_steps)
     # one row per video for the first step, then K rows per video
     tokens = torch.full((b, 1), bos_id, dtype=torch.long, device=device)
+    last = tokens[:, 0]  # what the cached path feeds: each row's last token
     scores = torch.zeros(b, 1, device=device)      # each row's running score, (rows, 1)
     best_scores = torch.full((b,), NEG_INF, device=device)
     best_tokens = torch.full((b, max_steps), eos_id, dtype=torch.long, device=device)
@@ -268,13 +269,14 @@ def beam_search(head, memory, mem_mask, bos_id, eos_id, max_steps, beam_size=5,
         # Scores are normalised over the whole vocabulary, before the constraints; after
         # that only each beam's few best words are needed, so no (B, K*V) candidate sum
         # or top-k is materialised.
-        logits = stepper(tokens, reuse_output=True)
+        logits = stepper(last if use_cache else tokens, reuse_output=True)
         if logits.dtype != torch.float32 or not logits.is_contiguous():
             logits = logits.float().contiguous()
         # in place: a fresh (B*K, V) tensor per step costs page faults at this size
         logp = torch.log_softmax(logits, dim=-1, out=logits)
         v = logp.shape[-1]
-        logp = _constrain(logp, tokens[:, 1:], eos_id, t, min_len, bans, no_repeat_ngram)
+        logp = _constrain(logp, tokens[:, 1:] if no_repeat_ngram else None, eos_id, t,
+                          min_len, bans, no_repeat_ngram)
         last = length == max_steps
         # each beam's k+1 best words: its k best non-EOS words are among them, and so is
         # EOS when EOS ranks among its k best
@@ -340,7 +342,8 @@ def beam_search(head, memory, mem_mask, bos_id, eos_id, max_steps, beam_size=5,
             new_src, new_word = new_src[keep], new_word[keep]
         new_src = new_src.view(-1)
         stepper.reorder(new_src)
-        tokens = torch.cat([tokens.index_select(0, new_src), new_word.view(-1, 1)], dim=1)
+        last = new_word.view(-1)
+        tokens = torch.cat([tokens.index_select(0, new_src), last[:, None]], dim=1)
         width = new_scores.shape[1]
         scores = new_scores.view(-1, 1)
     width = int((best_tokens != eos_id).sum(1).max().item()) + 1

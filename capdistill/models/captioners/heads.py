@@ -251,7 +251,8 @@ class PrefixLMHead(TiedWordHead):
     def reorder(state, index):
         """Select rows of a decoding state (beam search re-orders hypotheses)."""
         TiedWordHead._reorder_caches(state['caches'], index)
-        state['key_mask'] = state['key_mask'].index_select(0, index)
+        if not state.get('dense'):  # a dense state's steps read no key mask
+            state['key_mask'] = state['key_mask'].index_select(0, index)
         return state
 
 
@@ -364,5 +365,6 @@ class TransformerDecoderHead(TiedWordHead):
         state['kv'] = [(k.index_select(0, index), v.index_select(0, index))
                        for k, v in state['kv']]
         TiedWordHead._reorder_caches(state['caches'], index)
-        state['mem_mask'] = state['mem_mask'].index_select(0, index)
+        if not state.get('dense'):  # a dense state's steps read no memory mask
+            state['mem_mask'] = state['mem_mask'].index_select(0, index)
         return state
