@@ -23,7 +23,7 @@ class FeatureProjector(nn.Module):
             raise ValueError(f'FeatureProjector expects {self.in_dim}-dim features, got '
                              f'{feats.shape[-1]}; set in_dim to match the feature files.')
         x = self.norm(self.proj(feats)) + self.pos[:, :feats.shape[1]]
-        return self.drop(x), mask
+        return (self.drop(x) if self.training else x), mask
 
 
 @BACKBONES.register_module()

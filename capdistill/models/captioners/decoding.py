@@ -29,7 +29,8 @@ import torch
 import torch.nn.functional as F
 
 from .word_pick import (GROUPS_MIN_VOCAB, NEG_INF, SHORTLIST_MIN_VOCAB,  # noqa: F401
-                        Int8Shortlist, VocabularyGroups, row_topk, word_pickers)
+                        Int8Shortlist, VocabularyGroups, banned_masks, row_topk,
+                        word_pickers)
 
 
 @torch.no_grad()
@@ -158,14 +159,10 @@ def greedy_decode(head, memory, mem_mask, bos_id, eos_id, max_steps, use_cache=T
     tokens = torch.full((b,) if use_cache else (b, 1), bos_id, dtype=torch.long,
                         device=memory.device)
     stepper = _Stepper(head, memory, mem_mask, bos_id, use_cache, max_steps)
-    bans = _bans(banned_ids, eos_id, memory.device)
     pickers = word_pickers(head, memory, use_cache, shortlist)
     if pickers:
         stepper.state['hidden_only'] = True
-        banned = torch.zeros(head.vocab_size, dtype=torch.bool, device=memory.device)
-        banned[list(banned_ids or [])] = True
-        banned_eos = banned.clone()
-        banned_eos[eos_id] = True
+        banned, banned_eos = banned_masks(head.vocab_size, banned_ids, eos_id, memory.device)
         weight = pickers[0].weight
         misses = [0] * len(pickers)
     steps = 0
@@ -186,6 +183,8 @@ def greedy_decode(head, memory, mem_mask, bos_id, eos_id, max_steps, use_cache=T
                 logits = torch.mm(h, weight.t(), out=stepper.buffer(h.shape[0]))
                 nxt = logits.masked_fill_(ban, NEG_INF).argmax(-1)
         else:
+            if t == 0:
+                bans = _bans(banned_ids, eos_id, memory.device)
             logits = stepper(tokens, reuse_output=True)
             # in place: the logits are this step's own (no copy of an (N, V) tensor)
             logits = _constrain(logits, None, eos_id, t, min_len, bans, 0)

@@ -304,3 +304,21 @@ def word_pickers(head, memory, use_cache, wanted=None):
             continue
         out.append(cls.of(weight))
     return out
+
+
+_MASKS = {}  # (vocabulary size, banned ids, EOS id, device) -> the two masks
+
+
+def banned_masks(vocab_size, banned_ids, eos_id, device):
+    """Boolean ``(V,)`` masks of the banned words, without and with EOS (banned before
+    ``min_len``), made once per setting: read-only, shared by every decode."""
+    key = (int(vocab_size), tuple(sorted(set(banned_ids or ()))), int(eos_id), str(device))
+    if key not in _MASKS:
+        banned = torch.zeros(vocab_size, dtype=torch.bool, device=device)
+        banned[list(key[1])] = True
+        banned_eos = banned.clone()
+        banned_eos[eos_id] = True
+        if len(_MASKS) > 64:
+            _MASKS.clear()
+        _MASKS[key] = (banned, banned_eos)
+    return _MASKS[key]
