@@ -359,3 +359,21 @@ def test_unknown_word_picker_is_named():
     memory, mask = make_memory()
     with pytest.raises(ValueError, match="Unknown word picker 'fp16'"):
         greedy_decode(head, memory, mask, BOS, EOS, 4, shortlist=['fp16'])
+
+
+def test_default_pickers_follow_vocabulary_and_batch_size():
+    """Groups from 4,096 words; the int8 shortlist from 16,384 words and for few videos
+    only (on more rows its gathers cost more than float logits)."""
+    from capdistill.models.captioners.word_pick import (Int8Shortlist, VocabularyGroups,
+                                                        word_pickers)
+    small = make_head(PrefixLMHead, vocab=1000).head
+    mid = make_head(PrefixLMHead, vocab=9000).head
+    wide = make_head(PrefixLMHead, vocab=20000).head
+    one, eight = torch.zeros(1, 3, 32), torch.zeros(8, 3, 32)
+    assert word_pickers(small, one, True) == []
+    assert [type(p) for p in word_pickers(mid, one, True)] == [VocabularyGroups]
+    kinds = [type(p) for p in word_pickers(wide, one, True)]
+    assert kinds[0] is VocabularyGroups
+    assert kinds[1:] == ([Int8Shortlist] if Int8Shortlist.supported(wide.output_weight) else [])
+    assert [type(p) for p in word_pickers(wide, eight, True)] == [VocabularyGroups]
+    assert word_pickers(wide, one, False) == [] and word_pickers(wide, one, True, False) == []

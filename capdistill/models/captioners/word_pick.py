@@ -24,6 +24,10 @@ GROUPS_MIN_VOCAB = 4096
 #: ... and through :class:`Int8Shortlist` from this size on (its fixed ~1.4 ms of small ops
 #: per step broke even at ~16k words x 256: 0.8x at 10,000 words, 1.8x at 49,408)
 SHORTLIST_MIN_VOCAB = 16384
+#: ... for at most this many videos: on more rows its per-row candidate gathers cost more than
+#: float logits (trained 49,408-word student: 8.3 vs 4.9 ms per video at batch 32, 11.2 vs
+#: 11.4 at batch 8)
+SHORTLIST_MAX_ROWS = 4
 
 _PER_WEIGHT = {}  # (picker class, id(weight)) -> (weakref to it, its version, picker)
 
@@ -282,9 +286,10 @@ def word_pickers(head, memory, use_cache, wanted=None):
     """The pickers a greedy decode should try, in order (an empty list: score every word).
 
     ``wanted``: None picks by vocabulary size (:data:`GROUPS_MIN_VOCAB`,
-    :data:`SHORTLIST_MIN_VOCAB`); False none; True both; or names from
-    :data:`PICKERS`. Only on the cached path, for a head exposing ``output_weight``,
-    float32 on the CPU outside autocast.
+    :data:`SHORTLIST_MIN_VOCAB`) and, for the int8 shortlist, batch size
+    (:data:`SHORTLIST_MAX_ROWS`); False none; True both; or names from :data:`PICKERS`.
+    Only on the cached path, for a head exposing ``output_weight``, float32 on the CPU
+    outside autocast.
     """
     weight = getattr(head, 'output_weight', None)
     if not use_cache or wanted is False or weight is None or weight.device.type != 'cpu' \
@@ -300,7 +305,8 @@ def word_pickers(head, memory, use_cache, wanted=None):
         cls, min_vocab = PICKERS[name]
         if wanted is None and weight.shape[0] < min_vocab:
             continue
-        if cls is Int8Shortlist and not Int8Shortlist.supported(weight):
+        if cls is Int8Shortlist and (not Int8Shortlist.supported(weight) or (
+                wanted is None and memory.shape[0] > SHORTLIST_MAX_ROWS)):
             continue
         out.append(cls.of(weight))
     return out
