@@ -169,8 +169,7 @@ class VocabularyGroups:
             centres[used] = sums[used] / count[used, None]
         # rows left out of the fit can sit far from every centre and would widen
         # their group's radius for all; the farthest rows become centres themselves
-        near = self._nearest(w, centres)
-        far = (w - centres[near]).pow(2).sum(1).topk(min(groups, v)).indices
+        far = self._nearest(w, centres, with_dist=True)[1].topk(min(groups, v)).indices
         centres = torch.cat([centres, w[far]])
         near = self._nearest(w, centres)
         order = torch.argsort(near, stable=True)
@@ -196,18 +195,26 @@ class VocabularyGroups:
         """k-means++ seeds: each next seed drawn with odds by squared distance to the
         nearest seed so far, so the few far-out rows of the words a model uses get
         groups of their own instead of widening the groups of the many others."""
+        sq = x.pow(2).sum(1)
+
+        def dist_to(i):  # squared distances to row i as |x|^2 - 2 x.x_i + |x_i|^2 (one mv)
+            return torch.addmv(sq + sq[i], x, x[i], alpha=-2).clamp_(min=0)
         seeds = [int(torch.randint(len(x), (1,), generator=g))]
-        dist = (x - x[seeds[0]]).pow(2).sum(1)
+        dist = dist_to(seeds[0])
         for _ in range(k - 1):
             if not bool(dist.gt(0).any()):
                 break  # fewer distinct rows than groups
             seeds.append(int(torch.multinomial(dist, 1, generator=g)))
-            dist = torch.minimum(dist, (x - x[seeds[-1]]).pow(2).sum(1))
+            torch.minimum(dist, dist_to(seeds[-1]), out=dist)
         return x[seeds].clone()
 
     @staticmethod
-    def _nearest(x, centres):
-        return torch.addmm(centres.pow(2).sum(1), x, centres.t(), alpha=-2).argmin(1)
+    def _nearest(x, centres, with_dist=False):
+        """Nearest centre of every row (and the squared distance to it, up to rounding)."""
+        near = torch.addmm(centres.pow(2).sum(1), x, centres.t(), alpha=-2).min(1)
+        if with_dist:
+            return near.indices, (near.values + x.pow(2).sum(1)).clamp_(min=0)
+        return near.indices
 
     of = classmethod(lambda cls, weight: _per_weight(cls, weight))
 
