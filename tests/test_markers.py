@@ -19,7 +19,8 @@ def path_without_java(tmp_path):
 
 @pytest.mark.parametrize('ci', ['true', ''])
 def test_java_test_without_java(ci, path_without_java):
-    res = run_tool([sys.executable, '-m', 'pytest', '-q', '-p', 'no:cacheprovider', JAVA_TEST],
+    res = run_tool([sys.executable, '-m', 'pytest', '-q', '-n', '0', '-p', 'no:cacheprovider',
+                    JAVA_TEST],
                    env=dict(PATH=path_without_java, CI=ci))
     out = res.stdout + res.stderr
     if ci:
