@@ -258,14 +258,20 @@ def test_int8_shortlist_argmax_is_exact():
     assert short.argmax(torch.randn(2, 64, generator=g), banned) is None
 
 
+def record_picks(monkeypatch, picker):
+    """The list that every ``picker.argmax`` answer (None included) is appended to."""
+    picks = []
+    argmax = picker.argmax
+    monkeypatch.setattr(picker, 'argmax',
+                        lambda self, h, banned: picks.append(argmax(self, h, banned))
+                        or picks[-1])
+    return picks
+
+
 @pytest.mark.parametrize('cls', HEADS)
 def test_greedy_shortlist_gives_the_same_captions(cls, monkeypatch):
     from capdistill.models.captioners.decoding import Int8Shortlist
-    picks = []
-    argmax = Int8Shortlist.argmax
-    monkeypatch.setattr(Int8Shortlist, 'argmax',
-                        lambda self, h, banned: picks.append(argmax(self, h, banned))
-                        or picks[-1])
+    picks = record_picks(monkeypatch, Int8Shortlist)
     head = make_head(cls, vocab=9000, scale=12.0).head
     memory, mask = make_memory()
     kw = dict(min_len=2, banned_ids=[0, 1])
@@ -335,11 +341,7 @@ def test_vocabulary_groups_read_a_small_share(monkeypatch):
 @pytest.mark.parametrize('cls', HEADS)
 def test_greedy_groups_give_the_same_captions(cls, monkeypatch):
     from capdistill.models.captioners.decoding import VocabularyGroups
-    picks = []
-    argmax = VocabularyGroups.argmax
-    monkeypatch.setattr(VocabularyGroups, 'argmax',
-                        lambda self, h, banned: picks.append(argmax(self, h, banned))
-                        or picks[-1])
+    picks = record_picks(monkeypatch, VocabularyGroups)
     head = make_head(cls, vocab=9000).head
     with torch.no_grad():
         head.word_embed.weight.copy_(trained_like_weight(9000, 32, seed=3))
@@ -377,3 +379,16 @@ def test_default_pickers_follow_vocabulary_and_batch_size():
     assert kinds[1:] == ([Int8Shortlist] if Int8Shortlist.supported(wide.output_weight) else [])
     assert [type(p) for p in word_pickers(wide, eight, True)] == [VocabularyGroups]
     assert word_pickers(wide, one, False) == [] and word_pickers(wide, one, True, False) == []
+
+
+def test_word_pickers_asked_for_where_they_cannot_run_stop_the_decode():
+    """None: used where they can run; named or True: they run or the decode stops."""
+    from capdistill.models.captioners.word_pick import word_pickers
+    head = make_head(PrefixLMHead, vocab=9000).head
+    memory, mask = make_memory()
+    assert word_pickers(head, memory, use_cache=False, wanted=None) == []
+    with pytest.raises(ValueError, match=r"shortlist=\['groups'\].*reference loop"):
+        greedy_decode(head, memory, mask, BOS, EOS, 4, use_cache=False, shortlist=['groups'])
+    with pytest.raises(ValueError, match='shortlist=True.*float32 weights on the CPU'):
+        greedy_decode(head.double(), memory.double(), mask, BOS, EOS, 4, shortlist=True)
+

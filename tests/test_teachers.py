@@ -11,6 +11,7 @@ from mmengine.registry import DefaultScope
 
 from capdistill.models.distillers import DistillConfigError, RecorderError, TeacherChangedError
 from capdistill.registry import MODELS
+from capdistill.utils.checkpoint import load_full_checkpoint
 from capdistill.utils.requirements import MissingBatchKeyError, check_batch_keys
 from conftest import REPO
 
@@ -283,8 +284,7 @@ def test_two_teacher_capdemo_config_trains_with_the_runner(tmp_path):
     model.check_teacher()
     log = open(osp.join(runner.log_dir, f'{runner.timestamp}.log')).read()
     assert 'distill.loss_word' in log
-    ckpt = torch.load(osp.join(cfg.work_dir, 'epoch_1.pth'), map_location='cpu',
-                      weights_only=False)
+    ckpt = load_full_checkpoint(osp.join(cfg.work_dir, 'epoch_1.pth'))
     assert not any(k.startswith('teacher') for k in ckpt['state_dict'])
 
 

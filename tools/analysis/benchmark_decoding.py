@@ -56,14 +56,19 @@ def parse_args(argv=None):
     p.add_argument('--data-split', default='test',
                    help='split for the lengths row and, with a checkpoint, the batch1 row')
     p.add_argument('--max-videos', type=int, default=256, help='videos for the lengths row')
-    p.add_argument('--batch1-videos', type=int, default=8,
-                   help='videos decoded one at a time for the batch1 row (with a checkpoint)')
+    p.add_argument('--batch1-videos', type=int, default=None,
+                   help='videos decoded one at a time for the batch1 row (needs a checkpoint; '
+                        'default 8)')
     p.add_argument('--threads', type=int, default=1, help='torch.set_num_threads')
     p.add_argument('--clock', choices=['cpu', 'wall'], default='cpu',
                    help='cpu: CPU time of this process (waiting for a core does not count)')
     p.add_argument('--out', help='also write the results as json here')
     p.add_argument('--cfg-options', nargs='+', default=[], help='key=value overrides')
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.batch1_videos is not None and not args.checkpoint:
+        p.error('--batch1-videos needs a trained checkpoint (without one the batch1 row '
+                'decodes one random video)')
+    return args
 
 
 CLOCK = dict(cpu=time.process_time, wall=time.perf_counter)
@@ -118,7 +123,7 @@ def beam_vs_rows(model, args, frames):
     return out
 
 
-def step_breakdown(model, decode_all, repeats):
+def step_breakdown(model, decode_all, repeats, videos):
     """Where cached greedy decoding at batch 1 goes, from one profile: the output layer
     (every op with the vocabulary as a dimension, the word lookup's one row too), the
     word pickers of ``word_pick`` (every op inside them), the blocks' other matrix
@@ -174,7 +179,7 @@ def step_breakdown(model, decode_all, repeats):
     per = 1e6 * repeats
     parts = {f'{k}_s' if k != 'other' else 'other_ops_s': v / per for k, v in sums.items()}
     parts['decode_s'] = wall
-    parts['ops_per_pass'] = top_level / repeats
+    parts['ops_per_video'] = top_level / repeats / videos
     parts['outside_ops_s'] = max(0.0, wall - sum(sums.values()) / per)
     parts['vocab'] = vocab
     return parts
@@ -186,7 +191,7 @@ def pick_stats(model, decode_all):
     int8 shortlist: its int8 copy and the candidates' float rows)."""
     from capdistill.models.captioners.word_pick import VocabularyGroups, word_pickers
     head = model.head
-    pickers = word_pickers(head, head.output_weight.new_zeros(1), True)
+    pickers = word_pickers(head, head.output_weight.new_zeros(1), True)  # as at batch 1
     for p in pickers:
         p.served = p.rows_read = 0
     steps = sum(int(ids.shape[1]) for ids in decode_all())
@@ -255,7 +260,7 @@ def batch1(model, args, frames):
     key = model.feature_key
     if args.checkpoint:
         inputs = [{key: f[None], f'{key}_mask': torch.ones(1, f.shape[0], dtype=torch.bool)}
-                  for f in split_features(model, args, args.batch1_videos)]
+                  for f in split_features(model, args, args.batch1_videos or 8)]
     else:
         from capdistill.evaluation.cost import dummy_batch
         inputs = [dummy_batch(model, 1, frames, seed=1)[0]]
@@ -267,7 +272,7 @@ def batch1(model, args, frames):
                                reference=lambda: decode_all(use_cache=False)),
                           args.repeats, raw=True)
     same = all(torch.equal(a, b) for a, b in zip(decode_all(), decode_all(use_cache=False)))
-    parts = step_breakdown(model, decode_all, args.repeats)
+    parts = step_breakdown(model, decode_all, args.repeats, n)
     picks = pick_stats(model, decode_all)
     steps = picks['steps'] / n
     parts.update(weight_floor(model.head, steps, picks['out_bytes']))
@@ -275,7 +280,6 @@ def batch1(model, args, frames):
     one = torch.ones(1)
     parts['op_s'] = side_by_side(dict(add=lambda: [one + one for _ in range(1000)]),
                                  5)['add'] / 1000
-    parts['ops_per_video'] = parts.pop('ops_per_pass') / n
     row = dict(videos=n, cached_s=t['cached'] / n, reference_s=t['reference'] / n,
                speedup=paired_ratio(raw, 'reference', 'cached'), identical=same,
                picks=picks, **parts)

@@ -64,8 +64,9 @@ class _Stepper:
         self.out = None
 
     def __call__(self, tokens, reuse_output=False):
-        """``tokens`` ``(N, t)`` starting with BOS -> logits ``(N, V)`` for position t.
-        The cached path also takes the last tokens alone, ``(N,)``.
+        """Logits ``(N, V)`` for the next position. ``tokens``: on the cached path each
+        row's last token ``(N,)``; on the reference loop the words so far ``(N, t)``,
+        BOS first.
 
         ``reuse_output``: write the logits into one buffer kept across steps (the
         caller must be done with the previous step's logits); allocating a fresh
@@ -76,7 +77,7 @@ class _Stepper:
             if reuse_output and self.memory.dtype == torch.float32 \
                     and not torch.is_autocast_enabled(self.memory.device.type):
                 self.state['logits_out'] = self.buffer(tokens.shape[0])
-            return self.head.step(tokens if tokens.dim() == 1 else tokens[:, -1], self.state)
+            return self.head.step(tokens, self.state)
         # the reference loop: a fixed-length buffer, the whole head, every position's
         # logits; positions after t cannot change position t (causal attention)
         n, t = tokens.shape
@@ -160,6 +161,7 @@ def greedy_decode(head, memory, mem_mask, bos_id, eos_id, max_steps, use_cache=T
                         device=memory.device)
     stepper = _Stepper(head, memory, mem_mask, bos_id, use_cache, max_steps)
     pickers = word_pickers(head, memory, use_cache, shortlist)
+    bans = None if pickers else _bans(banned_ids, eos_id, memory.device)
     if pickers:
         stepper.state['hidden_only'] = True
         banned, banned_eos = banned_masks(head.vocab_size, banned_ids, eos_id, memory.device)
@@ -183,8 +185,6 @@ def greedy_decode(head, memory, mem_mask, bos_id, eos_id, max_steps, use_cache=T
                 logits = torch.mm(h, weight.t(), out=stepper.buffer(h.shape[0]))
                 nxt = logits.masked_fill_(ban, NEG_INF).argmax(-1)
         else:
-            if t == 0:
-                bans = _bans(banned_ids, eos_id, memory.device)
             logits = stepper(tokens, reuse_output=True)
             # in place: the logits are this step's own (no copy of an (N, V) tensor)
             logits = _constrain(logits, None, eos_id, t, min_len, bans, 0)
@@ -237,7 +237,7 @@ def beam_search(head, memory, mem_mask, bos_id, eos_id, max_steps, beam_size=5,
     stepper = _Stepper(head, memory, mem_mask, bos_id, use_cache, max_steps)
     # one row per video for the first step, then K rows per video
     tokens = torch.full((b, 1), bos_id, dtype=torch.long, device=device)
-    last = tokens[:, 0]  # what the cached path feeds: each row's last token
+    feed = tokens[:, 0]  # what the cached path feeds: each row's last token
     scores = torch.zeros(b, 1, device=device)      # each row's running score, (rows, 1)
     best_scores = torch.full((b,), NEG_INF, device=device)
     best_tokens = torch.full((b, max_steps), eos_id, dtype=torch.long, device=device)
@@ -268,7 +268,7 @@ def beam_search(head, memory, mem_mask, bos_id, eos_id, max_steps, beam_size=5,
         # Scores are normalised over the whole vocabulary, before the constraints; after
         # that only each beam's few best words are needed, so no (B, K*V) candidate sum
         # or top-k is materialised.
-        logits = stepper(last if use_cache else tokens, reuse_output=True)
+        logits = stepper(feed if use_cache else tokens, reuse_output=True)
         if logits.dtype != torch.float32 or not logits.is_contiguous():
             logits = logits.float().contiguous()
         # in place: a fresh (B*K, V) tensor per step costs page faults at this size
@@ -341,8 +341,8 @@ def beam_search(head, memory, mem_mask, bos_id, eos_id, max_steps, beam_size=5,
             new_src, new_word = new_src[keep], new_word[keep]
         new_src = new_src.view(-1)
         stepper.reorder(new_src)
-        last = new_word.view(-1)
-        tokens = torch.cat([tokens.index_select(0, new_src), last[:, None]], dim=1)
+        feed = new_word.view(-1)
+        tokens = torch.cat([tokens.index_select(0, new_src), feed[:, None]], dim=1)
         width = new_scores.shape[1]
         scores = new_scores.view(-1, 1)
     width = int((best_tokens != eos_id).sum(1).max().item()) + 1

@@ -99,11 +99,6 @@ class MLP(nn.Sequential):
         return fc2(dropped(drop, act(fc1(x))))
 
 
-def mlp(dim, mlp_ratio, dropout):
-    """The feed-forward part of a transformer block (:class:`MLP`)."""
-    return MLP(dim, mlp_ratio, dropout)
-
-
 class Block(nn.Module):
     """Pre-norm transformer block with a cacheable self-attention."""
 
@@ -112,7 +107,7 @@ class Block(nn.Module):
         self.norm1 = nn.LayerNorm(dim)
         self.attn = SelfAttention(dim, num_heads, dropout)
         self.norm2 = nn.LayerNorm(dim)
-        self.mlp = mlp(dim, mlp_ratio, dropout)
+        self.mlp = MLP(dim, mlp_ratio, dropout)
         self.drop = nn.Dropout(dropout)
 
     def forward(self, x, allowed, cache=None):
@@ -290,7 +285,7 @@ class DecoderBlock(nn.Module):
         self.norm2 = nn.LayerNorm(dim)
         self.cross_attn = CrossAttention(dim, num_heads, dropout)
         self.norm3 = nn.LayerNorm(dim)
-        self.mlp = mlp(dim, mlp_ratio, dropout)
+        self.mlp = MLP(dim, mlp_ratio, dropout)
         self.drop = nn.Dropout(dropout)
 
     def forward(self, x, self_allowed, kv, mem_allowed, cache=None):

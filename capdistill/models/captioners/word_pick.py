@@ -109,7 +109,10 @@ class Int8Shortlist:
                 and torch.backends.quantized.engine in ('x86', 'fbgemm')
                 and hasattr(torch.ops.quantized, 'linear_dynamic'))
 
-    of = classmethod(lambda cls, weight: _per_weight(cls, weight))
+    @classmethod
+    def of(cls, weight):
+        """The shortlist of ``weight``, rebuilt when the weight changes in place."""
+        return _per_weight(cls, weight)
 
     def argmax(self, h, banned=None):
         """Index of the largest exact score per row of ``h`` ``(N, E)`` (``banned``: a
@@ -216,7 +219,10 @@ class VocabularyGroups:
             return near.indices, (near.values + x.pow(2).sum(1)).clamp_(min=0)
         return near.indices
 
-    of = classmethod(lambda cls, weight: _per_weight(cls, weight))
+    @classmethod
+    def of(cls, weight):
+        """The groups of ``weight``, rebuilt when the weight changes in place."""
+        return _per_weight(cls, weight)
 
     def _rows(self, groups):
         if len(groups) == 1:
@@ -294,26 +300,40 @@ def word_pickers(head, memory, use_cache, wanted=None):
 
     ``wanted``: None picks by vocabulary size (:data:`GROUPS_MIN_VOCAB`,
     :data:`SHORTLIST_MIN_VOCAB`) and, for the int8 shortlist, batch size
-    (:data:`SHORTLIST_MAX_ROWS`); False none; True both; or names from :data:`PICKERS`.
-    Only on the cached path, for a head exposing ``output_weight``, float32 on the CPU
+    (:data:`SHORTLIST_MAX_ROWS`), where they can run; False none; True both, or names
+    from :data:`PICKERS`: those must run (a ValueError says why they cannot). They run
+    on the cached path, for a head exposing ``output_weight``, float32 on the CPU
     outside autocast.
     """
-    weight = getattr(head, 'output_weight', None)
-    if not use_cache or wanted is False or weight is None or weight.device.type != 'cpu' \
-            or torch.is_autocast_enabled(memory.device.type) \
-            or memory.dtype != torch.float32 or weight.dtype != torch.float32:
+    if wanted is False:
         return []
-    names = PICKERS if wanted in (None, True) else list(wanted)
+    weight = getattr(head, 'output_weight', None)
+    why = None
+    if not use_cache:
+        why = 'the reference loop (use_cache=False) scores every word'
+    elif weight is None:
+        why = f'{type(head).__name__} has no output_weight'
+    elif weight.device.type != 'cpu' or weight.dtype != torch.float32 \
+            or memory.dtype != torch.float32 or torch.is_autocast_enabled(memory.device.type):
+        why = 'they need float32 weights on the CPU, outside autocast'
+    names = list(PICKERS) if wanted in (None, True) else list(wanted)
     unknown = [n for n in names if n not in PICKERS]
     if unknown:
         raise ValueError(f'Unknown word picker {unknown[0]!r}; use one of {sorted(PICKERS)}.')
+    if why is None and 'int8' in names and not Int8Shortlist.supported(weight):
+        if wanted is not None:
+            why = "the int8 shortlist needs PyTorch's x86/fbgemm quantized engine"
+        names.remove('int8')
+    if why is not None:
+        if wanted is None:
+            return []
+        raise ValueError(f'shortlist={wanted!r}: the word pickers cannot run here: {why}; '
+                         'use shortlist=None (they run where they can) or False.')
     out = []
     for name in names:
         cls, min_vocab = PICKERS[name]
-        if wanted is None and weight.shape[0] < min_vocab:
-            continue
-        if cls is Int8Shortlist and (not Int8Shortlist.supported(weight) or (
-                wanted is None and memory.shape[0] > SHORTLIST_MAX_ROWS)):
+        if wanted is None and (weight.shape[0] < min_vocab or (
+                cls is Int8Shortlist and memory.shape[0] > SHORTLIST_MAX_ROWS)):
             continue
         out.append(cls.of(weight))
     return out
