@@ -91,8 +91,8 @@ def test_export_files_check_and_are_reproducible(deployed):
     dims = {v.name: [d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim]
             for v in list(step.input) + list(step.output)}
     assert dims['token'] == ['batch'] and dims['logits'][0] == 'batch'
-    assert dims['in.caches.0.k'][0] == 'batch' and isinstance(dims['in.caches.0.k'][2], str)
-    assert dims['out.caches.0.k'][2] != dims['in.caches.0.k'][2]
+    assert dims['in.caches.0.kv'][0] == 'batch' and isinstance(dims['in.caches.0.kv'][3], str)
+    assert dims['out.caches.0.kv'][3] != dims['in.caches.0.kv'][3]
     # int8: the linear layers and the output projection are integer matrix products
     ops = {n.op_type for n in onnx.load(str(out / 'demo.int8.step.onnx')).graph.node}
     assert 'MatMulInteger' in ops

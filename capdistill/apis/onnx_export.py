@@ -111,14 +111,13 @@ def _prefill_caches(state, head):
     if not caches:
         return state
     for i, cache in enumerate(caches):
-        if isinstance(cache, dict) and 'k' not in cache:
+        if isinstance(cache, dict) and 'kv' not in cache:
             attn = _self_attention(head, i)
             ref = next(t for t in _tensors(state))
             b = ref.shape[0]
             heads = attn.num_heads
             dim = attn.out.in_features // heads
-            empty = ref.new_zeros(b, heads, 0, dim, dtype=torch.float32)
-            cache['k'], cache['v'] = empty, empty.clone()
+            cache['kv'] = ref.new_zeros(b, 2, heads, 0, dim, dtype=torch.float32)
     return state
 
 
@@ -331,7 +330,9 @@ def _state_axes(names, leaves, batch='batch'):
     axes = {}
     for name, leaf in zip(names, leaves):
         dims = {0: batch}
-        if leaf.dim() == 4:
+        if leaf.dim() == 5:  # self-attention keys and values (B, 2, heads, T, head dim)
+            dims[3] = f'{name}_len'
+        elif leaf.dim() == 4:  # keys or values (B, heads, T, head dim)
             dims[2] = f'{name}_len'
         elif leaf.dim() == 2:
             dims[1] = f'{name}_len'

@@ -97,22 +97,54 @@ def paired_ratio(times, a, b):
     return statistics.median(x / y for x, y in zip(times[a], times[b]))
 
 
+class HeldBackEOS(torch.nn.Module):
+    """A head whose EOS logit is set far below every word's, so a beam search over it
+    runs every step while still making its per-step EOS test (with ``min_len`` the
+    search knows no beam can end and skips that test)."""
+
+    def __init__(self, head, eos_id):
+        super().__init__()
+        self.inner = head
+        self.vocab_size = head.vocab_size
+        self.eos = torch.tensor([eos_id])
+
+    def start(self, memory, mem_mask):
+        return self.inner.start(memory, mem_mask)
+
+    def step(self, tokens, state):
+        return self.inner.step(tokens, state).index_fill_(1, self.eos, -1e4)
+
+    def reorder(self, state, index):
+        return self.inner.reorder(state, index)
+
+
 def beam_vs_rows(model, args, frames):
     """Beam K at batch B vs greedy at batch K*B: rows through the head are equal."""
     from capdistill.evaluation.cost import dummy_batch
     out = {}
     k = args.beam_size
+    held_back = HeldBackEOS(model.head, model.tokenizer.eos_id)
+
+    def beam(inputs):
+        # EOS held back in the head: the search still makes its EOS test every step
+        head, model.head = model.head, held_back
+        try:
+            return model.generate(inputs, strategy='beam', beam_size=k)
+        finally:
+            model.head = head
+
+    def greedy(inputs):
+        # EOS banned until the last step (greedy's step is the same either way)
+        return model.generate(inputs, strategy='greedy', min_len=model.max_len + 1)
+
     for b in args.batch_sizes:
         small, _ = dummy_batch(model, b, frames, seed=b)
         big, _ = dummy_batch(model, k * b, frames, seed=b)
         reps = max(1, args.repeats if b * k <= 160 else args.repeats // 2 + 1)
-        # EOS is held back to the last step in both, so both run every step: with
-        # untrained weights caption lengths are arbitrary, and the row is about the
-        # cost per step of the same number of rows
-        full = dict(min_len=model.max_len + 1)
-        t, raw = side_by_side(dict(
-            beam=lambda: model.generate(small, strategy='beam', beam_size=k, **full),
-            greedy=lambda: model.generate(big, strategy='greedy', **full)), reps, raw=True)
+        # both run every step: with untrained weights caption lengths are arbitrary,
+        # and the row is about the cost per step of the same number of rows
+        t, raw = side_by_side(dict(beam=lambda: beam(small), greedy=lambda: greedy(big)),
+                              reps, raw=True)
         row = dict(beam_s=t['beam'], greedy_rows_s=t['greedy'],
                    ratio=paired_ratio(raw, 'beam', 'greedy'), repeats=reps)
         out[b] = row

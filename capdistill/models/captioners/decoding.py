@@ -61,7 +61,11 @@ class _Stepper:
             # building and applying it is ~5% of a batch-1 step)
             self.state['dense'] = True
         self.length, self.filler = max_steps, bos_id
-        self.out = None
+        # logits may go to one buffer kept across steps only where they are float32
+        # (decided once: the autocast query costs microseconds at every step)
+        self.reusable = use_cache and memory.dtype == torch.float32 \
+            and not torch.is_autocast_enabled(memory.device.type)
+        self.out = self.out_rows = None
 
     def __call__(self, tokens, reuse_output=False):
         """Logits ``(N, V)`` for the next position. ``tokens``: on the cached path each
@@ -74,8 +78,7 @@ class _Stepper:
         """
         if self.use_cache:
             self.state.pop('logits_out', None)
-            if reuse_output and self.memory.dtype == torch.float32 \
-                    and not torch.is_autocast_enabled(self.memory.device.type):
+            if reuse_output and self.reusable:
                 self.state['logits_out'] = self.buffer(tokens.shape[0])
             return self.head.step(tokens, self.state)
         # the reference loop: a fixed-length buffer, the whole head, every position's
@@ -87,9 +90,11 @@ class _Stepper:
 
     def buffer(self, n):
         """A ``(n, V)`` float tensor reused across steps."""
-        if self.out is None or self.out.shape[0] < n:
-            self.out = self.memory.new_empty(n, self.head.vocab_size)
-        return self.out[:n]
+        if self.out_rows is None or self.out_rows.shape[0] != n:
+            if self.out is None or self.out.shape[0] < n:
+                self.out = self.memory.new_empty(n, self.head.vocab_size)
+            self.out_rows = self.out[:n]
+        return self.out_rows
 
     def reorder(self, index):
         if self.use_cache:
@@ -207,6 +212,55 @@ def greedy_decode(head, memory, mem_mask, bos_id, eos_id, max_steps, use_cache=T
     return out[:, :steps]
 
 
+class _Paths:
+    """The words of every beam hypothesis as back-pointers: each step records the row
+    each new row continues and the word it adds (as Python lists: no step copies the
+    histories), and a finished caption's words are read back through them."""
+
+    def __init__(self):
+        self.parents, self.words = [], []
+
+    def extend(self, parents, words):
+        self.parents.append(parents.tolist())
+        self.words.append(words.tolist())
+
+    def words_of(self, rows):
+        """LongTensor ``(len(rows), steps)``: the words of ``rows`` (a LongTensor of
+        rows of the current step), BOS excluded."""
+        rows = rows.tolist()
+        steps = len(self.words)
+        out = [[0] * steps for _ in rows]
+        for s in range(steps - 1, -1, -1):
+            parents, words = self.parents[s], self.words[s]
+            for j, r in enumerate(rows):
+                out[j][s] = words[r]
+                rows[j] = parents[r]
+        return torch.tensor(out, dtype=torch.long).view(len(rows), steps)
+
+
+class _StepTensors:
+    """What one beam step writes (each beam's best words, the survivors), made once per
+    shape of ``n`` videos x ``width`` beams, with the views the step reads: at batch 1
+    a step is a few dozen tensor ops of a few microseconds each, and every fresh
+    tensor or view would add to them."""
+
+    def __init__(self, n, width, per_beam, k, device):
+        rows, keep = n * width, min(k, width * per_beam)
+        self.shape = (n, width)
+        self.val = torch.empty(rows, per_beam, device=device)
+        self.idx = torch.empty(rows, per_beam, dtype=torch.long, device=device)
+        self.kth = self.val[:, -1:]  # each beam's K-th best word
+        self.cand_val, self.cand_idx = self.val.view(n, -1), self.idx.view(n, -1)
+        self.first_rows = torch.arange(0, rows, width, device=device)[:, None]
+        # the row each candidate continues, per (video, candidate)
+        self.src_of = self.first_rows + torch.arange(width * per_beam, device=device) // per_beam
+        self.scores = torch.empty(n, keep, device=device)
+        self.pos = torch.empty(n, keep, dtype=torch.long, device=device)
+        self.src, self.word = torch.empty_like(self.pos), torch.empty_like(self.pos)
+        self.scores_col = self.scores.view(-1, 1)
+        self.src_flat, self.word_flat = self.src.view(-1), self.word.view(-1)
+
+
 @torch.no_grad()
 def beam_search(head, memory, mem_mask, bos_id, eos_id, max_steps, beam_size=5,
                 length_penalty=1.0, min_len=0, no_repeat_ngram=0, banned_ids=None,
@@ -236,8 +290,11 @@ def beam_search(head, memory, mem_mask, bos_id, eos_id, max_steps, beam_size=5,
     b, k, device = memory.shape[0], beam_size, memory.device
     stepper = _Stepper(head, memory, mem_mask, bos_id, use_cache, max_steps)
     # one row per video for the first step, then K rows per video
-    tokens = torch.full((b, 1), bos_id, dtype=torch.long, device=device)
-    feed = tokens[:, 0]  # what the cached path feeds: each row's last token
+    feed = torch.full((b,), bos_id, dtype=torch.long, device=device)  # each row's last token
+    paths = _Paths()
+    # the words so far as one tensor, kept only where something reads it every step
+    # (n-gram blocking, the reference loop's input)
+    tokens = feed[:, None] if no_repeat_ngram or not use_cache else None
     scores = torch.zeros(b, 1, device=device)      # each row's running score, (rows, 1)
     best_scores = torch.full((b,), NEG_INF, device=device)
     best_tokens = torch.full((b, max_steps), eos_id, dtype=torch.long, device=device)
@@ -247,24 +304,26 @@ def beam_search(head, memory, mem_mask, bos_id, eos_id, max_steps, beam_size=5,
     live = torch.arange(b, device=device)
     live_best = best_scores.clone()
     bans = _bans(banned_ids, eos_id, device)
+    # before the last step EOS is scored on its own (it ends a hypothesis), so it is
+    # masked with the banned ids and each beam's top-k holds non-EOS words only
+    no_eos = (bans[1], bans[1])
+    eos_index = torch.tensor([eos_id], device=device)
+    eos_banned = eos_id in set(int(i) for i in banned_ids or ())
     a = float(length_penalty)
     # length normalisers as 0-d tensors: dividing by a Python number wraps it in a new
     # tensor every time (same float32 result)
     norms = torch.tensor([float(i ** a) for i in range(1, max_steps + 1)],
                          device=device).unbind()
     bound_div = norms[-1]
-    width, first_rows = 1, None
+    width, buf = 1, None
     finished = False  # whether any video has a finished caption yet
-    # At batch 1 a step is a few hundred ~5 us tensor ops, so the bookkeeping below is
+    # At batch 1 a step is a few dozen ~5 us tensor ops, so the bookkeeping below is
     # kept to few ops: scores stay in the (rows, 1) layout the additions need, the
-    # first-row offsets are made once per batch shape, and the end check works in place.
+    # step's outputs go to tensors made once per shape, EOS leaves the top-k before it
+    # is taken, and the end check works in place.
     for t in range(max_steps):
         length = t + 1
         n = live.numel()
-        if first_rows is None or first_rows.shape[0] != n or first_rows_width != width:
-            first_rows = torch.arange(0, n * width, width, device=device)[:, None]
-            first_rows_width = width
-            src_of = None
         # Scores are normalised over the whole vocabulary, before the constraints; after
         # that only each beam's few best words are needed, so no (B, K*V) candidate sum
         # or top-k is materialised.
@@ -273,31 +332,32 @@ def beam_search(head, memory, mem_mask, bos_id, eos_id, max_steps, beam_size=5,
             logits = logits.float().contiguous()
         # in place: a fresh (B*K, V) tensor per step costs page faults at this size
         logp = torch.log_softmax(logits, dim=-1, out=logits)
-        v = logp.shape[-1]
-        logp = _constrain(logp, tokens[:, 1:] if no_repeat_ngram else None, eos_id, t,
-                          min_len, bans, no_repeat_ngram)
-        last = length == max_steps
-        # each beam's k+1 best words: its k best non-EOS words are among them, and so is
-        # EOS when EOS ranks among its k best
-        top_val, top_idx = row_topk(logp, min(k + 1, v))
-        per_beam = top_val.shape[-1]
-        # hypotheses that end at this step: EOS from any beam, or any word at max_steps
-        if last:
-            top_cand = top_val.add_(scores)
-            ends, end_beam = top_cand[:, 0].view(n, width).max(-1)
+        per_beam = min(k, logp.shape[-1])
+        if buf is None or buf.shape != (n, width):
+            buf = _StepTensors(n, width, per_beam, k, device)
+        hist = tokens[:, 1:] if no_repeat_ngram else None
+        if length == max_steps:
+            # every hypothesis ends here: with each beam's best word (EOS included,
+            # where allowed)
+            logp = _constrain(logp, hist, eos_id, t, min_len, bans, no_repeat_ngram)
+            top_val, top_idx = logp.max(-1, keepdim=True)
+            ends, end_beam = top_val.add_(scores).view(n, width).max(-1)
             may_end = True
         else:
-            # a beam may end only if EOS is among its own K best next tokens (so K=1
-            # ends exactly where greedy does; K >= vocabulary ends every beam); at a
-            # step where no beam may end (EOS ranks lower everywhere, or before
-            # min_len) there is nothing to score
-            eos_logp = logp[:, eos_id]
-            cannot = eos_logp < top_val[:, min(k, v) - 1]
-            may_end = not cannot.all()
-            if may_end:
-                eos_cand = (scores.view(-1) + eos_logp).masked_fill_(cannot, NEG_INF)
-                ends, end_beam = eos_cand.view(n, width).max(-1)
-            top_cand = top_val.add_(scores)  # the candidates' running scores
+            # a beam may end only if EOS is among its own K best next words (so K=1
+            # ends exactly where greedy does; K >= vocabulary ends every beam), i.e. if
+            # EOS scores at least the K-th best of its other words
+            eos_logp = None if t < min_len or eos_banned else logp.index_select(1, eos_index)
+            logp = _constrain(logp, hist, eos_id, t, min_len, no_eos, no_repeat_ngram)
+            row_topk(logp, per_beam, out=(buf.val, buf.idx))  # each beam's K best non-EOS words
+            may_end = False
+            if eos_logp is not None:
+                can = eos_logp >= buf.kth
+                may_end = bool(can.any())
+                if may_end:
+                    eos_cand = (scores + eos_logp).masked_fill_(~can, NEG_INF)
+                    ends, end_beam = eos_cand.view(n, width).max(-1)
+            buf.val.add_(scores)  # the candidates' running scores
         if may_end:
             if a:
                 ends.div_(norms[t])
@@ -305,24 +365,22 @@ def beam_search(head, memory, mem_mask, bos_id, eos_id, max_steps, beam_size=5,
             if better.any():
                 finished = True
                 rows = better.nonzero().squeeze(1)
-                src = first_rows[rows, 0] + end_beam[rows]
-                end_word = top_idx[src, :1] if last else \
-                    tokens.new_full((rows.numel(), 1), eos_id)
+                src = buf.first_rows[rows, 0] + end_beam[rows]
+                end_word = top_idx[src] if length == max_steps else \
+                    src.new_full((rows.numel(), 1), eos_id)
                 vids = live[rows]
-                best_tokens[vids, :length] = torch.cat([tokens[src, 1:], end_word], dim=1)
+                best_tokens[vids, :length] = torch.cat(
+                    [paths.words_of(src).to(device), end_word], dim=1)
                 best_tokens[vids, length:] = eos_id
                 best_scores[vids] = ends[rows]
                 live_best = torch.where(better, ends, live_best)
-        if last:
+        if length == max_steps:
             break
-        # survivors: the K best continuations that do not end here
-        top_cand.masked_fill_(top_idx == eos_id, NEG_INF)
-        new_scores, idx = top_cand.view(n, -1).topk(min(k, width * per_beam), dim=-1)
-        if src_of is None or src_of.shape[1] != width * per_beam:
-            # the row each candidate continues, per (video, candidate)
-            src_of = first_rows + torch.arange(width * per_beam, device=device) // per_beam
-        new_src = src_of.gather(1, idx)
-        new_word = top_idx.view(n, -1).gather(1, idx)
+        # survivors: the K best continuations over all of a video's beams
+        new_scores, idx = torch.topk(buf.cand_val, buf.scores.shape[1], dim=-1,
+                                     out=(buf.scores, buf.pos))
+        new_src = torch.gather(buf.src_of, 1, idx, out=buf.src)
+        new_word = torch.gather(buf.cand_idx, 1, idx, out=buf.word)
         # stop a video when no live beam can beat its best finished caption (a bound
         # above -inf also means the video still has a candidate of finite score). Before
         # any caption has finished there is nothing to beat: a video whose candidates
@@ -338,13 +396,15 @@ def beam_search(head, memory, mem_mask, bos_id, eos_id, max_steps, beam_size=5,
                 break
             keep = going.nonzero().squeeze(1)
             live, live_best, new_scores = live[keep], live_best[keep], new_scores[keep]
-            new_src, new_word = new_src[keep], new_word[keep]
-        new_src = new_src.view(-1)
+            new_src, feed = new_src[keep].view(-1), new_word[keep].view(-1)
+            scores = new_scores.view(-1, 1)
+        else:  # the views made with the step's tensors
+            new_src, feed, scores = buf.src_flat, buf.word_flat, buf.scores_col
         stepper.reorder(new_src)
-        feed = new_word.view(-1)
-        tokens = torch.cat([tokens.index_select(0, new_src), feed[:, None]], dim=1)
+        paths.extend(new_src, feed)
+        if tokens is not None:
+            tokens = torch.cat([tokens.index_select(0, new_src), feed[:, None]], dim=1)
         width = new_scores.shape[1]
-        scores = new_scores.view(-1, 1)
     width = int((best_tokens != eos_id).sum(1).max().item()) + 1
     out = best_tokens[:, :min(width, max_steps)]
     return (out, best_scores) if return_scores else out

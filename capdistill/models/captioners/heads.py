@@ -67,14 +67,20 @@ class SelfAttention(nn.Module):
         self.dropout = dropout
 
     def forward(self, x, allowed, cache=None):
+        """``cache`` (a dict, filled on the first call): the keys and values so far as
+        one ``(B, 2, heads, T, head dim)`` tensor under ``'kv'``, so that growing it or
+        re-ordering its rows (beam search) is one op per block, not two."""
         b, n, d = x.shape
-        q, k, v = self.qkv(x).view(b, n, 3, self.num_heads, d // self.num_heads) \
-            .permute(2, 0, 3, 1, 4).unbind(0)  # each (B, heads, N, head dim)
-        if cache is not None:
-            if 'k' in cache:
-                k = torch.cat([cache['k'], k], dim=2)
-                v = torch.cat([cache['v'], v], dim=2)
-            cache['k'], cache['v'] = k, v
+        qkv = self.qkv(x).view(b, n, 3, self.num_heads, d // self.num_heads)
+        if cache is None:
+            q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each (B, heads, N, head dim)
+        else:
+            qkv = qkv.permute(0, 2, 3, 1, 4)  # (B, 3, heads, N, head dim)
+            q, kv = qkv[:, 0], qkv[:, 1:]
+            if 'kv' in cache:
+                kv = torch.cat([cache['kv'], kv], dim=3)
+            cache['kv'] = kv
+            k, v = kv.unbind(1)
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed,
                                            dropout_p=self.dropout if self.training else 0.0)
         return self.out(y.transpose(1, 2).reshape(b, n, d))
@@ -151,9 +157,8 @@ class TiedWordHead(nn.Module):
     @staticmethod
     def _reorder_caches(caches, index):
         for cache in caches:
-            if 'k' in cache:
-                cache['k'] = cache['k'].index_select(0, index)
-                cache['v'] = cache['v'].index_select(0, index)
+            if 'kv' in cache:
+                cache['kv'] = cache['kv'].index_select(0, index)
 
 
 @HEADS.register_module()

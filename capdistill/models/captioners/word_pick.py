@@ -44,19 +44,20 @@ def _per_weight(cls, weight):
     return hit[2]
 
 
-def row_topk(x, k, chunk=64):
+def row_topk(x, k, chunk=64, out=None):
     """``x.topk(k, dim=-1)`` for a wide ``(N, V)`` matrix, in two cheap passes.
 
     The ``k`` largest entries of a row lie in the ``k`` chunks (of ``chunk``
     columns) with the largest maxima, so a max per chunk, a top-k over those maxima
     and a top-k over the ``k * chunk`` gathered entries find them; about 5x faster
     than ``torch.topk`` on a 49,408-word vocabulary. Equal values may come back in
-    another order than ``torch.topk`` would give them.
+    another order than ``torch.topk`` would give them. ``out``: ``(values, indices)``
+    tensors to write (as ``torch.topk``'s).
     """
     n, v = x.shape
     main = v - v % chunk
     if main < 8 * k * chunk:
-        return x.topk(min(k, v), dim=-1)
+        return torch.topk(x, min(k, v), dim=-1, out=out)
     blocks = x[:, :main].reshape(n, main // chunk, chunk)
     best = blocks.amax(-1).topk(k, dim=-1).indices                     # (N, k)
     cand = blocks.gather(1, best[:, :, None].expand(-1, -1, chunk)).view(n, k * chunk)
@@ -67,6 +68,8 @@ def row_topk(x, k, chunk=64):
     block_pos = torch.where(in_block, pos, torch.zeros_like(pos))
     index = best.gather(1, block_pos // chunk) * chunk + block_pos % chunk
     index = torch.where(in_block, index, pos - k * chunk + main)
+    if out is not None:
+        return out[0].copy_(values), out[1].copy_(index)
     return values, index
 
 
