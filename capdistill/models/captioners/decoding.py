@@ -25,12 +25,28 @@ that reaches ``max_steps`` without EOS ends there)::
 with ``log p`` the log-softmax over the *whole* vocabulary; banned tokens, EOS before
 ``min_len`` and repeated n-grams are excluded from the search but not renormalised.
 """
+import functools
+
 import torch
 import torch.nn.functional as F
 
 from .word_pick import (GROUPS_MIN_VOCAB, NEG_INF, SHORTLIST_MIN_VOCAB,  # noqa: F401
                         Int8Shortlist, VocabularyGroups, banned_masks, row_topk,
                         word_pickers)
+
+
+def _inference(fn):
+    """Run a decoder in inference mode, where each tensor op costs less than under
+    ``no_grad`` (no version counters: ~0.5 us of a ~3 us op at batch 1), and hand back
+    ordinary tensors: callers may feed the ids to autograd (sequence-level KD)."""
+    @functools.wraps(fn)
+    def run(*args, **kwargs):
+        if torch.is_inference_mode_enabled():
+            return fn(*args, **kwargs)
+        with torch.inference_mode():
+            out = fn(*args, **kwargs)
+        return tuple(t.clone() for t in out) if isinstance(out, tuple) else out.clone()
+    return run
 
 
 @torch.no_grad()
@@ -134,7 +150,7 @@ def _constrain(logp, hist, eos_id, step, min_len, bans, no_repeat_ngram):
     return logp
 
 
-@torch.no_grad()
+@_inference
 def greedy_decode(head, memory, mem_mask, bos_id, eos_id, max_steps, use_cache=True,
                   min_len=0, banned_ids=None, shortlist=None):
     """Most likely next word at each step, for a batch of videos.
@@ -214,15 +230,15 @@ def greedy_decode(head, memory, mem_mask, bos_id, eos_id, max_steps, use_cache=T
 
 class _Paths:
     """The words of every beam hypothesis as back-pointers: each step records the row
-    each new row continues and the word it adds (as Python lists: no step copies the
+    each new row continues and the word it adds (Python lists: no step copies the
     histories), and a finished caption's words are read back through them."""
 
     def __init__(self):
         self.parents, self.words = [], []
 
     def extend(self, parents, words):
-        self.parents.append(parents.tolist())
-        self.words.append(words.tolist())
+        self.parents.append(parents)
+        self.words.append(words)
 
     def words_of(self, rows):
         """LongTensor ``(len(rows), steps)``: the words of ``rows`` (a LongTensor of
@@ -239,29 +255,39 @@ class _Paths:
 
 
 class _StepTensors:
-    """What one beam step writes (each beam's best words, the survivors), made once per
-    shape of ``n`` videos x ``width`` beams, with the views the step reads: at batch 1
-    a step is a few dozen tensor ops of a few microseconds each, and every fresh
-    tensor or view would add to them."""
+    """What one beam step writes, made once per shape (``n`` videos x ``width`` beams)
+    with the views the step reads: at batch 1 a step is a few dozen tensor ops of a
+    few microseconds each, and every fresh tensor or view would add to them.
+
+    Each beam's best words go to ``val``/``idx``; the survivors' scores to ``scores``;
+    their source rows and words, and which beams may end with EOS, to one ``sync``
+    tensor that a single ``tolist`` reads. Steps alternate between two of these, so
+    a step still reads the scores the previous one wrote.
+    """
 
     def __init__(self, n, width, per_beam, k, device):
-        rows, keep = n * width, min(k, width * per_beam)
-        self.shape = (n, width)
+        rows, cands, keep = n * width, width * per_beam, min(k, width * per_beam)
+        self.shape, self.keep, self.picks = (n, width), keep, n * keep
         self.val = torch.empty(rows, per_beam, device=device)
-        self.idx = torch.empty(rows, per_beam, dtype=torch.long, device=device)
         self.kth = self.val[:, -1:]  # each beam's K-th best word
-        self.cand_val, self.cand_idx = self.val.view(n, -1), self.idx.view(n, -1)
-        self.first_rows = torch.arange(0, rows, width, device=device)[:, None]
-        # the row each candidate continues, per (video, candidate)
-        self.src_of = self.first_rows + torch.arange(width * per_beam, device=device) // per_beam
+        self.cand_val = self.val.view(n, cands)
+        # per (video, candidate): the row it continues and its word, side by side so
+        # that one gather picks both for the survivors
+        both = torch.empty(2, n, cands, dtype=torch.long, device=device)
+        both[0] = torch.arange(0, rows, width, device=device)[:, None] \
+            + torch.arange(cands, device=device) // per_beam
+        self.both, self.idx = both, both[1].view(rows, per_beam)
         self.scores = torch.empty(n, keep, device=device)
-        self.pos = torch.empty(n, keep, dtype=torch.long, device=device)
-        self.src, self.word = torch.empty_like(self.pos), torch.empty_like(self.pos)
         self.scores_col = self.scores.view(-1, 1)
-        self.src_flat, self.word_flat = self.src.view(-1), self.word.view(-1)
+        self.pos = torch.empty(n, keep, dtype=torch.long, device=device)
+        self.pos_both = self.pos[None].expand(2, n, keep)
+        self.sync = torch.zeros(2 * n * keep + rows, dtype=torch.long, device=device)
+        self.picked = self.sync[:2 * n * keep].view(2, n, keep)
+        self.src, self.word = self.sync[:n * keep], self.sync[n * keep:2 * n * keep]
+        self.can_end = self.sync[2 * n * keep:].view(rows, 1)
 
 
-@torch.no_grad()
+@_inference
 def beam_search(head, memory, mem_mask, bos_id, eos_id, max_steps, beam_size=5,
                 length_penalty=1.0, min_len=0, no_repeat_ngram=0, banned_ids=None,
                 use_cache=True, return_scores=False):
@@ -315,12 +341,12 @@ def beam_search(head, memory, mem_mask, bos_id, eos_id, max_steps, beam_size=5,
     norms = torch.tensor([float(i ** a) for i in range(1, max_steps + 1)],
                          device=device).unbind()
     bound_div = norms[-1]
-    width, buf = 1, None
+    width, pair = 1, None
     finished = False  # whether any video has a finished caption yet
     # At batch 1 a step is a few dozen ~5 us tensor ops, so the bookkeeping below is
     # kept to few ops: scores stay in the (rows, 1) layout the additions need, the
     # step's outputs go to tensors made once per shape, EOS leaves the top-k before it
-    # is taken, and the end check works in place.
+    # is taken, and one tolist per step reads what the host needs.
     for t in range(max_steps):
         length = t + 1
         n = live.numel()
@@ -332,9 +358,6 @@ def beam_search(head, memory, mem_mask, bos_id, eos_id, max_steps, beam_size=5,
             logits = logits.float().contiguous()
         # in place: a fresh (B*K, V) tensor per step costs page faults at this size
         logp = torch.log_softmax(logits, dim=-1, out=logits)
-        per_beam = min(k, logp.shape[-1])
-        if buf is None or buf.shape != (n, width):
-            buf = _StepTensors(n, width, per_beam, k, device)
         hist = tokens[:, 1:] if no_repeat_ngram else None
         if length == max_steps:
             # every hypothesis ends here: with each beam's best word (EOS included,
@@ -344,20 +367,27 @@ def beam_search(head, memory, mem_mask, bos_id, eos_id, max_steps, beam_size=5,
             ends, end_beam = top_val.add_(scores).view(n, width).max(-1)
             may_end = True
         else:
+            if pair is None or pair[0].shape != (n, width):
+                per_beam = min(k, logp.shape[-1])
+                pair = [_StepTensors(n, width, per_beam, k, device) for _ in range(2)]
+            buf = pair[t % 2]
             # a beam may end only if EOS is among its own K best next words (so K=1
             # ends exactly where greedy does; K >= vocabulary ends every beam), i.e. if
             # EOS scores at least the K-th best of its other words
             eos_logp = None if t < min_len or eos_banned else logp.index_select(1, eos_index)
             logp = _constrain(logp, hist, eos_id, t, min_len, no_eos, no_repeat_ngram)
-            row_topk(logp, per_beam, out=(buf.val, buf.idx))  # each beam's K best non-EOS words
-            may_end = False
+            row_topk(logp, buf.val.shape[1], out=(buf.val, buf.idx))  # K best non-EOS words
             if eos_logp is not None:
-                can = eos_logp >= buf.kth
-                may_end = bool(can.any())
-                if may_end:
-                    eos_cand = (scores + eos_logp).masked_fill_(~can, NEG_INF)
-                    ends, end_beam = eos_cand.view(n, width).max(-1)
-            buf.val.add_(scores)  # the candidates' running scores
+                torch.ge(eos_logp, buf.kth, out=buf.can_end)
+            # survivors: the K best continuations over all of a video's beams
+            buf.val.add_(scores)
+            torch.topk(buf.cand_val, buf.keep, dim=-1, out=(buf.scores, buf.pos))
+            torch.gather(buf.both, 2, buf.pos_both, out=buf.picked)
+            host = buf.sync.tolist()
+            may_end = eos_logp is not None and 1 in host[2 * buf.picks:]
+            if may_end:
+                eos_cand = (scores + eos_logp).masked_fill_(buf.can_end == 0, NEG_INF)
+                ends, end_beam = eos_cand.view(n, width).max(-1)
         if may_end:
             if a:
                 ends.div_(norms[t])
@@ -365,7 +395,7 @@ def beam_search(head, memory, mem_mask, bos_id, eos_id, max_steps, beam_size=5,
             if better.any():
                 finished = True
                 rows = better.nonzero().squeeze(1)
-                src = buf.first_rows[rows, 0] + end_beam[rows]
+                src = rows * width + end_beam[rows]  # video i's beams are rows i*width..
                 end_word = top_idx[src] if length == max_steps else \
                     src.new_full((rows.numel(), 1), eos_id)
                 vids = live[rows]
@@ -376,32 +406,26 @@ def beam_search(head, memory, mem_mask, bos_id, eos_id, max_steps, beam_size=5,
                 live_best = torch.where(better, ends, live_best)
         if length == max_steps:
             break
-        # survivors: the K best continuations over all of a video's beams
-        new_scores, idx = torch.topk(buf.cand_val, buf.scores.shape[1], dim=-1,
-                                     out=(buf.scores, buf.pos))
-        new_src = torch.gather(buf.src_of, 1, idx, out=buf.src)
-        new_word = torch.gather(buf.cand_idx, 1, idx, out=buf.word)
+        new_scores, new_src, feed, scores = buf.scores, buf.src, buf.word, buf.scores_col
+        parents, words = host[:buf.picks], host[buf.picks:2 * buf.picks]
         # stop a video when no live beam can beat its best finished caption (a bound
         # above -inf also means the video still has a candidate of finite score). Before
         # any caption has finished there is nothing to beat: a video whose candidates
         # are all -inf can then only end with -inf, i.e. without a caption, the same
         # outcome as stopping it, so the check waits for the first finished caption.
-        if not finished:
-            going = None
-        else:
+        if finished:
             lead = new_scores[:, 0]
             going = (lead / bound_div if a else lead) > live_best
-        if going is not None and not going.all():
-            if not going.any():
-                break
-            keep = going.nonzero().squeeze(1)
-            live, live_best, new_scores = live[keep], live_best[keep], new_scores[keep]
-            new_src, feed = new_src[keep].view(-1), new_word[keep].view(-1)
-            scores = new_scores.view(-1, 1)
-        else:  # the views made with the step's tensors
-            new_src, feed, scores = buf.src_flat, buf.word_flat, buf.scores_col
+            if not going.all():
+                if not going.any():
+                    break
+                keep = going.nonzero().squeeze(1)
+                live, live_best, new_scores = live[keep], live_best[keep], new_scores[keep]
+                picked = buf.picked[:, keep].view(2, -1)
+                new_src, feed, scores = picked[0], picked[1], new_scores.view(-1, 1)
+                parents, words = picked.tolist()
         stepper.reorder(new_src)
-        paths.extend(new_src, feed)
+        paths.extend(parents, words)
         if tokens is not None:
             tokens = torch.cat([tokens.index_select(0, new_src), feed[:, None]], dim=1)
         width = new_scores.shape[1]
