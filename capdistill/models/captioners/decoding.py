@@ -259,15 +259,15 @@ class _StepTensors:
     with the views the step reads: at batch 1 a step is a few dozen tensor ops of a
     few microseconds each, and every fresh tensor or view would add to them.
 
-    Each beam's best words go to ``val``/``idx``; the survivors' scores to ``scores``;
-    their source rows and words, and which beams may end with EOS, to one ``sync``
-    tensor that a single ``tolist`` reads. Steps alternate between two of these, so
-    a step still reads the scores the previous one wrote.
+    Each beam's best words go to ``val``/``idx``; the survivors' scores to ``scores``,
+    their source rows and words to ``picked`` (one gather, one ``tolist``). Steps
+    alternate between two of these, so a step still reads the scores the previous one
+    wrote.
     """
 
     def __init__(self, n, width, per_beam, k, device):
         rows, cands, keep = n * width, width * per_beam, min(k, width * per_beam)
-        self.shape, self.keep, self.picks = (n, width), keep, n * keep
+        self.shape, self.keep = (n, width), keep
         self.val = torch.empty(rows, per_beam, device=device)
         self.kth = self.val[:, -1:]  # each beam's K-th best word
         self.cand_val = self.val.view(n, cands)
@@ -281,10 +281,9 @@ class _StepTensors:
         self.scores_col = self.scores.view(-1, 1)
         self.pos = torch.empty(n, keep, dtype=torch.long, device=device)
         self.pos_both = self.pos[None].expand(2, n, keep)
-        self.sync = torch.zeros(2 * n * keep + rows, dtype=torch.long, device=device)
-        self.picked = self.sync[:2 * n * keep].view(2, n, keep)
-        self.src, self.word = self.sync[:n * keep], self.sync[n * keep:2 * n * keep]
-        self.can_end = self.sync[2 * n * keep:].view(rows, 1)
+        self.picked = torch.empty(2, n, keep, dtype=torch.long, device=device)
+        self.picked_rows = self.picked.view(2, n * keep)
+        self.src, self.word = self.picked_rows[0], self.picked_rows[1]
 
 
 @_inference
@@ -333,7 +332,6 @@ def beam_search(head, memory, mem_mask, bos_id, eos_id, max_steps, beam_size=5,
     # before the last step EOS is scored on its own (it ends a hypothesis), so it is
     # masked with the banned ids and each beam's top-k holds non-EOS words only
     no_eos = (bans[1], bans[1])
-    eos_index = torch.tensor([eos_id], device=device)
     eos_banned = eos_id in set(int(i) for i in banned_ids or ())
     a = float(length_penalty)
     # length normalisers as 0-d tensors: dividing by a Python number wraps it in a new
@@ -374,20 +372,24 @@ def beam_search(head, memory, mem_mask, bos_id, eos_id, max_steps, beam_size=5,
             # a beam may end only if EOS is among its own K best next words (so K=1
             # ends exactly where greedy does; K >= vocabulary ends every beam), i.e. if
             # EOS scores at least the K-th best of its other words
-            eos_logp = None if t < min_len or eos_banned else logp.index_select(1, eos_index)
+            # EOS's log-probabilities, read before the mask below hides them (as host
+            # floats, the same values: the test is a comparison per beam)
+            eos_logp = None if t < min_len or eos_banned else logp.select(1, eos_id).tolist()
             logp = _constrain(logp, hist, eos_id, t, min_len, no_eos, no_repeat_ngram)
             row_topk(logp, buf.val.shape[1], out=(buf.val, buf.idx))  # K best non-EOS words
+            may_end = False
             if eos_logp is not None:
-                torch.ge(eos_logp, buf.kth, out=buf.can_end)
+                can = [e >= kth for e, (kth,) in zip(eos_logp, buf.kth.tolist())]
+                may_end = True in can
+                if may_end:
+                    eos_cand = (scores + torch.tensor(eos_logp, device=device)[:, None]) \
+                        .masked_fill_(~torch.tensor(can, device=device)[:, None], NEG_INF)
+                    ends, end_beam = eos_cand.view(n, width).max(-1)
             # survivors: the K best continuations over all of a video's beams
             buf.val.add_(scores)
             torch.topk(buf.cand_val, buf.keep, dim=-1, out=(buf.scores, buf.pos))
             torch.gather(buf.both, 2, buf.pos_both, out=buf.picked)
-            host = buf.sync.tolist()
-            may_end = eos_logp is not None and 1 in host[2 * buf.picks:]
-            if may_end:
-                eos_cand = (scores + eos_logp).masked_fill_(buf.can_end == 0, NEG_INF)
-                ends, end_beam = eos_cand.view(n, width).max(-1)
+            parents, words = buf.picked_rows.tolist()
         if may_end:
             if a:
                 ends.div_(norms[t])
@@ -407,7 +409,6 @@ def beam_search(head, memory, mem_mask, bos_id, eos_id, max_steps, beam_size=5,
         if length == max_steps:
             break
         new_scores, new_src, feed, scores = buf.scores, buf.src, buf.word, buf.scores_col
-        parents, words = host[:buf.picks], host[buf.picks:2 * buf.picks]
         # stop a video when no live beam can beat its best finished caption (a bound
         # above -inf also means the video still has a candidate of finite score). Before
         # any caption has finished there is nothing to beat: a video whose candidates
