@@ -393,3 +393,34 @@ def test_word_pickers_asked_for_where_they_cannot_run_stop_the_decode():
     with pytest.raises(ValueError, match='shortlist=True.*float32 weights on the CPU'):
         greedy_decode(head.double(), memory.double(), mask, BOS, EOS, 4, shortlist=True)
 
+
+
+def test_decoded_ids_are_ordinary_tensors():
+    """The decoders run in inference mode but hand back ordinary tensors: the ids can
+    index a layer that trains (sequence-level KD feeds generated captions back)."""
+    head = make_head(PrefixLMHead, eos_bias=1.0)
+    memory, mask = make_memory()
+    for ids in (greedy_decode(head, memory, mask, BOS, EOS, 8),
+                beam_search(head, memory, mask, BOS, EOS, 8, beam_size=3),
+                *beam_search(head, memory, mask, BOS, EOS, 8, beam_size=3, return_scores=True)):
+        assert not ids.is_inference()
+    embed = torch.nn.Embedding(40, 4)
+    embed(ids.long().clamp(min=0)).sum().backward()
+    assert embed.weight.grad is not None
+
+
+@pytest.mark.parametrize('cls', HEADS)
+def test_beam_keeps_running_when_eos_is_held_back_in_the_head(cls):
+    """tools/analysis/benchmark_decoding.py's beam-vs-rows row holds EOS back in the head
+    (not through ``min_len``, which lets the search skip its EOS test): every caption
+    runs to ``max_steps``."""
+    import sys
+    sys.path.insert(0, 'tools/analysis')
+    from benchmark_decoding import HeldBackEOS
+    head = make_head(cls, eos_bias=3.0)
+    memory, mask = make_memory()
+    held = beam_search(HeldBackEOS(head, EOS), memory, mask, BOS, EOS, 8, beam_size=3,
+                       banned_ids=[0, 1])
+    free = beam_search(head, memory, mask, BOS, EOS, 8, beam_size=3, banned_ids=[0, 1])
+    assert held.shape[1] == 8 and (held[:, :-1] != EOS).all()
+    assert free.shape[1] < 8  # the EOS bias ends captions early when nothing holds it back
