@@ -409,18 +409,31 @@ def test_decoded_ids_are_ordinary_tensors():
     assert embed.weight.grad is not None
 
 
-@pytest.mark.parametrize('cls', HEADS)
-def test_beam_keeps_running_when_eos_is_held_back_in_the_head(cls):
-    """tools/analysis/benchmark_decoding.py's beam-vs-rows row holds EOS back in the head
-    (not through ``min_len``, which lets the search skip its EOS test): every caption
-    runs to ``max_steps``."""
+def test_beam_keeps_running_when_eos_is_held_back_in_the_weights():
+    """tools/analysis/benchmark_decoding.py's beam-vs-rows row holds EOS back in a copy
+    of the weights (not through ``min_len``, which lets the search skip its EOS test):
+    EOS's logit is the same for every hidden state, every caption runs to the end."""
     import sys
     sys.path.insert(0, 'tools/analysis')
-    from benchmark_decoding import HeldBackEOS
-    head = make_head(cls, eos_bias=3.0)
-    memory, mask = make_memory()
-    held = beam_search(HeldBackEOS(head, EOS), memory, mask, BOS, EOS, 8, beam_size=3,
-                       banned_ids=[0, 1])
-    free = beam_search(head, memory, mask, BOS, EOS, 8, beam_size=3, banned_ids=[0, 1])
-    assert held.shape[1] == 8 and (held[:, :-1] != EOS).all()
-    assert free.shape[1] < 8  # the EOS bias ends captions early when nothing holds it back
+    from benchmark_decoding import eos_held_back
+
+    class Model(torch.nn.Module):
+        def __init__(self, head):
+            super().__init__()
+            self.head = head
+            self.tokenizer = type('T', (), {'eos_id': EOS})
+
+    for scale in (0.0, 1.0):  # a LayerNorm without and with bias
+        head = make_head(PrefixLMHead).head
+        with torch.no_grad():
+            head.norm.weight.uniform_(0.5, 1.5)
+            head.norm.bias.normal_().mul_(scale)
+        held = eos_held_back(Model(head)).head
+        memory, mask = make_memory()
+        state = held.start(memory, mask)
+        for word in (BOS, 5, 9):
+            logits = held.step(torch.full((5,), word), state)
+            torch.testing.assert_close(logits[:, EOS], torch.full((5,), -1e4), rtol=1e-4, atol=0)
+        ids = beam_search(held, memory, mask, BOS, EOS, 8, beam_size=3, banned_ids=[0, 1])
+        assert ids.shape[1] == 8 and (ids[:, :-1] != EOS).all()
+        assert held is not head and not torch.equal(held.output_weight, head.output_weight)

@@ -97,25 +97,28 @@ def paired_ratio(times, a, b):
     return statistics.median(x / y for x, y in zip(times[a], times[b]))
 
 
-class HeldBackEOS(torch.nn.Module):
-    """A head whose EOS logit is set far below every word's, so a beam search over it
-    runs every step while still making its per-step EOS test (with ``min_len`` the
-    search knows no beam can end and skips that test)."""
+def eos_held_back(model, logit=-1e4):
+    """A copy of ``model`` whose EOS logit is ``logit`` for every hidden state, so a beam
+    search over it runs every step and still makes its EOS test at each one (``min_len``
+    would tell the search that no beam can end, and it skips the test).
 
-    def __init__(self, head, eos_id):
-        super().__init__()
-        self.inner = head
-        self.vocab_size = head.vocab_size
-        self.eos = torch.tensor([eos_id])
-
-    def start(self, memory, mem_mask):
-        return self.inner.start(memory, mem_mask)
-
-    def step(self, tokens, state):
-        return self.inner.step(tokens, state).index_fill_(1, self.eos, -1e4)
-
-    def reorder(self, state, index):
-        return self.inner.reorder(state, index)
+    The head's logits are ``norm(x) @ W.T`` with a LayerNorm ``norm``, whose output is
+    ``gamma * z + beta`` with ``z`` summing to zero: the row ``c / gamma`` scores
+    ``c * sum(beta / gamma)`` whatever ``x``. EOS is never fed back, so its (tied) input
+    embedding does not matter. A LayerNorm without bias (random weights) gets a tiny one
+    (``1e-3 * gamma``) in the copy first: the copy's other logits move a little, its
+    cost does not.
+    """
+    import copy
+    held = copy.deepcopy(model)
+    norm, weight = held.head.norm, held.head.output_weight
+    gamma, beta = norm.weight.detach(), norm.bias.detach()
+    inv = torch.where(gamma.abs() > 1e-6, 1 / gamma, torch.zeros_like(gamma))
+    with torch.no_grad():
+        if abs(float((beta * inv).sum())) < 1e-6:
+            beta.add_(1e-3 * gamma)
+        weight[held.tokenizer.eos_id] = inv * (logit / float((beta * inv).sum()))
+    return held
 
 
 def beam_vs_rows(model, args, frames):
@@ -123,19 +126,20 @@ def beam_vs_rows(model, args, frames):
     from capdistill.evaluation.cost import dummy_batch
     out = {}
     k = args.beam_size
-    held_back = HeldBackEOS(model.head, model.tokenizer.eos_id)
+    held = eos_held_back(model)
+    full = model.max_len + 1
 
     def beam(inputs):
-        # EOS held back in the head: the search still makes its EOS test every step
-        head, model.head = model.head, held_back
-        try:
-            return model.generate(inputs, strategy='beam', beam_size=k)
-        finally:
-            model.head = head
+        # EOS held back in the weights: the search still makes its EOS test every step
+        ids = held.generate(inputs, strategy='beam', beam_size=k)
+        if ids.shape[1] != full:
+            raise RuntimeError(f'beam-vs-rows: a beam caption ended after {ids.shape[1]} of '
+                               f'{full} tokens although EOS was held back')
+        return ids
 
     def greedy(inputs):
         # EOS banned until the last step (greedy's step is the same either way)
-        return model.generate(inputs, strategy='greedy', min_len=model.max_len + 1)
+        return model.generate(inputs, strategy='greedy', min_len=full)
 
     for b in args.batch_sizes:
         small, _ = dummy_batch(model, b, frames, seed=b)
