@@ -173,11 +173,11 @@ def greedy_decode(head, memory, mem_mask, bos_id, eos_id, max_steps, use_cache=T
         LongTensor ``(B, <=max_steps)``: generated ids; after EOS, EOS repeats.
     """
     b = memory.shape[0]
-    out = torch.full((b, max_steps), eos_id, dtype=torch.long, device=memory.device)
-    # rows still decoding (indices into the batch); a row that emits EOS leaves the
-    # computation, so the cost follows the actual caption lengths
-    live = torch.arange(b, device=memory.device)
-    # the cached path feeds the last tokens only (the words so far are in ``out``)
+    # each caption's words as a host list (the EOS test reads every step's words there
+    # anyway); the rows still decoding, as indices into the batch: a row that emits EOS
+    # leaves the computation, so the cost follows the actual caption lengths
+    captions, live = [[] for _ in range(b)], list(range(b))
+    # the cached path feeds the last tokens only
     tokens = torch.full((b,) if use_cache else (b, 1), bos_id, dtype=torch.long,
                         device=memory.device)
     stepper = _Stepper(head, memory, mem_mask, bos_id, use_cache, max_steps)
@@ -210,22 +210,23 @@ def greedy_decode(head, memory, mem_mask, bos_id, eos_id, max_steps, use_cache=T
             # in place: the logits are this step's own (no copy of an (N, V) tensor)
             logits = _constrain(logits, None, eos_id, t, min_len, bans, 0)
             nxt = logits.argmax(-1)
-        if live.shape[0] == b:
-            out[:, t] = nxt  # a plain copy while every row is live
-        else:
-            out[live, t] = nxt
-        steps = t + 1
-        words = nxt.tolist()  # one op for the EOS test, however many rows
+        words = nxt.tolist()  # one op for the EOS test and the captions, however many rows
+        for row, word in zip(live, words):
+            captions[row].append(word)
         if eos_id in words:
             keep = [i for i, w in enumerate(words) if w != eos_id]
             if not keep:
                 break
+            live = [live[i] for i in keep]
             keep = torch.tensor(keep, device=memory.device)
-            live, nxt = live[keep], nxt[keep]
-            tokens = tokens.index_select(0, keep)
+            nxt = nxt[keep]
+            if not use_cache:
+                tokens = tokens.index_select(0, keep)
             stepper.reorder(keep)
         tokens = nxt if use_cache else torch.cat([tokens, nxt[:, None]], dim=1)
-    return out[:, :steps]
+    steps = max((len(c) for c in captions), default=0)
+    return torch.tensor([c + [eos_id] * (steps - len(c)) for c in captions],
+                        dtype=torch.long, device=memory.device).view(b, steps)
 
 
 class _Paths:

@@ -192,6 +192,7 @@ class VocabularyGroups:
         self.sorted = w[order].contiguous()   # rows of W, group after group
         ends = count.cumsum(0).tolist()
         self.spans = list(zip([0] + ends[:-1], ends))
+        self.group_rows = [self.sorted[a:e] for a, e in self.spans]  # views, made once
         self.limit = self.max_share * v
         self.weight = w
         self.served = self.rows_read = 0  # picks answered, rows of W read (benchmarks)
@@ -280,15 +281,18 @@ class VocabularyGroups:
             if i == self.probe:
                 return None
             s, e = self.spans[j]
-            scores = torch.mv(self.sorted[s:e], h).tolist()
+            scores = torch.mv(self.group_rows[j], h).tolist()
             read += e - s
             top_score = max(scores)
             top_at = s + scores.index(top_score)  # the lowest id of equal scores
             if top_score > best or (top_score == best
                                     and self.id_list[top_at] < self.id_list[at]):
                 best, at = top_score, top_at
-        if banned is not None and bool(banned[self.id_list[at]]):
-            return None
+        if banned is not None:
+            words = _MASK_WORDS.get(id(banned))  # a host set for masks of banned_masks()
+            if self.id_list[at] in words if words is not None \
+                    else bool(banned[self.id_list[at]]):
+                return None
         self.served += 1
         self.rows_read += read
         return self.ids[at:at + 1]
@@ -343,6 +347,7 @@ def word_pickers(head, memory, use_cache, wanted=None):
 
 
 _MASKS = {}  # (vocabulary size, banned ids, EOS id, device) -> the two masks
+_MASK_WORDS = {}  # id of a mask made below -> the word ids it bans (host-side tests)
 
 
 def banned_masks(vocab_size, banned_ids, eos_id, device):
@@ -356,5 +361,8 @@ def banned_masks(vocab_size, banned_ids, eos_id, device):
         banned_eos[eos_id] = True
         if len(_MASKS) > 64:
             _MASKS.clear()
+            _MASK_WORDS.clear()
         _MASKS[key] = (banned, banned_eos)
+        _MASK_WORDS[id(banned)] = frozenset(key[1])
+        _MASK_WORDS[id(banned_eos)] = frozenset(key[1]) | {int(eos_id)}
     return _MASKS[key]
