@@ -372,9 +372,8 @@ def beam_search(head, memory, mem_mask, bos_id, eos_id, max_steps, beam_size=5,
             buf = pair[t % 2]
             # a beam may end only if EOS is among its own K best next words (so K=1
             # ends exactly where greedy does; K >= vocabulary ends every beam), i.e. if
-            # EOS scores at least the K-th best of its other words
-            # EOS's log-probabilities, read before the mask below hides them (as host
-            # floats, the same values: the test is a comparison per beam)
+            # EOS scores at least the K-th best of its other words. EOS's
+            # log-probabilities are read (as host floats) before the mask hides them.
             eos_logp = None if t < min_len or eos_banned else logp.select(1, eos_id).tolist()
             logp = _constrain(logp, hist, eos_id, t, min_len, no_eos, no_repeat_ngram)
             row_topk(logp, buf.val.shape[1], out=(buf.val, buf.idx))  # K best non-EOS words
