@@ -264,8 +264,8 @@ def record_picks(monkeypatch, picker):
     picks = []
     argmax = picker.argmax
     monkeypatch.setattr(picker, 'argmax',
-                        lambda self, h, banned: picks.append(argmax(self, h, banned))
-                        or picks[-1])
+                        lambda self, h, banned, banned_words=None:
+                        picks.append(argmax(self, h, banned, banned_words)) or picks[-1])
     return picks
 
 

@@ -189,9 +189,9 @@ def step_breakdown(model, decode_all, repeats, videos):
                                             word_pick.Int8Shortlist)}
 
     def labelled(fn):
-        def argmax(self, h, banned=None):
+        def argmax(self, h, banned=None, banned_words=None):
             with record_function('word_pick'):
-                return fn(self, h, banned)
+                return fn(self, h, banned, banned_words)
         return argmax
     try:
         for cls, fn in originals.items():

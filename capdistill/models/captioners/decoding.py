@@ -186,19 +186,21 @@ def greedy_decode(head, memory, mem_mask, bos_id, eos_id, max_steps, use_cache=T
     if pickers:
         stepper.state['hidden_only'] = True
         banned, banned_eos = banned_masks(head.vocab_size, banned_ids, eos_id, memory.device)
+        words_banned = set(int(i) for i in banned_ids or ())  # the same, as host sets
+        words_banned_eos = words_banned | {int(eos_id)}
         weight = pickers[0].weight
         misses = [0] * len(pickers)
-    steps = 0
     for t in range(max_steps):
         if pickers:
             h = stepper(tokens)
-            ban = banned_eos if t < min_len else banned
+            ban, ban_words = (banned_eos, words_banned_eos) if t < min_len \
+                else (banned, words_banned)
             nxt = None
             for i, picker in enumerate(pickers):
                 # a picker that could not narrow the words down twice (flat
                 # distributions) is skipped for the rest of this decode
                 if misses[i] < 2:
-                    nxt = picker.argmax(h, ban)
+                    nxt = picker.argmax(h, ban, ban_words)
                     if nxt is not None:
                         break
                     misses[i] += 1

@@ -117,9 +117,10 @@ class Int8Shortlist:
         """The shortlist of ``weight``, rebuilt when the weight changes in place."""
         return _per_weight(cls, weight)
 
-    def argmax(self, h, banned=None):
+    def argmax(self, h, banned=None, banned_words=None):
         """Index of the largest exact score per row of ``h`` ``(N, E)`` (``banned``: a
-        boolean ``(V,)`` mask or None), or None when the candidates are too many."""
+        boolean ``(V,)`` mask or None; ``banned_words`` unused here, see
+        :meth:`VocabularyGroups.argmax`), or None when the candidates are too many."""
         h = h.float().contiguous()
         # reduce_range keeps fbgemm's int16 pair sums from saturating
         approx = torch.ops.quantized.linear_dynamic(h, self.packed, True)
@@ -244,11 +245,13 @@ class VocabularyGroups:
         ids = torch.where(scores == best, ids, self.ids.numel()).amin(1)
         return best, ids
 
-    def argmax(self, h, banned=None):
+    def argmax(self, h, banned=None, banned_words=None):
         """Index of the largest exact score per row of ``h`` ``(N, E)`` (``banned``: a
-        boolean ``(V,)`` mask or None), or None when too many groups can win."""
+        boolean ``(V,)`` mask or None; ``banned_words``: the same ids as a host set, if
+        the caller has one, so batch 1 tests its pick without a tensor read), or None
+        when too many groups can win."""
         if h.shape[0] == 1:
-            word = self._one(h[0], banned)
+            word = self._one(h[0], banned, banned_words)
             if word is not None:
                 return word
         bound = torch.addmm(h.norm(dim=1, keepdim=True) * self.slack, h, self.centres.t())
@@ -268,7 +271,7 @@ class VocabularyGroups:
     def _size(self, groups):
         return sum(self.spans[j][1] - self.spans[j][0] for j in groups)
 
-    def _one(self, h, banned):
+    def _one(self, h, banned, banned_words):
         """Batch 1 in a few small ops: the best-bounded groups read one by one until the
         next bound falls below the best score so far. None (the caller takes the general
         path) when more than ``probe`` groups would be needed or the best word is banned."""
@@ -288,11 +291,9 @@ class VocabularyGroups:
             if top_score > best or (top_score == best
                                     and self.id_list[top_at] < self.id_list[at]):
                 best, at = top_score, top_at
-        if banned is not None:
-            words = _MASK_WORDS.get(id(banned))  # a host set for masks of banned_masks()
-            if self.id_list[at] in words if words is not None \
-                    else bool(banned[self.id_list[at]]):
-                return None
+        if banned is not None and (self.id_list[at] in banned_words if banned_words is not None
+                                   else bool(banned[self.id_list[at]])):
+            return None
         self.served += 1
         self.rows_read += read
         return self.ids[at:at + 1]
@@ -347,7 +348,6 @@ def word_pickers(head, memory, use_cache, wanted=None):
 
 
 _MASKS = {}  # (vocabulary size, banned ids, EOS id, device) -> the two masks
-_MASK_WORDS = {}  # id of a mask made below -> the word ids it bans (host-side tests)
 
 
 def banned_masks(vocab_size, banned_ids, eos_id, device):
@@ -361,8 +361,5 @@ def banned_masks(vocab_size, banned_ids, eos_id, device):
         banned_eos[eos_id] = True
         if len(_MASKS) > 64:
             _MASKS.clear()
-            _MASK_WORDS.clear()
         _MASKS[key] = (banned, banned_eos)
-        _MASK_WORDS[id(banned)] = frozenset(key[1])
-        _MASK_WORDS[id(banned_eos)] = frozenset(key[1]) | {int(eos_id)}
     return _MASKS[key]
