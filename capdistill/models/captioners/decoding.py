@@ -132,10 +132,10 @@ def _bans(banned_ids, eos_id, device):
     return _index(banned_ids, device), _index(list(banned_ids or ()) + [eos_id], device)
 
 
-def _constrain(logp, hist, eos_id, step, min_len, bans, no_repeat_ngram):
-    """Set -inf on tokens the search may not pick; ``hist`` ``(N, step)`` excludes BOS
-    (None without ``no_repeat_ngram``); ``bans``: :func:`_bans`."""
-    ids = bans[1] if step < min_len else bans[0]
+def _constrain(logp, ids, hist, no_repeat_ngram):
+    """Set -inf on tokens the search may not pick: ``ids`` (one of :func:`_bans`) and, with
+    ``no_repeat_ngram``, the words that would repeat an n-gram of ``hist`` ``(N, step)``
+    (BOS excluded; None without n-gram blocking)."""
     if ids is not None:
         logp.index_fill_(1, ids, NEG_INF)
     n = no_repeat_ngram or 0
@@ -210,7 +210,7 @@ def greedy_decode(head, memory, mem_mask, bos_id, eos_id, max_steps, use_cache=T
         else:
             logits = stepper(tokens, reuse_output=True)
             # in place: the logits are this step's own (no copy of an (N, V) tensor)
-            logits = _constrain(logits, None, eos_id, t, min_len, bans, 0)
+            logits = _constrain(logits, bans[t < min_len], None, 0)
             nxt = logits.argmax(-1)
         words = nxt.tolist()  # one op for the EOS test and the captions, however many rows
         for row, word in zip(live, words):
@@ -333,8 +333,7 @@ def beam_search(head, memory, mem_mask, bos_id, eos_id, max_steps, beam_size=5,
     live_best = best_scores.clone()
     bans = _bans(banned_ids, eos_id, device)
     # before the last step EOS is scored on its own (it ends a hypothesis), so it is
-    # masked with the banned ids and each beam's top-k holds non-EOS words only
-    no_eos = (bans[1], bans[1])
+    # masked with the banned ids (bans[1]) and each beam's top-k holds non-EOS words only
     eos_banned = eos_id in set(int(i) for i in banned_ids or ())
     a = float(length_penalty)
     # length normalisers as 0-d tensors: dividing by a Python number wraps it in a new
@@ -363,7 +362,7 @@ def beam_search(head, memory, mem_mask, bos_id, eos_id, max_steps, beam_size=5,
         if length == max_steps:
             # every hypothesis ends here: with each beam's best word (EOS included,
             # where allowed)
-            logp = _constrain(logp, hist, eos_id, t, min_len, bans, no_repeat_ngram)
+            logp = _constrain(logp, bans[t < min_len], hist, no_repeat_ngram)
             top_val, top_idx = logp.max(-1, keepdim=True)
             ends, end_beam = top_val.add_(scores).view(n, width).max(-1)
             may_end = True
@@ -377,7 +376,7 @@ def beam_search(head, memory, mem_mask, bos_id, eos_id, max_steps, beam_size=5,
             # EOS scores at least the K-th best of its other words. EOS's
             # log-probabilities are read (as host floats) before the mask hides them.
             eos_logp = None if t < min_len or eos_banned else logp.select(1, eos_id).tolist()
-            logp = _constrain(logp, hist, eos_id, t, min_len, no_eos, no_repeat_ngram)
+            logp = _constrain(logp, bans[1], hist, no_repeat_ngram)
             row_topk(logp, buf.val.shape[1], out=(buf.val, buf.idx))  # K best non-EOS words
             may_end = False
             if eos_logp is not None:
