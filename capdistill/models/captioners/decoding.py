@@ -68,14 +68,21 @@ def decode(head, memory, mem_mask, bos_id, eos_id, max_steps, strategy='greedy',
 class _Stepper:
     """Next-token logits for a growing batch of prefixes, with or without the cache."""
 
-    def __init__(self, head, memory, mem_mask, bos_id, use_cache, max_steps):
+    def __init__(self, head, memory, mem_mask, bos_id, use_cache, max_steps, one_video=False):
         self.head, self.use_cache = head, use_cache
         self.memory, self.mem_mask = memory, mem_mask
-        self.state = head.start(memory, mem_mask) if use_cache else None
-        if use_cache and bool(mem_mask.all()):
-            # no padding: attention needs no mask (the scores are the same, and
-            # building and applying it is ~5% of a batch-1 step)
-            self.state['dense'] = True
+        self.state, self.step = None, head.step
+        # one video (greedy): the head's decoder for that case, where it has one
+        decoder = head.one_video_decoder(memory, mem_mask, max_steps) if (
+            use_cache and one_video and hasattr(head, 'one_video_decoder')) else None
+        if decoder is not None:  # one row: greedy never re-orders it (its EOS ends the decode)
+            self.state, self.step = {}, decoder.step
+        elif use_cache:
+            self.state = head.start(memory, mem_mask)
+            if bool(mem_mask.all()):
+                # no padding: attention needs no mask (the scores are the same, and
+                # building and applying it is ~5% of a batch-1 step)
+                self.state['dense'] = True
         self.length, self.filler = max_steps, bos_id
         # logits may go to one buffer kept across steps only where they are float32
         # (decided once: the autocast query costs microseconds at every step)
@@ -96,7 +103,7 @@ class _Stepper:
             self.state.pop('logits_out', None)
             if reuse_output and self.reusable:
                 self.state['logits_out'] = self.buffer(tokens.shape[0])
-            return self.head.step(tokens, self.state)
+            return self.step(tokens, self.state)
         # the reference loop: a fixed-length buffer, the whole head, every position's
         # logits; positions after t cannot change position t (causal attention)
         n, t = tokens.shape
@@ -180,7 +187,7 @@ def greedy_decode(head, memory, mem_mask, bos_id, eos_id, max_steps, use_cache=T
     # the cached path feeds the last tokens only
     tokens = torch.full((b,) if use_cache else (b, 1), bos_id, dtype=torch.long,
                         device=memory.device)
-    stepper = _Stepper(head, memory, mem_mask, bos_id, use_cache, max_steps)
+    stepper = _Stepper(head, memory, mem_mask, bos_id, use_cache, max_steps, one_video=True)
     pickers = word_pickers(head, memory, use_cache, shortlist)
     bans = None if pickers else _bans(banned_ids, eos_id, memory.device)
     if pickers:

@@ -13,6 +13,7 @@ from torch import nn
 
 from capdistill.registry import HEADS
 from ..pooling import masked_pool
+from .one_video import OneVideoDecoder
 
 
 def load_clip_token_embedding(path):
@@ -246,6 +247,11 @@ class PrefixLMHead(TiedWordHead):
         if state.get('hidden_only'):  # the decoder scores the words itself
             return self.norm(x[:, -1])
         return self._logits(x[:, -1], out=state.get('logits_out'))
+
+    def one_video_decoder(self, memory, mem_mask, max_steps):
+        """``start``/``step`` for one unpadded video in fewer tensor ops
+        (:class:`~.one_video.OneVideoDecoder`), or None where it does not apply."""
+        return OneVideoDecoder.of(self, memory, mem_mask, max_steps)
 
     @staticmethod
     def reorder(state, index):

@@ -1,0 +1,173 @@
+"""A :class:`~.heads.PrefixLMHead` decoding one video, with as few tensor ops as it can.
+
+One video at a time is the deployment case, and there a cached step is some fifty tensor
+ops on vectors of a few hundred floats: their fixed costs (module calls, views, growing
+the key/value cache with ``cat``) outweigh their arithmetic. :class:`OneVideoDecoder`
+computes what the head's ``start``/``step`` compute, for one unpadded video outside
+training, as a short fixed sequence of functional ops:
+
+* keys and values are written in place into one buffer per block, sized for the longest
+  caption and made once per thread, with the views every step length needs made with it;
+* a step projects queries and keys/values with two ``addmm`` instead of one product and
+  three slices, and the prefix skips the last block's attention and MLP (only that
+  block's keys and values are ever read).
+
+The results match the head's own to float rounding (tests compare both, and the tokens
+with the reference loop's). Greedy decoding uses it by itself (``decoding._Stepper``).
+"""
+import threading
+import weakref
+
+import torch
+import torch.nn.functional as F
+
+_PER_HEAD = weakref.WeakKeyDictionary()  # head -> {'weights': _Weights, (thread, ...): _Buffers}
+
+
+class _Buffers:
+    """Each block's keys/values ``(prefix + steps, 2 E)`` and the views a step reads:
+    row ``n``, and the keys and values of the first ``n`` positions per head."""
+
+    def __init__(self, head, prefix_len, max_steps, like):
+        dim = head.word_embed.embedding_dim
+        total = prefix_len + max_steps
+        self.kv, self.rows, self.keys, self.values = [], [], [], []
+        for blk in head.blocks:
+            heads = blk.attn.num_heads
+            kv = like.new_empty(total, 2 * dim)
+            per_head = kv.view(total, 2, heads, dim // heads).permute(1, 2, 0, 3)
+            self.kv.append(kv)
+            self.rows.append([kv[n:n + 1] for n in range(total)])
+            self.keys.append([per_head[0, None, :, :n] for n in range(total + 1)])
+            self.values.append([per_head[1, None, :, :n] for n in range(total + 1)])
+
+
+def _linear(x, bias_weight, out=None):
+    """``F.linear`` on a 2-D ``x`` with the weight stored transposed (the same ``addmm``),
+    optionally into ``out``."""
+    bias, weight_t = bias_weight
+    return torch.addmm(bias, x, weight_t, out=out)
+
+
+class _Block:
+    """One block's weights as the functional ops take them: ``(bias, weight.T)`` pairs
+    (views of the parameters)."""
+
+    def __init__(self, blk):
+        dim = blk.attn.out.in_features
+        qkv, attn, mlp = blk.attn.qkv, blk.attn, blk.mlp
+        self.heads = attn.num_heads
+        self.norm1 = (blk.norm1.weight, blk.norm1.bias, blk.norm1.eps)
+        self.norm2 = (blk.norm2.weight, blk.norm2.bias, blk.norm2.eps)
+        self.q = (qkv.bias[:dim], qkv.weight[:dim].t())
+        self.kv = (qkv.bias[dim:], qkv.weight[dim:].t())
+        self.out = (attn.out.bias, attn.out.weight.t())
+        self.fc1 = (mlp[0].bias, mlp[0].weight.t())
+        self.fc2 = (mlp[3].bias, mlp[3].weight.t())
+
+    def mlp(self, x):
+        h = F.layer_norm(x, x.shape[-1:], *self.norm2)
+        return x + _linear(F.gelu(_linear(h, self.fc1)), self.fc2)
+
+    def attend(self, x, q, keys, values):
+        """``x`` plus attention of the queries ``q`` ``(N, E)`` over ``keys``/``values``."""
+        n, dim = q.shape
+        q = q.view(1, n, self.heads, dim // self.heads).transpose(1, 2)
+        y = F.scaled_dot_product_attention(q, keys, values)
+        return x + _linear(y.transpose(1, 2).reshape(n, dim), self.out)
+
+
+class _Weights:
+    """The head's weights as the decoder reads them, made once and again whenever a
+    parameter changes (in place, its storage, or the parameter itself). The key holds
+    the parameters' ids while the views keep them alive, so an id is not reused."""
+
+    def __init__(self, head):
+        self.key = self.version(head)
+        self.blocks = [_Block(blk) for blk in head.blocks]
+        self.final_norm = (head.norm.weight, head.norm.bias, head.norm.eps)
+        self.embedding = head.word_embed.weight
+        self.visual_type = head.type_embed[0]
+        self.positions = head.word_pos[0] + head.type_embed[1]  # both added to every word
+
+    @staticmethod
+    def version(head):
+        return [(id(p), p.data_ptr(), p._version) for p in head.parameters()]
+
+    @classmethod
+    def of(cls, head, cached):
+        if cached is None or cls.version(head) != cached.key:
+            return cls(head)
+        return cached
+
+
+class OneVideoDecoder:
+    """``start``/``step`` of a PrefixLMHead for one unpadded video (see the module doc).
+
+    Use :meth:`of`; ``step`` takes and returns what ``head.step`` does, at batch 1.
+    """
+
+    def __init__(self, weights, buffers, prefix_len):
+        self.weights, self.buffers, self.prefix_len = weights, buffers, prefix_len
+        self.length = 0
+
+    @classmethod
+    def of(cls, head, memory, mem_mask, max_steps):
+        """A decoder for ``memory`` ``(1, M, E)``, or None where only the head's own
+        ``start``/``step`` apply (padding, training, several videos, autocast, not
+        float32)."""
+        if (memory.shape[0] != 1 or head.training or memory.dtype != torch.float32
+                or head.word_embed.weight.dtype != torch.float32
+                or torch.is_autocast_enabled(memory.device.type) or not bool(mem_mask.all())):
+            return None
+        prefix_len = memory.shape[1] + 1  # the frame tokens and the global token
+        cached = _PER_HEAD.setdefault(head, {})
+        weights = cached['weights'] = _Weights.of(head, cached.get('weights'))
+        key = (threading.get_ident(), prefix_len, max_steps, memory.device)
+        if key not in cached:
+            if len(cached) > 16:
+                cached.clear()
+                cached['weights'] = weights
+            cached[key] = _Buffers(head, prefix_len, max_steps, memory)
+        decoder = cls(weights, cached[key], prefix_len)
+        decoder.start(memory)
+        return decoder
+
+    def start(self, memory):
+        """Every block's keys/values over the visual prefix (``head._prefix`` without
+        padding: the mean of the frame tokens as the global token)."""
+        frames = memory[0]
+        glob = frames.sum(0, keepdim=True).div_(frames.shape[0])  # == masked_pool, unpadded
+        x = torch.cat([frames, glob]).add_(self.weights.visual_type)
+        blocks = self.weights.blocks
+        p, last = self.prefix_len, len(blocks) - 1
+        for i, (blk, kv) in enumerate(zip(blocks, self.buffers.kv)):
+            h = F.layer_norm(x, x.shape[-1:], *blk.norm1)
+            _linear(h, blk.kv, out=kv[:p])
+            if i == last:
+                break  # nothing reads the prefix's output of the last block
+            x = blk.attend(x, _linear(h, blk.q), self.buffers.keys[i][p],
+                           self.buffers.values[i][p])
+            x = blk.mlp(x)
+
+    def step(self, tokens, state):
+        """``head.step(tokens, state)`` for one video: normalised hidden ``(1, E)`` with
+        ``state['hidden_only']``, else logits ``(1, V)`` (into ``state['logits_out']``
+        if given)."""
+        t = self.length
+        n = self.prefix_len + t  # this word's position among the keys
+        w = self.weights
+        x = torch.index_select(w.embedding, 0, tokens) + w.positions[t:t + 1]
+        for i, blk in enumerate(w.blocks):
+            h = F.layer_norm(x, x.shape[-1:], *blk.norm1)
+            _linear(h, blk.kv, out=self.buffers.rows[i][n])
+            x = blk.attend(x, _linear(h, blk.q), self.buffers.keys[i][n + 1],
+                           self.buffers.values[i][n + 1])
+            x = blk.mlp(x)
+        self.length = t + 1
+        h = F.layer_norm(x, x.shape[-1:], *w.final_norm)
+        if state.get('hidden_only'):
+            return h
+        out = state.get('logits_out')
+        return torch.mm(h, w.embedding.t(), out=out) if out is not None \
+            else F.linear(h, w.embedding)
