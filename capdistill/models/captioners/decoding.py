@@ -10,7 +10,8 @@ Finished captions stop costing: a greedy row leaves the batch (and the cache) wh
 emits EOS, a video's ``K`` beam rows when no live beam can beat its best finished
 caption, so a decode's cost follows the captions' actual lengths. Greedy picks words on
 a wide vocabulary through the pickers of :mod:`.word_pick` (the same words, fewer bytes
-read).
+read), and decodes one video through the head's ``one_video_decoder`` where it has one
+(:mod:`.one_video`: the same steps in fewer tensor ops).
 
 Both take ``use_cache=False`` for the reference implementation's decoding loop (kept
 for checking): for every new token the whole head runs over a caption buffer of the full

@@ -49,6 +49,20 @@ def _linear(x, bias_weight, out=None):
     return torch.addmm(bias, x, weight_t, out=out)
 
 
+def _gelu(x):
+    """``F.gelu`` through PyTorch's own kernel: on a few rows oneDNN's (which ``F.gelu``
+    takes on the CPU when it can) spends ~10 us setting up, 5-10x the arithmetic. The
+    switch is process-wide but only for this op; both kernels compute the exact GELU
+    (they differ by float rounding)."""
+    if x.device.type != 'cpu' or not torch.backends.mkldnn.enabled:
+        return F.gelu(x)
+    torch.backends.mkldnn.enabled = False
+    try:
+        return F.gelu(x)
+    finally:
+        torch.backends.mkldnn.enabled = True
+
+
 class _Block:
     """One block's weights as the functional ops take them: ``(bias, weight.T)`` pairs
     (views of the parameters)."""
@@ -67,11 +81,14 @@ class _Block:
 
     def mlp(self, x):
         h = F.layer_norm(x, x.shape[-1:], *self.norm2)
-        return x + _linear(F.gelu(_linear(h, self.fc1)), self.fc2)
+        return x + _linear(_gelu(_linear(h, self.fc1)), self.fc2)
 
     def attend(self, x, q, keys, values):
         """``x`` plus attention of the queries ``q`` ``(N, E)`` over ``keys``/``values``."""
         n, dim = q.shape
+        if n == 1:  # one query: heads-first is the same memory, no transposes
+            y = F.scaled_dot_product_attention(q.view(1, self.heads, 1, -1), keys, values)
+            return x + _linear(y.view(1, dim), self.out)
         q = q.view(1, n, self.heads, dim // self.heads).transpose(1, 2)
         y = F.scaled_dot_product_attention(q, keys, values)
         return x + _linear(y.transpose(1, 2).reshape(n, dim), self.out)
@@ -88,7 +105,8 @@ class _Weights:
         self.final_norm = (head.norm.weight, head.norm.bias, head.norm.eps)
         self.embedding = head.word_embed.weight
         self.visual_type = head.type_embed[0]
-        self.positions = head.word_pos[0] + head.type_embed[1]  # both added to every word
+        # both added to every word; a view per position, so that a step slices nothing
+        self.positions = (head.word_pos[0] + head.type_embed[1]).split(1)
 
     @staticmethod
     def version(head):
@@ -157,7 +175,7 @@ class OneVideoDecoder:
         t = self.length
         n = self.prefix_len + t  # this word's position among the keys
         w = self.weights
-        x = torch.index_select(w.embedding, 0, tokens) + w.positions[t:t + 1]
+        x = torch.index_select(w.embedding, 0, tokens) + w.positions[t]
         for i, blk in enumerate(w.blocks):
             h = F.layer_norm(x, x.shape[-1:], *blk.norm1)
             _linear(h, blk.kv, out=self.buffers.rows[i][n])
