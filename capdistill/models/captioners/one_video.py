@@ -42,13 +42,6 @@ class _Buffers:
             self.values.append([per_head[1, None, :, :n] for n in range(total + 1)])
 
 
-def _linear(x, bias_weight, out=None):
-    """``F.linear`` on a 2-D ``x`` with the weight stored transposed (the same ``addmm``),
-    optionally into ``out``."""
-    bias, weight_t = bias_weight
-    return torch.addmm(bias, x, weight_t, out=out)
-
-
 def _gelu(x):
     """``F.gelu`` through PyTorch's own kernel: on a few rows oneDNN's (which ``F.gelu``
     takes on the CPU when it can) spends ~10 us setting up, 5-10x the arithmetic. The
@@ -63,9 +56,17 @@ def _gelu(x):
         torch.backends.mkldnn.enabled = True
 
 
+# ``torch.layer_norm`` is what ``F.layer_norm`` calls after reading a backend flag (~1 us
+# a call, three calls a step); linear layers are their ``addmm`` with the weight stored
+# transposed, as ``F.linear`` calls it.
+_layer_norm = torch.layer_norm
+
+
 class _Block:
-    """One block's weights as the functional ops take them: ``(bias, weight.T)`` pairs
-    (views of the parameters)."""
+    """One block: its weights as the functional ops take them (``(bias, weight.T)``
+    pairs and LayerNorm arguments, views of the parameters) and its computation on the
+    prefix (many rows) and on one new word (written out op by op: at batch 1 a Python
+    call per op is a measurable share of the step)."""
 
     def __init__(self, blk):
         dim = blk.attn.out.in_features
@@ -79,19 +80,34 @@ class _Block:
         self.fc1 = (mlp[0].bias, mlp[0].weight.t())
         self.fc2 = (mlp[3].bias, mlp[3].weight.t())
 
-    def mlp(self, x):
-        h = F.layer_norm(x, x.shape[-1:], *self.norm2)
-        return x + _linear(_gelu(_linear(h, self.fc1)), self.fc2)
-
-    def attend(self, x, q, keys, values):
-        """``x`` plus attention of the queries ``q`` ``(N, E)`` over ``keys``/``values``."""
-        n, dim = q.shape
-        if n == 1:  # one query: heads-first is the same memory, no transposes
-            y = F.scaled_dot_product_attention(q.view(1, self.heads, 1, -1), keys, values)
-            return x + _linear(y.view(1, dim), self.out)
+    def prefix(self, x, kv, keys, values, last):
+        """The block over the prefix ``x`` ``(P, E)``: its keys/values into ``kv``
+        ``(P, 2E)``, and its output (None for the ``last`` block: nothing reads it)."""
+        n, dim = x.shape
+        h = _layer_norm(x, x.shape[-1:], *self.norm1)
+        torch.addmm(self.kv[0], h, self.kv[1], out=kv)
+        if last:
+            return None
+        q = torch.addmm(self.q[0], h, self.q[1])
         q = q.view(1, n, self.heads, dim // self.heads).transpose(1, 2)
         y = F.scaled_dot_product_attention(q, keys, values)
-        return x + _linear(y.transpose(1, 2).reshape(n, dim), self.out)
+        x = x + torch.addmm(self.out[0], y.transpose(1, 2).reshape(n, dim), self.out[1])
+        h = _layer_norm(x, x.shape[-1:], *self.norm2)
+        return x + torch.addmm(self.fc2[0], _gelu(torch.addmm(self.fc1[0], h, self.fc1[1])),
+                               self.fc2[1])
+
+    def step(self, x, kv_row, keys, values):
+        """The block on one word ``x`` ``(1, E)``: its key/value into ``kv_row``, its
+        query over ``keys``/``values`` (the positions so far, this one included)."""
+        h = _layer_norm(x, x.shape[-1:], *self.norm1)
+        torch.addmm(self.kv[0], h, self.kv[1], out=kv_row)
+        q = torch.addmm(self.q[0], h, self.q[1])
+        # one query: heads-first is the same memory, no transposes
+        y = F.scaled_dot_product_attention(q.view(1, self.heads, 1, -1), keys, values)
+        x = x + torch.addmm(self.out[0], y.view(1, -1), self.out[1])
+        h = _layer_norm(x, x.shape[-1:], *self.norm2)
+        return x + torch.addmm(self.fc2[0], _gelu(torch.addmm(self.fc1[0], h, self.fc1[1])),
+                               self.fc2[1])
 
 
 class _Weights:
@@ -164,16 +180,10 @@ class OneVideoDecoder:
         frames = memory[0]
         glob = frames.sum(0, keepdim=True).div_(frames.shape[0])  # == masked_pool, unpadded
         x = torch.cat([frames, glob]).add_(self.weights.visual_type)
-        blocks = self.weights.blocks
+        buf, blocks = self.buffers, self.weights.blocks
         p, last = self.prefix_len, len(blocks) - 1
-        for i, (blk, kv) in enumerate(zip(blocks, self.buffers.kv)):
-            h = F.layer_norm(x, x.shape[-1:], *blk.norm1)
-            _linear(h, blk.kv, out=kv[:p])
-            if i == last:
-                break  # nothing reads the prefix's output of the last block
-            x = blk.attend(x, _linear(h, blk.q), self.buffers.keys[i][p],
-                           self.buffers.values[i][p])
-            x = blk.mlp(x)
+        for i, blk in enumerate(blocks):
+            x = blk.prefix(x, buf.kv[i][:p], buf.keys[i][p], buf.values[i][p], i == last)
 
     def step(self, tokens, state):
         """``head.step(tokens, state)`` for one video: normalised hidden ``(1, E)`` with
@@ -181,16 +191,12 @@ class OneVideoDecoder:
         if given)."""
         t = self.length
         n = self.prefix_len + t  # this word's position among the keys
-        w = self.weights
-        x = torch.index_select(w.embedding, 0, tokens) + w.positions[t]
+        w, buf = self.weights, self.buffers
+        x = torch.index_select(w.embedding, 0, tokens).add_(w.positions[t])
         for i, blk in enumerate(w.blocks):
-            h = F.layer_norm(x, x.shape[-1:], *blk.norm1)
-            _linear(h, blk.kv, out=self.buffers.rows[i][n])
-            x = blk.attend(x, _linear(h, blk.q), self.buffers.keys[i][n + 1],
-                           self.buffers.values[i][n + 1])
-            x = blk.mlp(x)
+            x = blk.step(x, buf.rows[i][n], buf.keys[i][n + 1], buf.values[i][n + 1])
         self.length = t + 1
-        h = F.layer_norm(x, x.shape[-1:], *w.final_norm)
+        h = _layer_norm(x, x.shape[-1:], *w.final_norm)
         if state.get('hidden_only'):
             return h
         out = state.get('logits_out')
