@@ -9,8 +9,10 @@ training, as a short fixed sequence of functional ops:
 * keys and values are written in place into one buffer per block, sized for the longest
   caption and made once per thread, with the views every step length needs made with it;
 * a step projects queries and keys/values with two ``addmm`` instead of one product and
-  three slices, and the prefix skips the last block's attention and MLP (only that
-  block's keys and values are ever read).
+  three slices, attends with one query without transposes, and runs the GELU through
+  PyTorch's own kernel (oneDNN's set-up costs more than the arithmetic on one row);
+* the prefix skips the last block's attention and MLP (only that block's keys and values
+  are ever read).
 
 The results match the head's own to float rounding (tests compare both, and the tokens
 with the reference loop's). Greedy decoding uses it by itself (``decoding._Stepper``).
