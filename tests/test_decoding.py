@@ -205,6 +205,33 @@ def test_beam_on_a_wide_vocabulary(cls, monkeypatch):
     assert torch.equal(fast, slow) and torch.equal(fast, plain)
 
 
+def test_output_product_takes_a_few_rows_the_other_way_round(monkeypatch):
+    """A few rows over a large output layer: ``(W @ h.T).T``, the same scores."""
+    from capdistill.models.captioners import word_pick
+    g = torch.Generator().manual_seed(0)
+    weight = torch.randn(3000, 32, generator=g)
+    monkeypatch.setattr(word_pick, 'TALL_PRODUCT_MIN_BYTES', weight.numel() * 4)
+    for n in (1, 2, 5, 8, 9):
+        h = torch.randn(n, 32, generator=g)
+        out = torch.empty(n, 3000)
+        got = word_pick.output_product(h, weight, out=out)
+        assert got is out and got.is_contiguous()
+        torch.testing.assert_close(got, h @ weight.t())
+        torch.testing.assert_close(word_pick.output_product(h, weight), h @ weight.t())
+
+
+@pytest.mark.parametrize('cls', HEADS)
+def test_beam_over_one_video_with_the_tall_product(cls, monkeypatch):
+    from capdistill.models.captioners import word_pick
+    monkeypatch.setattr(word_pick, 'TALL_PRODUCT_MIN_BYTES', 0)
+    head = make_head(cls, vocab=4000, eos_bias=3.0)
+    memory, mask = make_memory()
+    memory, mask = memory[1:2], mask[1:2]  # one (padded) video: 5 beam rows
+    kw = dict(beam_size=5, length_penalty=1.0, banned_ids=[0, 1])
+    assert torch.equal(beam_search(head, memory, mask, BOS, EOS, 9, **kw),
+                       beam_search(head, memory, mask, BOS, EOS, 9, use_cache=False, **kw))
+
+
 class RowCounter(EOSBiased):
     """Counts the rows fed through ``step`` (the decoding cost in rows x steps)."""
 

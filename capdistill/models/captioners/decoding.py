@@ -32,8 +32,8 @@ import torch
 import torch.nn.functional as F
 
 from .word_pick import (GROUPS_MIN_VOCAB, NEG_INF, SHORTLIST_MIN_VOCAB,  # noqa: F401
-                        Int8Shortlist, VocabularyGroups, banned_masks, row_topk,
-                        word_pickers)
+                        Int8Shortlist, VocabularyGroups, banned_masks, output_product,
+                        row_topk, word_pickers)
 
 
 def _inference(fn):
@@ -213,7 +213,7 @@ def greedy_decode(head, memory, mem_mask, bos_id, eos_id, max_steps, use_cache=T
                         break
                     misses[i] += 1
             if nxt is None:
-                logits = torch.mm(h, weight.t(), out=stepper.buffer(h.shape[0]))
+                logits = output_product(h, weight, out=stepper.buffer(h.shape[0]))
                 nxt = logits.masked_fill_(ban, NEG_INF).argmax(-1)
         else:
             logits = stepper(tokens, reuse_output=True)

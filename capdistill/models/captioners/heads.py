@@ -14,6 +14,7 @@ from torch import nn
 from capdistill.registry import HEADS
 from ..pooling import masked_pool
 from .one_video import OneVideoDecoder
+from .word_pick import output_product
 
 
 def load_clip_token_embedding(path):
@@ -151,6 +152,8 @@ class TiedWordHead(nn.Module):
         return self.word_embed.weight
 
     def _logits(self, x, out=None):
+        if x.dim() == 2:  # a decoding step
+            return output_product(self.norm(x), self.word_embed.weight, out)
         if out is None:
             return F.linear(self.norm(x), self.word_embed.weight)
         return torch.matmul(self.norm(x), self.word_embed.weight.t(), out=out)
