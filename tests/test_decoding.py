@@ -218,6 +218,9 @@ def test_output_product_takes_a_few_rows_the_other_way_round(monkeypatch):
         assert got is out and got.is_contiguous()
         torch.testing.assert_close(got, h @ weight.t())
         torch.testing.assert_close(word_pick.output_product(h, weight), h @ weight.t())
+    # a traced step (the ONNX export) keeps the plain product, weight second, for int8
+    traced = torch.jit.trace(lambda x: word_pick.output_product(x, weight), torch.randn(5, 32))
+    assert 'aten::linear' in str(traced.graph) and 'aten::mm' not in str(traced.graph)
 
 
 @pytest.mark.parametrize('cls', HEADS)

@@ -93,9 +93,16 @@ def test_export_files_check_and_are_reproducible(deployed):
     assert dims['token'] == ['batch'] and dims['logits'][0] == 'batch'
     assert dims['in.caches.0.kv'][0] == 'batch' and isinstance(dims['in.caches.0.kv'][3], str)
     assert dims['out.caches.0.kv'][3] != dims['in.caches.0.kv'][3]
-    # int8: the linear layers and the output projection are integer matrix products
-    ops = {n.op_type for n in onnx.load(str(out / 'demo.int8.step.onnx')).graph.node}
-    assert 'MatMulInteger' in ops
+    # int8: the linear layers and the output projection are integer matrix products: no
+    # float product left that reads a weight (an initializer, or a transpose of one)
+    graph = onnx.load(str(out / 'demo.int8.step.onnx')).graph
+    weights = {t.name for t in graph.initializer}
+    transposed = {o for n in graph.node if n.op_type == 'Transpose' and n.input[0] in weights
+                  for o in n.output}
+    assert 'MatMulInteger' in {n.op_type for n in graph.node}
+    float_products = [n.name for n in graph.node if n.op_type in ('MatMul', 'Gemm')
+                      and set(n.input) & (weights | transposed)]
+    assert not float_products, float_products
     assert os.path.getsize(out / 'demo.int8.step.onnx') < 0.5 * os.path.getsize(
         out / 'demo.step.onnx')
     # the same export again (in-process this time) gives the same bytes, json included

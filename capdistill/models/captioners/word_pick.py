@@ -18,6 +18,7 @@ import warnings
 import weakref
 
 import torch
+import torch.nn.functional as F
 
 NEG_INF = float('-inf')
 #: greedy decoding picks words through :class:`VocabularyGroups` from this vocabulary size on
@@ -54,13 +55,17 @@ TALL_PRODUCT_MIN_BYTES = 16 * 2 ** 20
 
 
 def output_product(h, weight, out=None):
-    """``h @ weight.T`` for a step's hidden states ``h`` ``(N, E)``, into ``out`` if given."""
+    """``h @ weight.T`` for a step's hidden states ``h`` ``(N, E)``, into ``out`` if given.
+
+    A traced step (the ONNX export) always takes the plain product: the int8 quantiser
+    only quantises a product whose weight is the second operand."""
     n = h.shape[0]
     if (TALL_PRODUCT_ROWS[0] <= n <= TALL_PRODUCT_ROWS[1] and h.device.type == 'cpu'
-            and weight.numel() * weight.element_size() >= TALL_PRODUCT_MIN_BYTES):
+            and weight.numel() * weight.element_size() >= TALL_PRODUCT_MIN_BYTES
+            and not torch.jit.is_tracing()):
         tall = torch.mm(weight, h.t())  # (V, N)
         return tall.t().contiguous() if out is None else out.copy_(tall.t())
-    return h @ weight.t() if out is None else torch.mm(h, weight.t(), out=out)
+    return F.linear(h, weight) if out is None else torch.mm(h, weight.t(), out=out)
 
 
 def row_topk(x, k, chunk=64, out=None):
