@@ -59,10 +59,9 @@ def output_product(h, weight, out=None):
 
     A traced step (the ONNX export) always takes the plain product: the int8 quantiser
     only quantises a product whose weight is the second operand."""
-    n = h.shape[0]
-    if (TALL_PRODUCT_ROWS[0] <= n <= TALL_PRODUCT_ROWS[1] and h.device.type == 'cpu'
-            and weight.numel() * weight.element_size() >= TALL_PRODUCT_MIN_BYTES
-            and not torch.jit.is_tracing()):
+    if (not torch.jit.is_tracing() and h.device.type == 'cpu'
+            and TALL_PRODUCT_ROWS[0] <= h.shape[0] <= TALL_PRODUCT_ROWS[1]
+            and weight.numel() * weight.element_size() >= TALL_PRODUCT_MIN_BYTES):
         tall = torch.mm(weight, h.t())  # (V, N)
         return tall.t().contiguous() if out is None else out.copy_(tall.t())
     return F.linear(h, weight) if out is None else torch.mm(h, weight.t(), out=out)
