@@ -152,11 +152,11 @@ class TiedWordHead(nn.Module):
         return self.word_embed.weight
 
     def _logits(self, x, out=None):
-        if x.dim() == 2:  # a decoding step
+        """Logits of ``x`` ``(B, L, E)``, or of a decoding step's ``(B, E)`` (into ``out``
+        if given)."""
+        if x.dim() == 2:
             return output_product(self.norm(x), self.word_embed.weight, out)
-        if out is None:
-            return F.linear(self.norm(x), self.word_embed.weight)
-        return torch.matmul(self.norm(x), self.word_embed.weight.t(), out=out)
+        return F.linear(self.norm(x), self.word_embed.weight)
 
     @staticmethod
     def _reorder_caches(caches, index):
@@ -192,10 +192,13 @@ class PrefixLMHead(TiedWordHead):
 
     # -- pieces ----------------------------------------------------------------
     def _prefix(self, memory, mem_mask):
+        """``[frame tokens; global token]`` and its key mask (None for ``mem_mask`` None:
+        no token is padding)."""
         glob = masked_pool(memory, mem_mask, 'mean', keepdim=True)
-        prefix = torch.cat([memory, glob], dim=1) + self.type_embed[0]
-        prefix_mask = torch.cat([mem_mask, mem_mask.new_ones(mem_mask.shape[0], 1)], dim=1)
-        return dropped(self.drop, prefix), prefix_mask
+        prefix = dropped(self.drop, torch.cat([memory, glob], dim=1) + self.type_embed[0])
+        if mem_mask is None:
+            return prefix, None
+        return prefix, torch.cat([mem_mask, mem_mask.new_ones(mem_mask.shape[0], 1)], dim=1)
 
     def _words(self, tokens, offset=0):
         return dropped(self.drop, super()._words(tokens, offset) + self.type_embed[1])

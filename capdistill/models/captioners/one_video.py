@@ -23,6 +23,8 @@ import weakref
 import torch
 import torch.nn.functional as F
 
+from .word_pick import output_product
+
 _PER_HEAD = weakref.WeakKeyDictionary()  # head -> {'weights': _Weights, (thread, ...): _Buffers}
 
 
@@ -66,9 +68,8 @@ _layer_norm = torch.layer_norm
 
 class _Block:
     """One block: its weights as the functional ops take them (``(bias, weight.T)``
-    pairs and LayerNorm arguments, views of the parameters) and its computation on the
-    prefix (many rows) and on one new word (written out op by op: at batch 1 a Python
-    call per op is a measurable share of the step)."""
+    pairs and LayerNorm arguments, views of the parameters) and its computation, written
+    out op by op (at batch 1 a Python call per op is a measurable share of the step)."""
 
     def __init__(self, blk):
         dim = blk.attn.out.in_features
@@ -82,31 +83,24 @@ class _Block:
         self.fc1 = (mlp[0].bias, mlp[0].weight.t())
         self.fc2 = (mlp[3].bias, mlp[3].weight.t())
 
-    def prefix(self, x, kv, keys, values, last):
-        """The block over the prefix ``x`` ``(P, E)``: its keys/values into ``kv``
-        ``(P, 2E)``, and its output (None for the ``last`` block: nothing reads it)."""
+    def __call__(self, x, kv, keys, values, last=False):
+        """The block on ``x`` ``(N, E)`` (the prefix, or one new word): its keys/values
+        into ``kv`` ``(N, 2E)``, its queries over ``keys``/``values`` (the positions so
+        far, these included), and its output (None for the ``last`` block of the prefix:
+        nothing reads it)."""
         n, dim = x.shape
         h = _layer_norm(x, x.shape[-1:], *self.norm1)
         torch.addmm(self.kv[0], h, self.kv[1], out=kv)
         if last:
             return None
         q = torch.addmm(self.q[0], h, self.q[1])
-        q = q.view(1, n, self.heads, dim // self.heads).transpose(1, 2)
-        y = F.scaled_dot_product_attention(q, keys, values)
-        x = x + torch.addmm(self.out[0], y.transpose(1, 2).reshape(n, dim), self.out[1])
-        h = _layer_norm(x, x.shape[-1:], *self.norm2)
-        return x + torch.addmm(self.fc2[0], _gelu(torch.addmm(self.fc1[0], h, self.fc1[1])),
-                               self.fc2[1])
-
-    def step(self, x, kv_row, keys, values):
-        """The block on one word ``x`` ``(1, E)``: its key/value into ``kv_row``, its
-        query over ``keys``/``values`` (the positions so far, this one included)."""
-        h = _layer_norm(x, x.shape[-1:], *self.norm1)
-        torch.addmm(self.kv[0], h, self.kv[1], out=kv_row)
-        q = torch.addmm(self.q[0], h, self.q[1])
-        # one query: heads-first is the same memory, no transposes
-        y = F.scaled_dot_product_attention(q.view(1, self.heads, 1, -1), keys, values)
-        x = x + torch.addmm(self.out[0], y.view(1, -1), self.out[1])
+        if n == 1:  # one query: heads-first is the same memory, no transposes
+            y = F.scaled_dot_product_attention(q.view(1, self.heads, 1, -1), keys, values)
+            y = y.view(1, dim)
+        else:
+            q = q.view(1, n, self.heads, dim // self.heads).transpose(1, 2)
+            y = F.scaled_dot_product_attention(q, keys, values).transpose(1, 2).reshape(n, dim)
+        x = x + torch.addmm(self.out[0], y, self.out[1])
         h = _layer_norm(x, x.shape[-1:], *self.norm2)
         return x + torch.addmm(self.fc2[0], _gelu(torch.addmm(self.fc1[0], h, self.fc1[1])),
                                self.fc2[1])
@@ -122,7 +116,6 @@ class _Weights:
         self.blocks = [_Block(blk) for blk in head.blocks]
         self.final_norm = (head.norm.weight, head.norm.bias, head.norm.eps)
         self.embedding = head.word_embed.weight
-        self.visual_type = head.type_embed[0]
         # both added to every word; a view per position, so that a step slices nothing
         self.positions = (head.word_pos[0] + head.type_embed[1]).split(1)
 
@@ -173,19 +166,15 @@ class OneVideoDecoder:
                 cached['weights'] = weights
             cached[key] = _Buffers(head, prefix_len, max_steps, memory)
         decoder = cls(weights, cached[key], prefix_len)
-        decoder.start(memory)
+        decoder.start(head._prefix(memory, None)[0][0])
         return decoder
 
-    def start(self, memory):
-        """Every block's keys/values over the visual prefix (``head._prefix`` without
-        padding: the mean of the frame tokens as the global token)."""
-        frames = memory[0]
-        glob = frames.sum(0, keepdim=True).div_(frames.shape[0])  # == masked_pool, unpadded
-        x = torch.cat([frames, glob]).add_(self.weights.visual_type)
+    def start(self, prefix):
+        """Every block's keys/values over the visual prefix ``(P, E)``."""
         buf, blocks = self.buffers, self.weights.blocks
         p, last = self.prefix_len, len(blocks) - 1
         for i, blk in enumerate(blocks):
-            x = blk.prefix(x, buf.kv[i][:p], buf.keys[i][p], buf.values[i][p], i == last)
+            prefix = blk(prefix, buf.kv[i][:p], buf.keys[i][p], buf.values[i][p], i == last)
 
     def step(self, tokens, state):
         """``head.step(tokens, state)`` for one video: normalised hidden ``(1, E)`` with
@@ -196,11 +185,9 @@ class OneVideoDecoder:
         w, buf = self.weights, self.buffers
         x = torch.index_select(w.embedding, 0, tokens).add_(w.positions[t])
         for i, blk in enumerate(w.blocks):
-            x = blk.step(x, buf.rows[i][n], buf.keys[i][n + 1], buf.values[i][n + 1])
+            x = blk(x, buf.rows[i][n], buf.keys[i][n + 1], buf.values[i][n + 1])
         self.length = t + 1
         h = _layer_norm(x, x.shape[-1:], *w.final_norm)
         if state.get('hidden_only'):
             return h
-        out = state.get('logits_out')
-        return torch.mm(h, w.embedding.t(), out=out) if out is not None \
-            else F.linear(h, w.embedding)
+        return output_product(h, w.embedding, state.get('logits_out'))
