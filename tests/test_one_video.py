@@ -46,9 +46,10 @@ def test_steps_match_the_head(depth):
         state = dict(head.start(memory, mask), dense=True)
         decoder = OneVideoDecoder.of(head, memory, mask, 11)
         # the prefix's keys and values (the last block's computed without its MLP)
-        for cache, kv in zip(state['caches'], decoder.buffers.kv):
-            p = cache['kv'].shape[3]
-            torch.testing.assert_close(kv[:p], cache['kv'][0].permute(2, 0, 1, 3).reshape(p, -1),
+        for cache, qkv in zip(state['caches'], decoder.buffers.qkv):
+            p, dim = cache['kv'].shape[3], head.word_embed.embedding_dim
+            torch.testing.assert_close(qkv[:p, dim:],
+                                       cache['kv'][0].permute(2, 0, 1, 3).reshape(p, -1),
                                        atol=1e-6, rtol=1e-6)
         for t, word in enumerate(words):  # hidden states and logits, alternately
             state['hidden_only'] = t % 2 == 0

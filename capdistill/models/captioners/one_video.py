@@ -6,10 +6,10 @@ the key/value cache with ``cat``) outweigh their arithmetic. :class:`OneVideoDec
 computes what the head's ``start``/``step`` compute, for one unpadded video outside
 training, as a short fixed sequence of functional ops:
 
-* keys and values are written in place into one buffer per block, sized for the longest
-  caption and made once per thread, with the views every step length needs made with it;
-* a step projects queries and keys/values with two ``addmm`` instead of one product and
-  three slices, attends with one query without transposes, and runs the GELU through
+* queries, keys and values are written in place by one ``addmm`` into one buffer per
+  block, sized for the longest caption and made once per thread, with the views every
+  step length needs made with it (no slices, no growing cache);
+* a step attends with one query without transposes, and runs the GELU through
   PyTorch's own kernel (oneDNN's set-up costs more than the arithmetic on one row);
 * the prefix skips the last block's attention and MLP (only that block's keys and values
   are ever read).
@@ -29,21 +29,25 @@ _PER_HEAD = weakref.WeakKeyDictionary()  # head -> {'weights': _Weights, (thread
 
 
 class _Buffers:
-    """Each block's keys/values ``(prefix + steps, 2 E)`` and the views a step reads:
-    row ``n``, and the keys and values of the first ``n`` positions per head."""
+    """Each block's queries/keys/values ``(prefix + steps, 3 E)``, written by one product
+    per step, and the views a step reads: row ``n``, its queries per head, and the keys
+    and values of the first ``n`` positions per head."""
 
     def __init__(self, head, prefix_len, max_steps, like):
         dim = head.word_embed.embedding_dim
         total = prefix_len + max_steps
-        self.kv, self.rows, self.keys, self.values = [], [], [], []
+        self.qkv, self.rows, self.queries, self.keys, self.values = [], [], [], [], []
+        self.prefix_queries = []
         for blk in head.blocks:
             heads = blk.attn.num_heads
-            kv = like.new_empty(total, 2 * dim)
-            per_head = kv.view(total, 2, heads, dim // heads).permute(1, 2, 0, 3)
-            self.kv.append(kv)
-            self.rows.append([kv[n:n + 1] for n in range(total)])
-            self.keys.append([per_head[0, None, :, :n] for n in range(total + 1)])
-            self.values.append([per_head[1, None, :, :n] for n in range(total + 1)])
+            qkv = like.new_empty(total, 3 * dim)
+            per_head = qkv.view(total, 3, heads, dim // heads).permute(1, 2, 0, 3)
+            self.qkv.append(qkv)
+            self.rows.append([qkv[n:n + 1] for n in range(total)])
+            self.queries.append([per_head[0, None, :, n:n + 1] for n in range(total)])
+            self.prefix_queries.append(per_head[0, None, :, :prefix_len])
+            self.keys.append([per_head[1, None, :, :n] for n in range(total + 1)])
+            self.values.append([per_head[2, None, :, :n] for n in range(total + 1)])
 
 
 def _gelu(x):
@@ -74,32 +78,28 @@ class _Block:
     def __init__(self, blk):
         dim = blk.attn.out.in_features
         qkv, attn, mlp = blk.attn.qkv, blk.attn, blk.mlp
-        self.heads = attn.num_heads
         self.norm1 = (blk.norm1.weight, blk.norm1.bias, blk.norm1.eps)
         self.norm2 = (blk.norm2.weight, blk.norm2.bias, blk.norm2.eps)
-        self.q = (qkv.bias[:dim], qkv.weight[:dim].t())
+        self.qkv = (qkv.bias, qkv.weight.t())
         self.kv = (qkv.bias[dim:], qkv.weight[dim:].t())
         self.out = (attn.out.bias, attn.out.weight.t())
         self.fc1 = (mlp[0].bias, mlp[0].weight.t())
         self.fc2 = (mlp[3].bias, mlp[3].weight.t())
 
-    def __call__(self, x, kv, keys, values, last=False):
-        """The block on ``x`` ``(N, E)`` (the prefix, or one new word): its keys/values
-        into ``kv`` ``(N, 2E)``, its queries over ``keys``/``values`` (the positions so
-        far, these included), and its output (None for the ``last`` block of the prefix:
-        nothing reads it)."""
+    def __call__(self, x, qkv, queries, keys, values, last=False):
+        """The block on ``x`` ``(N, E)`` (the prefix, or one new word): its queries/keys/
+        values into ``qkv`` ``(N, 3E)``, the ``queries`` (per head, views of ``qkv``) over
+        ``keys``/``values`` (the positions so far, these included), and its output (None
+        for the ``last`` block of the prefix: nothing reads it)."""
         n, dim = x.shape
         h = _layer_norm(x, x.shape[-1:], *self.norm1)
-        torch.addmm(self.kv[0], h, self.kv[1], out=kv)
-        if last:
+        if last:  # only the keys/values are ever read
+            torch.addmm(self.kv[0], h, self.kv[1], out=qkv[:, dim:])
             return None
-        q = torch.addmm(self.q[0], h, self.q[1])
-        if n == 1:  # one query: heads-first is the same memory, no transposes
-            y = F.scaled_dot_product_attention(q.view(1, self.heads, 1, -1), keys, values)
-            y = y.view(1, dim)
-        else:
-            q = q.view(1, n, self.heads, dim // self.heads).transpose(1, 2)
-            y = F.scaled_dot_product_attention(q, keys, values).transpose(1, 2).reshape(n, dim)
+        torch.addmm(self.qkv[0], h, self.qkv[1], out=qkv)
+        y = F.scaled_dot_product_attention(queries, keys, values)
+        # one query: heads-first is the same memory, no transposes
+        y = y.view(1, dim) if n == 1 else y.transpose(1, 2).reshape(n, dim)
         x = x + torch.addmm(self.out[0], y, self.out[1])
         h = _layer_norm(x, x.shape[-1:], *self.norm2)
         return x + torch.addmm(self.fc2[0], _gelu(torch.addmm(self.fc1[0], h, self.fc1[1])),
@@ -174,7 +174,8 @@ class OneVideoDecoder:
         buf, blocks = self.buffers, self.weights.blocks
         p, last = self.prefix_len, len(blocks) - 1
         for i, blk in enumerate(blocks):
-            prefix = blk(prefix, buf.kv[i][:p], buf.keys[i][p], buf.values[i][p], i == last)
+            prefix = blk(prefix, buf.qkv[i][:p], buf.prefix_queries[i], buf.keys[i][p],
+                         buf.values[i][p], i == last)
 
     def step(self, tokens, state):
         """``head.step(tokens, state)`` for one video: normalised hidden ``(1, E)`` with
@@ -185,7 +186,8 @@ class OneVideoDecoder:
         w, buf = self.weights, self.buffers
         x = torch.index_select(w.embedding, 0, tokens).add_(w.positions[t])
         for i, blk in enumerate(w.blocks):
-            x = blk(x, buf.rows[i][n], buf.keys[i][n + 1], buf.values[i][n + 1])
+            x = blk(x, buf.rows[i][n], buf.queries[i][n], buf.keys[i][n + 1],
+                    buf.values[i][n + 1])
         self.length = t + 1
         h = _layer_norm(x, x.shape[-1:], *w.final_norm)
         if state.get('hidden_only'):
