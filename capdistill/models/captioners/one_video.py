@@ -50,18 +50,25 @@ class _Buffers:
             self.values.append([per_head[2, None, :, :n] for n in range(total + 1)])
 
 
+_GELU_SWITCH = threading.Lock()
+
+
 def _gelu(x):
     """``F.gelu`` through PyTorch's own kernel: on a few rows oneDNN's (which ``F.gelu``
     takes on the CPU when it can) spends ~10 us setting up, 5-10x the arithmetic. The
-    switch is process-wide but only for this op; both kernels compute the exact GELU
-    (they differ by float rounding)."""
-    if x.device.type != 'cpu' or not torch.backends.mkldnn.enabled:
+    switch is process-wide but only for this op, and one decoder at a time flips it (so
+    concurrent decodes all take PyTorch's kernel and never turn it back on while another
+    one runs); both kernels compute the exact GELU (they differ by float rounding)."""
+    if x.device.type != 'cpu':
         return F.gelu(x)
-    torch.backends.mkldnn.enabled = False
-    try:
-        return F.gelu(x)
-    finally:
-        torch.backends.mkldnn.enabled = True
+    with _GELU_SWITCH:
+        if not torch.backends.mkldnn.enabled:  # switched off by the user
+            return F.gelu(x)
+        torch.backends.mkldnn.enabled = False
+        try:
+            return F.gelu(x)
+        finally:
+            torch.backends.mkldnn.enabled = True
 
 
 # ``torch.layer_norm`` is what ``F.layer_norm`` calls after reading a backend flag (~1 us
