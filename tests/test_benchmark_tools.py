@@ -57,3 +57,23 @@ def test_metric_benchmark_busy_core_is_pinned_and_stopped():
     preds, refs = benchmark_metrics.make_caption_set(3, 2)
     later = benchmark_metrics.new_predictions(refs, 1)
     assert set(later) == set(refs) and later != preds
+
+
+def test_scale_benchmark_runs_its_phases_in_subprocesses(tmp_path):
+    import benchmark_scale
+    from make_synthetic_msrvtt import make
+    root = str(tmp_path / 'synth')
+    info = make(root, num_videos=40, captions_per_video=4)
+    train_captions = info['splits']['train'] * 4
+    out = tmp_path / 'scale.json'
+    benchmark_scale.main([root, '--phases', 'build_cold', 'loader', '--loader-batches', '1',
+                          '--out', str(out)])
+    row, = json.loads(out.read_text())
+    assert (row['videos'], row['captions']) == (40, 160)
+    assert row['build_cold']['samples'] == train_captions
+    cache = os.path.join(root, 'language', '.capdistill_cache')
+    assert os.path.isdir(cache) and os.listdir(cache)  # the cold build wrote its cache
+    # after an untimed first batch of the config's 64 and the feature files read once,
+    # one timed batch: the rest of the epoch here
+    assert row['loader']['samples'] == min(64, train_captions - 64) > 0
+    assert row['loader']['samples_per_s'] > 0
