@@ -89,17 +89,15 @@ def _loader(cfg, name):
 
 
 def _read_features_once(ds):
-    """Read every feature file of ``ds`` once, untimed, so that the loader row measures
+    """Read the feature files ``ds`` loads once, untimed, so that the loader row measures
     the loader and not how much of the set the kernel still holds in its page cache (a
     set the machine has not read lately comes from the disk on its first epoch)."""
-    for where in ds.feature_dirs.values():
-        where = ds._abs(where)
-        paths = [where] if os.path.isfile(where) else [
-            os.path.join(where, name) for name in os.listdir(where)]
-        for path in paths:
-            with open(path, 'rb') as f:
-                while f.read(1 << 20):
-                    pass
+    sources = {ds._feature_source(key, vid)
+               for vid in ds.get_video_ids() for key in ds.feature_dirs}
+    for path in {s if isinstance(s, str) else s[0] for s in sources}:  # (file.h5, vid)
+        with open(path, 'rb') as f:
+            while f.read(1 << 20):
+                pass
 
 
 def run_phase(args, root):
