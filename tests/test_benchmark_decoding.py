@@ -1,15 +1,22 @@
 """tools/analysis/benchmark_decoding.py runs every row on a tiny model and reports what its
 docs say (not a timing test: only that the rows are computed and consistent)."""
 import json
+import os
+import sys
+
+import torch
 
 from conftest import run_tool, write_tiny_config
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                                'tools', 'analysis'))
 
 
 def test_benchmark_decoding_prints_every_row(tiny_root, tmp_path):
     cfg = write_tiny_config(tmp_path / 'student.py', tiny_root, model='_student')
     out = tmp_path / 'bench.json'
     res = run_tool(['tools/analysis/benchmark_decoding.py', cfg, '--rows', 'beam-vs-rows',
-                    'batch1', 'lengths', '--batch-sizes', '1', '2', '--repeats', '2',
+                    'batch1', 'lengths', 'normaliser', '--batch-sizes', '1', '2', '--repeats', '2',
                     '--beam-size', '3', '--out', str(out)])
     assert res.returncode == 0, res.stderr[-3000:]
     got = json.loads(out.read_text())
@@ -29,3 +36,31 @@ def test_benchmark_decoding_prints_every_row(tiny_root, tmp_path):
     for name in ('greedy', 'beam3'):
         row = got['lengths'][name]
         assert 0 < row['length_ratio'] <= 1 and row['videos'] >= 1
+    norm = got['normaliser']
+    assert norm['states'] >= 1 and norm['greedy_served'] == norm['states']
+    shares = norm['share']
+    assert set(shares) == {'1e-08', '0.01'}
+    for share in shares.values():
+        assert 0 < share['min'] <= share['median'] <= share['max'] <= 1
+    # a looser bound never needs more rows
+    assert shares['0.01']['max'] <= shares['1e-08']['max']
+    assert 'a beam step reads' in res.stdout
+
+
+def test_rows_to_bound_the_normaliser():
+    """Two far-apart clusters of output rows: a state pointing at one reads that cluster
+    only (the other's bound is ~100 nats below), a state between them reads both."""
+    from benchmark_decoding import rows_to_bound_normaliser
+
+    from capdistill.models.captioners.word_pick import VocabularyGroups
+    g = torch.Generator().manual_seed(0)
+    axis = torch.zeros(16)
+    axis[0] = 10.0
+    weight = torch.cat([axis + 0.01 * torch.randn(10, 16, generator=g),
+                        -axis + 0.01 * torch.randn(90, 16, generator=g)])
+    groups = VocabularyGroups(weight, groups=4)
+    h = torch.zeros(3, 16)
+    h[0, 0], h[1, 0], h[2, 1] = 5.0, -5.0, 5.0
+    rows = rows_to_bound_normaliser(groups, h, 1e-8) * 100
+    # orthogonal (the third): every word scores ~0, all are read
+    assert rows.round().tolist() == [10, 90, 100]

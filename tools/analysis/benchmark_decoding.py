@@ -19,7 +19,14 @@ ratios):
 * ``lengths`` (with a trained ``checkpoint`` and ``--data-split``): cost per video of
   greedy and beam on real inputs against the same decode forced to ``max_len`` steps
   (EOS banned), beside the mean caption length: finished rows leave the computation,
-  so the time ratio follows the length ratio.
+  so the time ratio follows the length ratio;
+* ``normaliser``: why beam search cannot use greedy's vocabulary groups. Beam needs each
+  row's log-softmax normaliser; the groups bound what the rows left unread can add to it
+  (``size * exp(bound)`` per group). For the hidden states of greedy's captions (the
+  split's first ``--max-videos`` videos with a ``checkpoint``, else random videos), the
+  share of the output rows a step would still have to read for that bound to fall within
+  ``--normaliser-tol`` of the normaliser (the exact one given: the most favourable case),
+  beside the rows greedy's own pick reads.
 
 Times are CPU seconds of this process by default (``--clock cpu``; one thread): on a shared
 machine a process waiting for a core does not count, which wall-clock time (``--clock
@@ -49,14 +56,17 @@ def parse_args(argv=None):
     p.add_argument('config')
     p.add_argument('checkpoint', nargs='?', help='trained full checkpoint (for --data-split)')
     p.add_argument('--rows', nargs='+', default=['beam-vs-rows', 'batch1'],
-                   choices=['beam-vs-rows', 'batch1', 'lengths'])
+                   choices=['beam-vs-rows', 'batch1', 'lengths', 'normaliser'])
+    p.add_argument('--normaliser-tol', type=float, nargs='+', default=[1e-8, 1e-2],
+                   help='normaliser row: relative bounds on the unread rows\' share of the '
+                        'normaliser (1e-8: below float32 rounding)')
     p.add_argument('--batch-sizes', type=int, nargs='+', default=[1, 8, 32, 128])
     p.add_argument('--beam-size', type=int, default=5)
     p.add_argument('--repeats', type=int, default=5, help='interleaved repeats (median)')
     p.add_argument('--num-frames', type=int, default=None)
     p.add_argument('--data-split', default='test',
                    help='split for the lengths row and, with a checkpoint, the batch1 row')
-    p.add_argument('--max-videos', type=int, default=256, help='videos for the lengths row')
+    p.add_argument('--max-videos', type=int, default=256, help='videos for the lengths and normaliser rows')
     p.add_argument('--batch1-videos', type=int, default=None,
                    help='videos decoded one at a time for the batch1 row (needs a checkpoint; '
                         'default 8)')
@@ -400,6 +410,64 @@ def lengths(model, args):
     return out
 
 
+def rows_to_bound_normaliser(groups, h, tol):
+    """Share of the output rows that must be read, per row of ``h`` ``(N, E)`` (normalised
+    hidden states), before the groups left unread can add at most ``tol`` times the
+    normaliser ``sum(exp(h @ W.T))``: groups are read best bound first, and an unread group
+    of ``n`` words with bound ``b`` may add up to ``n * exp(b)``."""
+    logits = h @ groups.weight.t()
+    lse = torch.logsumexp(logits, 1, keepdim=True)
+    bound = torch.addmm(h.norm(dim=1, keepdim=True) * groups.slack, h, groups.centres.t())
+    sizes = torch.tensor([e - s for s, e in groups.spans], dtype=h.dtype)
+    order = bound.argsort(1, descending=True)
+    # the unread groups' largest possible addition, log-scaled, when the first i are read
+    tail = torch.logcumsumexp((bound.gather(1, order) + sizes.log()[order]).flip(1), 1).flip(1)
+    tail = torch.cat([tail, tail.new_full((len(h), 1), float('-inf'))], 1)
+    need = (tail - lse > torch.log(torch.tensor(tol))).sum(1)        # groups to read
+    read = torch.cat([sizes.new_zeros(len(h), 1), sizes[order].cumsum(1)], 1)
+    return read.gather(1, need[:, None])[:, 0] / groups.weight.shape[0]
+
+
+def normaliser(model, args, frames):
+    """The output rows beam search would read to bound its normaliser with the groups
+    (see the module doc), beside those greedy's pick reads."""
+    from capdistill.models.captioners.word_pick import VocabularyGroups
+    key = model.feature_key
+    if args.checkpoint:
+        feats = split_features(model, args, args.max_videos)
+        inputs = {key: feats, f'{key}_mask': torch.ones(feats.shape[:2], dtype=torch.bool)}
+    else:
+        from capdistill.evaluation.cost import dummy_batch
+        inputs = dummy_batch(model, min(args.max_videos, 32), frames, seed=2)[0]
+    head, eos = model.head, model.tokenizer.eos_id
+    ids = model.generate(inputs, strategy='greedy')
+    tokens = torch.cat([ids.new_full((len(ids), 1), model.tokenizer.bos_id), ids], 1)
+    hidden = head.norm(model.caption_logits(inputs, tokens, return_hidden=True)[1])
+    # the states that picked each word: up to and including the one that picked EOS
+    picked = torch.cat([torch.ones_like(ids[:, :1], dtype=torch.bool),
+                        ids[:, :-1] != eos], 1)
+    h = hidden[picked]
+    groups = VocabularyGroups.of(head.output_weight)
+    groups.served = groups.rows_read = 0
+    for row in h:
+        groups.argmax(row[None])
+    v = head.output_weight.shape[0]
+    out = dict(states=len(h), vocab=v, groups=len(groups.spans),
+               greedy_rows=groups.rows_read / max(groups.served, 1),
+               greedy_served=groups.served, share={})
+    print(f'normaliser ({v} words in {len(groups.spans)} groups; {len(h)} hidden states of '
+          f'greedy\'s captions): greedy\'s pick reads {out["greedy_rows"]:.0f} rows on '
+          f'average ({groups.served} of {len(h)} picks answered by the groups)', flush=True)
+    for tol in args.normaliser_tol:
+        share = rows_to_bound_normaliser(groups, h, tol)
+        out['share'][str(tol)] = dict(median=float(share.median()), max=float(share.max()),
+                                      min=float(share.min()))
+        print(f'normaliser: to bound the unread rows within {tol:g} of the normaliser a beam '
+              f'step reads {float(share.median()):.1%} of the rows (median; '
+              f'{float(share.min()):.1%}-{float(share.max()):.1%})', flush=True)
+    return out
+
+
 def main(argv=None):
     args = parse_args(argv)
     global clock
@@ -416,6 +484,8 @@ def main(argv=None):
             results['batch1'] = batch1(model, args, frames)
         if 'lengths' in args.rows:
             results['lengths'] = lengths(model, args)
+        if 'normaliser' in args.rows:
+            results['normaliser'] = normaliser(model, args, frames)
     if args.out:
         with open(args.out, 'w') as f:
             json.dump(results, f, indent=1)
