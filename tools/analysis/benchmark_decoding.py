@@ -455,9 +455,11 @@ def normaliser(model, args, frames):
     out = dict(states=len(h), vocab=v, groups=len(groups.spans),
                greedy_rows=groups.rows_read / max(groups.served, 1),
                greedy_served=groups.served, share={})
+    pick = (f'greedy\'s pick reads {out["greedy_rows"]:.0f} rows on average ({groups.served} '
+            f'of {len(h)} picks answered by the groups)' if groups.served else
+            'the groups answered none of greedy\'s picks (every word would be scored)')
     print(f'normaliser ({v} words in {len(groups.spans)} groups; {len(h)} hidden states of '
-          f'greedy\'s captions): greedy\'s pick reads {out["greedy_rows"]:.0f} rows on '
-          f'average ({groups.served} of {len(h)} picks answered by the groups)', flush=True)
+          f'greedy\'s captions): {pick}', flush=True)
     for tol in args.normaliser_tol:
         share = rows_to_bound_normaliser(groups, h, tol)
         out['share'][str(tol)] = dict(median=float(share.median()), max=float(share.max()),
