@@ -77,3 +77,25 @@ def test_scale_benchmark_runs_its_phases_in_subprocesses(tmp_path):
     # one timed batch: the rest of the epoch here
     assert row['loader']['samples'] == min(64, train_captions - 64) > 0
     assert row['loader']['samples_per_s'] > 0
+
+
+def test_scale_benchmark_times_a_real_epoch(tmp_path, monkeypatch, capsys):
+    """The epoch phase trains one epoch through the Runner in its subprocess (13 training
+    captions: one iteration at the config's batch of 64) and leaves no work dir behind."""
+    import benchmark_scale
+    from make_synthetic_msrvtt import make
+    root = str(tmp_path / 'synth')
+    info = make(root, num_videos=20, captions_per_video=1)
+    scratch = tmp_path / 'tmp'
+    scratch.mkdir()
+    monkeypatch.setenv('TMPDIR', str(scratch))  # where the phase makes its work dir
+    out = tmp_path / 'scale.json'
+    benchmark_scale.main([root, '--phases', 'epoch', '--out', str(out)])
+    row, = json.loads(out.read_text())
+    epoch = row['epoch']
+    assert epoch['iterations'] == -(-info['splits']['train'] // 64) == 1
+    assert epoch['epoch_s'] > 0 and epoch['iter_s'] == epoch['epoch_s']
+    assert list(scratch.iterdir()) == []
+    table = capsys.readouterr().out
+    assert 'epoch s (timed)' in table
+    assert f'| {epoch["epoch_s"]:.0f} |' in table.splitlines()[-1]

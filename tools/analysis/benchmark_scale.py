@@ -17,7 +17,10 @@ fresh subprocess, so its time and peak memory (max RSS) are its own:
   teacher; random weights), median of ``--train-steps``, and the epoch it implies
   (steps per epoch x step time: a full epoch at 10,000 videos takes hours on 2 cores);
 * ``eval``: greedy decoding of the whole test split by the deployed student plus the
-  caption metric (``--scorers``).
+  caption metric (``--scorers``);
+* ``epoch`` (not run by default: hours at 3,000 videos and more): one real training
+  epoch through the Runner (the config's hooks, logging and end-of-epoch checkpoint; no
+  validation), its seconds, iterations and peak memory, beside the implied one.
 
 Times per video (or per caption) should stay flat as the size grows: nothing may grow
 faster than linearly.
@@ -36,13 +39,15 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 sys.path.insert(0, REPO)
 DEFAULT_CONFIG = 'configs/sftcap/sftcap_l14-to-b32_clip_1xb64-20e_msrvtt.py'
 PHASES = ('build_cold', 'build_warm', 'loader', 'train', 'eval')
+ALL_PHASES = PHASES + ('epoch',)
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('roots', nargs='+', help='data roots, smallest first')
     p.add_argument('--config', default=DEFAULT_CONFIG)
-    p.add_argument('--phases', nargs='+', default=list(PHASES), choices=PHASES)
+    p.add_argument('--phases', nargs='+', default=list(PHASES), choices=ALL_PHASES,
+                   help=f'default: {" ".join(PHASES)}; add epoch for a real training epoch')
     p.add_argument('--loader-batches', type=int, default=20)
     p.add_argument('--train-steps', type=int, default=3)
     p.add_argument('--scorers', nargs='+', default=['Bleu', 'METEOR', 'ROUGE_L', 'CIDEr'])
@@ -170,6 +175,22 @@ def run_phase(args, root):
         scores = metric.compute_metrics(metric.results)
         out.update(videos=videos, decode_s=decode_s, metric_s=time.perf_counter() - t0,
                    CIDEr=scores.get('CIDEr'))
+    elif phase == 'epoch':
+        import tempfile
+
+        from capdistill.engine.setup import build_runner
+        cfg.work_dir = tempfile.mkdtemp(prefix='capdistill_epoch_')
+        cfg.train_cfg.max_epochs = 1
+        cfg.train_cfg.val_interval = 2  # after the only epoch: no validation
+        try:
+            runner = build_runner(cfg)
+            t0 = time.perf_counter()
+            runner.train()
+            epoch = time.perf_counter() - t0
+            iters = len(runner.train_dataloader)
+        finally:
+            shutil.rmtree(cfg.work_dir, ignore_errors=True)
+        out.update(epoch_s=epoch, iterations=iters, iter_s=epoch / iters)
     out['seconds'] = time.perf_counter() - start
     out['peak_rss_mb'] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return out
@@ -221,7 +242,8 @@ def main(argv=None):
 def table(results):
     """A markdown table, one row per size."""
     head = ('| videos | captions | build cold s (MB) | build warm s (MB) | loader samples/s '
-            '| train step s | epoch s (implied) | test videos | decode s | metric s |')
+            '| train step s | epoch s (implied) | epoch s (timed) | test videos | decode s '
+            '| metric s |')
     lines = [head, '|' + '---|' * (head.count('|') - 1)]
     for r in results:
         def g(phase, key, fmt='{:.1f}'):
@@ -232,7 +254,8 @@ def table(results):
             f'| {g("build_cold", "seconds")} ({g("build_cold", "peak_rss_mb", "{:.0f}")}) '
             f'| {g("build_warm", "seconds")} ({g("build_warm", "peak_rss_mb", "{:.0f}")}) '
             f'| {g("loader", "samples_per_s", "{:.0f}")} | {g("train", "step_s", "{:.2f}")} '
-            f'| {g("train", "epoch_s", "{:.0f}")} | {g("eval", "videos", "{}")} '
+            f'| {g("train", "epoch_s", "{:.0f}")} | {g("epoch", "epoch_s", "{:.0f}")} '
+            f'| {g("eval", "videos", "{}")} '
             f'| {g("eval", "decode_s")} | {g("eval", "metric_s")} |')
     return '\n'.join(lines)
 
@@ -248,6 +271,7 @@ def plot(results, path):
               ('build_warm', 'seconds', 'dataset build, warm (s)'),
               ('build_cold', 'peak_rss_mb', 'build peak memory (MB)'),
               ('train', 'epoch_s', 'training epoch, implied (s)'),
+              ('epoch', 'epoch_s', 'training epoch, timed (s)'),
               ('eval', 'decode_s', 'test decoding (s)'),
               ('eval', 'metric_s', 'test metric (s)')]
     for phase, key, label in series:
