@@ -32,6 +32,11 @@ def test_benchmark_decoding_prints_every_row(tiny_root, tmp_path):
     expected = sum(p.numel() * 4 for n, p in head.named_parameters() if n != 'word_pos')
     assert b1['bytes_per_token'] == expected
     assert b1['floor_s'] > 0 and b1['floor_speedup'] > 0
+    # the wall-clock split: every part ran, and the parts lie within the total
+    ph = b1['phases']
+    assert all(ph[k] > 0 for k in ('encoder', 'setup', 'steps', 'total'))
+    assert 0 <= ph['rest'] < ph['total']
+    assert 'batch1 phases of a cached decode' in res.stdout
     assert 'batch1 floor: a cached step reads' in res.stdout
     for name in ('greedy', 'beam3'):
         row = got['lengths'][name]

@@ -12,7 +12,8 @@ ratios):
   full-length caption buffer for every token) one video at a time (the first
   ``--batch1-videos`` videos of ``--data-split`` with a trained ``checkpoint``, else one
   random video), tokens checked identical; where the time goes (output layer, word
-  pickers, attention, the rest); which picker chose each word and how many output rows
+  pickers, attention, the rest, as shares of the profiled tensor ops; and a wall-clock
+  split per video: encoder, decoder set-up, steps, word picks, the loop); which picker chose each word and how many output rows
   it read; and the floor of a cached step on this machine: the weight bytes a step
   reads over the memory bandwidth one thread gets (timed on the output layer's
   matrix-vector product), with the speedup over the reference loop that it allows;
@@ -246,6 +247,51 @@ def step_breakdown(model, decode_all, repeats, videos):
     return parts
 
 
+def phase_times(model, decode_all, repeats, videos):
+    """Wall-clock split of the cached decodes, per video: the encoder, the decoder's
+    set-up (``start``, or the one-video decoder's ``of``: weights check, visual prefix,
+    buffers), the steps, the word picks and the rest (the decoding loop, ``generate``).
+    Each part is timed where it runs, between the others (a timer costs ~0.2 us a call);
+    the pass with the median total of ``repeats``."""
+    from capdistill.models.captioners import one_video, word_pick
+    spent = {}
+
+    def timed(name, fn):
+        def run(*args, **kwargs):
+            start = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                spent[name] = spent.get(name, 0.0) + time.perf_counter() - start
+        return run
+    head_cls, decoder = type(model.head), one_video.OneVideoDecoder
+    methods = [(head_cls, 'start', 'setup'), (head_cls, 'step', 'steps'),
+               (decoder, 'step', 'steps'), (word_pick.VocabularyGroups, 'argmax', 'picks'),
+               (word_pick.Int8Shortlist, 'argmax', 'picks')]
+    saved = [(cls, attr, cls.__dict__[attr]) for cls, attr, _ in methods] + \
+        [(decoder, 'of', decoder.__dict__['of'])]
+    passes = []
+    try:
+        for cls, attr, name in methods:
+            setattr(cls, attr, timed(name, getattr(cls, attr)))
+        decoder.of = classmethod(timed('setup', decoder.__dict__['of'].__func__))
+        model.encode = timed('encoder', model.encode)
+        for _ in range(repeats):
+            spent.clear()
+            start = time.perf_counter()
+            decode_all()
+            passes.append(dict(spent, total=time.perf_counter() - start))
+    finally:
+        for cls, attr, fn in saved:
+            setattr(cls, attr, fn)
+        del model.encode
+    median = sorted(passes, key=lambda p: p['total'])[len(passes) // 2]
+    out = {k: median.get(k, 0.0) / videos
+           for k in ('total', 'encoder', 'setup', 'steps', 'picks')}
+    out['rest'] = out['total'] - sum(out[k] for k in ('encoder', 'setup', 'steps', 'picks'))
+    return out
+
+
 def pick_stats(model, decode_all):
     """Which picker answered each step of one pass, and the output-layer bytes read per
     step (float logits: the whole layer; groups: their centres and the rows opened;
@@ -334,6 +380,7 @@ def batch1(model, args, frames):
                           args.repeats, raw=True)
     same = all(torch.equal(a, b) for a, b in zip(decode_all(), decode_all(use_cache=False)))
     parts = step_breakdown(model, decode_all, args.repeats, n)
+    phases = phase_times(model, decode_all, args.repeats, n)
     picks = pick_stats(model, decode_all)
     steps = picks['steps'] / n
     parts.update(weight_floor(model.head, steps, picks['out_bytes']))
@@ -343,7 +390,7 @@ def batch1(model, args, frames):
                                  5)['add'] / 1000
     row = dict(videos=n, cached_s=t['cached'] / n, reference_s=t['reference'] / n,
                speedup=paired_ratio(raw, 'reference', 'cached'), identical=same,
-               picks=picks, **parts)
+               picks=picks, phases=phases, **parts)
     row['floor_speedup'] = row['reference_s'] / row['floor_s']
     where = (f'{n} {args.data_split} videos, one at a time' if args.checkpoint
              else 'a random video')
@@ -360,6 +407,12 @@ def batch1(model, args, frames):
           f'attention {share["attention_s"]:.0f}%, other tensor ops '
           f'{share["other_ops_s"]:.0f}%; outside tensor ops (Python, profiler) '
           f'{parts["outside_ops_s"] * 1e3:.1f} ms of {parts["decode_s"] * 1e3:.1f} ms', flush=True)
+    us = {k: v * 1e6 for k, v in phases.items()}
+    print(f'batch1 phases of a cached decode (wall clock, per video): {us["total"]:.0f} us = '
+          f'encoder {us["encoder"]:.0f} + decoder set-up {us["setup"]:.0f} + {steps:.1f} steps '
+          f'{us["steps"]:.0f} ({us["steps"] / steps:.0f} each) + word picks {us["picks"]:.0f} '
+          f'({us["picks"] / steps:.0f} each) + the rest (decoding loop, generate) '
+          f'{us["rest"]:.0f}', flush=True)
     said = [f'{picks[k + "_steps"]} by vocabulary groups ({picks[k + "_rows"]:.0f} rows read '
             f'each)' if k == 'groups' else f'{picks[k + "_steps"]} by the int8 shortlist'
             for k in ('groups', 'int8') if k + '_steps' in picks]
