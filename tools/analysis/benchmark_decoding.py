@@ -13,8 +13,8 @@ ratios):
   ``--batch1-videos`` videos of ``--data-split`` with a trained ``checkpoint``, else one
   random video), tokens checked identical; where the time goes (output layer, word
   pickers, attention, the rest, as shares of the profiled tensor ops; and a wall-clock
-  split per video: encoder, decoder set-up, steps, word picks, the loop); which picker chose each word and how many output rows
-  it read; and the floor of a cached step on this machine: the weight bytes a step
+  split per video: encoder, decoder set-up, steps, word picks, the loop); which picker
+  chose each word and how many output rows it read; and the floor of a cached step on this machine: the weight bytes a step
   reads over the memory bandwidth one thread gets (timed on the output layer's
   matrix-vector product), with the speedup over the reference loop that it allows;
 * ``lengths`` (with a trained ``checkpoint`` and ``--data-split``): cost per video of
@@ -67,7 +67,8 @@ def parse_args(argv=None):
     p.add_argument('--num-frames', type=int, default=None)
     p.add_argument('--data-split', default='test',
                    help='split for the lengths row and, with a checkpoint, the batch1 row')
-    p.add_argument('--max-videos', type=int, default=256, help='videos for the lengths and normaliser rows')
+    p.add_argument('--max-videos', type=int, default=256,
+                   help='videos for the lengths and normaliser rows')
     p.add_argument('--batch1-videos', type=int, default=None,
                    help='videos decoded one at a time for the batch1 row (needs a checkpoint; '
                         'default 8)')
