@@ -14,9 +14,10 @@ ratios):
   random video), tokens checked identical; where the time goes (output layer, word
   pickers, attention, the rest, as shares of the profiled tensor ops; and a wall-clock
   split per video: encoder, decoder set-up, steps, word picks, the loop); which picker
-  chose each word and how many output rows it read; and the floor of a cached step on this machine: the weight bytes a step
-  reads over the memory bandwidth one thread gets (timed on the output layer's
-  matrix-vector product), with the speedup over the reference loop that it allows;
+  chose each word and how many output rows it read; and the floor of a cached step on
+  this machine: the weight bytes a step reads over the memory bandwidth one thread gets
+  (timed on the output layer's matrix-vector product), with the speedup over the
+  reference loop that it allows;
 * ``lengths`` (with a trained ``checkpoint`` and ``--data-split``): cost per video of
   greedy and beam on real inputs against the same decode forced to ``max_len`` steps
   (EOS banned), beside the mean caption length: finished rows leave the computation,
