@@ -81,7 +81,8 @@ def test_scale_benchmark_runs_its_phases_in_subprocesses(tmp_path):
 
 def test_scale_benchmark_times_a_real_epoch(tmp_path, monkeypatch, capsys):
     """The epoch phase trains one epoch through the Runner in its subprocess (13 training
-    captions: one iteration at the config's batch of 64) and leaves no work dir behind."""
+    captions: one iteration at the config's batch of 64), without the validation mmengine
+    runs after a last epoch, and leaves no work dir behind."""
     import benchmark_scale
     from make_synthetic_msrvtt import make
     root = str(tmp_path / 'synth')
@@ -95,6 +96,7 @@ def test_scale_benchmark_times_a_real_epoch(tmp_path, monkeypatch, capsys):
     epoch = row['epoch']
     assert epoch['iterations'] == -(-info['splits']['train'] // 64) == 1
     assert epoch['epoch_s'] > 0 and epoch['iter_s'] == epoch['epoch_s']
+    assert epoch['validated'] is False  # the epoch alone
     assert list(scratch.iterdir()) == []
     table = capsys.readouterr().out
     assert 'epoch s (timed)' in table

@@ -181,16 +181,18 @@ def run_phase(args, root):
         from capdistill.engine.setup import build_runner
         cfg.work_dir = tempfile.mkdtemp(prefix='capdistill_epoch_')
         cfg.train_cfg.max_epochs = 1
-        cfg.train_cfg.val_interval = 2  # after the only epoch: no validation
+        # mmengine validates after the last epoch whatever the interval, from val_begin on
+        cfg.train_cfg.val_begin = 2
         try:
             runner = build_runner(cfg)
             t0 = time.perf_counter()
             runner.train()
             epoch = time.perf_counter() - t0
             iters = len(runner.train_dataloader)
+            validated = any(k.startswith('val/') for k in runner.message_hub.log_scalars)
         finally:
             shutil.rmtree(cfg.work_dir, ignore_errors=True)
-        out.update(epoch_s=epoch, iterations=iters, iter_s=epoch / iters)
+        out.update(epoch_s=epoch, iterations=iters, iter_s=epoch / iters, validated=validated)
     out['seconds'] = time.perf_counter() - start
     out['peak_rss_mb'] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return out
