@@ -6,18 +6,17 @@ import sys
 
 import torch
 
-from conftest import run_tool, write_tiny_config
+from conftest import REPO, run_tool, write_tiny_config
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                                'tools', 'analysis'))
+sys.path.insert(0, os.path.join(REPO, 'tools', 'analysis'))
 
 
 def test_benchmark_decoding_prints_every_row(tiny_root, tmp_path):
     cfg = write_tiny_config(tmp_path / 'student.py', tiny_root, model='_student')
     out = tmp_path / 'bench.json'
     res = run_tool(['tools/analysis/benchmark_decoding.py', cfg, '--rows', 'beam-vs-rows',
-                    'batch1', 'lengths', 'normaliser', '--batch-sizes', '1', '2', '--repeats', '2',
-                    '--beam-size', '3', '--out', str(out)])
+                    'batch1', 'lengths', 'normaliser', '--batch-sizes', '1', '2',
+                    '--repeats', '2', '--beam-size', '3', '--out', str(out)])
     assert res.returncode == 0, res.stderr[-3000:]
     got = json.loads(out.read_text())
     assert got['clock'] == 'cpu'

@@ -41,6 +41,7 @@ Example::
         configs/sftcap/sftcap_shared_clip-b32_1xb64-20e_msrvtt.py --batch-sizes 1 8 32 128
 """
 import argparse
+import contextlib
 import json
 import os
 import statistics
@@ -79,6 +80,10 @@ def parse_args(argv=None):
     p.add_argument('--out', help='also write the results as json here')
     p.add_argument('--cfg-options', nargs='+', default=[], help='key=value overrides')
     args = p.parse_args(argv)
+    bad = [t for t in args.normaliser_tol if not 0 < t < 1]
+    if bad:
+        p.error(f'--normaliser-tol {bad[0]:g}: a share of the normaliser, between 0 and 1 '
+                '(e.g. 1e-8)')
     if args.batch1_videos is not None and not args.checkpoint:
         p.error('--batch1-videos needs a trained checkpoint (without one the batch1 row '
                 'decodes one random video)')
@@ -187,6 +192,29 @@ def beam_vs_rows(model, args, frames):
     return out
 
 
+@contextlib.contextmanager
+def wrapped(targets, wrap):
+    """Each ``(owner, attr, name)`` of ``targets`` (a class or an object, the method's
+    name, a label) runs through ``wrap(name, fn)`` inside the block and is restored after
+    it (an inherited method goes back to being inherited; a classmethod stays one)."""
+    missing = object()
+    saved = [(owner, attr, vars(owner).get(attr, missing)) for owner, attr, _ in targets]
+    try:
+        for owner, attr, name in targets:
+            own = vars(owner).get(attr)
+            if isinstance(own, classmethod):
+                setattr(owner, attr, classmethod(wrap(name, own.__func__)))
+            else:
+                setattr(owner, attr, wrap(name, getattr(owner, attr)))
+        yield
+    finally:
+        for owner, attr, fn in reversed(saved):
+            if fn is missing:
+                delattr(owner, attr)
+            else:
+                setattr(owner, attr, fn)
+
+
 def step_breakdown(model, decode_all, repeats, videos):
     """Where cached greedy decoding at batch 1 goes, from one profile: the output layer
     (every op with the vocabulary as a dimension, the word lookup's one row too), the
@@ -198,25 +226,20 @@ def step_breakdown(model, decode_all, repeats, videos):
     from capdistill.models.captioners import word_pick
     decode_all()
     vocab = model.head.vocab_size
-    originals = {cls: cls.argmax for cls in (word_pick.VocabularyGroups,
-                                            word_pick.Int8Shortlist)}
+    pickers = [(cls, 'argmax', 'word_pick')
+               for cls in (word_pick.VocabularyGroups, word_pick.Int8Shortlist)]
 
-    def labelled(fn):
+    def labelled(name, fn):
         def argmax(self, h, banned=None, banned_words=None):
-            with record_function('word_pick'):
+            with record_function(name):
                 return fn(self, h, banned, banned_words)
         return argmax
-    try:
-        for cls, fn in originals.items():
-            cls.argmax = labelled(fn)
-        with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
-            start = clock()
-            for _ in range(repeats):
-                decode_all()
-            wall = (clock() - start) / repeats
-    finally:
-        for cls, fn in originals.items():
-            cls.argmax = fn
+    with wrapped(pickers, labelled), \
+            profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
+        start = clock()
+        for _ in range(repeats):
+            decode_all()
+        wall = (clock() - start) / repeats
     matmul = ('aten::addmm', 'aten::mm', 'aten::bmm', 'aten::matmul', 'aten::mv',
               'aten::_addmm_activation', 'aten::addmv')
     sums = dict(output_layer=0.0, pick=0.0, matmul=0.0, attention=0.0, other=0.0)
@@ -267,26 +290,17 @@ def phase_times(model, decode_all, repeats, videos):
                 spent[name] = spent.get(name, 0.0) + time.perf_counter() - start
         return run
     head_cls, decoder = type(model.head), one_video.OneVideoDecoder
-    methods = [(head_cls, 'start', 'setup'), (head_cls, 'step', 'steps'),
-               (decoder, 'step', 'steps'), (word_pick.VocabularyGroups, 'argmax', 'picks'),
-               (word_pick.Int8Shortlist, 'argmax', 'picks')]
-    saved = [(cls, attr, cls.__dict__[attr]) for cls, attr, _ in methods] + \
-        [(decoder, 'of', decoder.__dict__['of'])]
+    parts = [(model, 'encode', 'encoder'), (head_cls, 'start', 'setup'),
+             (decoder, 'of', 'setup'), (head_cls, 'step', 'steps'), (decoder, 'step', 'steps'),
+             (word_pick.VocabularyGroups, 'argmax', 'picks'),
+             (word_pick.Int8Shortlist, 'argmax', 'picks')]
     passes = []
-    try:
-        for cls, attr, name in methods:
-            setattr(cls, attr, timed(name, getattr(cls, attr)))
-        decoder.of = classmethod(timed('setup', decoder.__dict__['of'].__func__))
-        model.encode = timed('encoder', model.encode)
+    with wrapped(parts, timed):
         for _ in range(repeats):
             spent.clear()
             start = time.perf_counter()
             decode_all()
             passes.append(dict(spent, total=time.perf_counter() - start))
-    finally:
-        for cls, attr, fn in saved:
-            setattr(cls, attr, fn)
-        del model.encode
     median = sorted(passes, key=lambda p: p['total'])[len(passes) // 2]
     out = {k: median.get(k, 0.0) / videos
            for k in ('total', 'encoder', 'setup', 'steps', 'picks')}
