@@ -11,19 +11,14 @@ import torch
 from mmengine.config import Config
 
 from capdistill.engine.config_check import ConfigError, check_config, check_options
-from capdistill.engine.setup import apply_cpu_defaults
+from capdistill.engine.setup import read_config
 from conftest import REPO, run_tool, write_tiny_config
 
 CAPDEMO_TEACHER = os.path.join(REPO, 'configs/capdemo/baseline_teacher_grid16_1xb64-8e_capdemo.py')
 
 
 def _checked(path, **options):
-    cfg = Config.fromfile(path)
-    if options:
-        check_options(cfg, options)
-        cfg.merge_from_dict(options)
-    apply_cpu_defaults(cfg)  # as tools/train.py does: resolves num_workers='auto'
-    check_config(cfg, option_keys=list(options))
+    read_config(path, options)  # what tools/train.py and the analysis tools read
 
 
 @pytest.mark.parametrize('option,expected', [
@@ -31,6 +26,7 @@ def _checked(path, **options):
     ({'train_dataloadr.batch_size': 8}, "did you mean 'train_dataloader'"),
     ({'model.decode.beam_sise': 5}, "did you mean 'model.decode.beam_size'"),
     ({'train_cfg.max_epochs': 'two'}, 'must be an integer'),
+    ({'train_dataloader.num_workers': 'many'}, 'must be an integer'),
     ({'model.head.depht': 2}, "did you mean 'model.head.depth'"),
     ({'default_hooks.checkpoint.max_keep_ckpt': 1}, "'default_hooks.checkpoint.max_keep_ckpts'"),
 ])
@@ -195,3 +191,24 @@ def test_progress_lines_with_eta(capsys, monkeypatch):
     assert lines[0] == 'capdemo: rendering videos: 2/10, 6 s, ETA 24 s'
     assert lines[-1].startswith('capdemo: rendering videos: 10/10 in ')
     assert 3 <= len(lines) <= 6
+
+
+@pytest.mark.parametrize('tool,args,expected', [
+    ('benchmark.py', ['configs/nope.py'], 'Config file not found: configs/nope.py'),
+    ('get_flops.py', [CAPDEMO_TEACHER, '--cfg-options', 'model.head.depth=two'],
+     "'model.head.depth' must be an integer, got 'two'"),
+    ('benchmark_loader.py', [CAPDEMO_TEACHER, '--cfg-options', 'model.head.dpeth=2'],
+     "did you mean 'model.head.depth'"),
+    ('browse_dataset.py', [CAPDEMO_TEACHER, '--cfg-options',
+                           'train_dataloader.dataset.data_root=/nonexistent'],
+     'Annotation file not found: /nonexistent/language/'),
+    ('benchmark_decoding.py', [CAPDEMO_TEACHER, '--cfg-options', 'train_cfg.max_epoch=1'],
+     "did you mean 'train_cfg.max_epochs'"),
+])
+def test_analysis_tools_read_configs_as_train_does(tool, args, expected):
+    """A wrong config path, option or data root stops an analysis tool in one line."""
+    res = run_tool([f'tools/analysis/{tool}', *args])
+    assert res.returncode == 1, res.stdout[-2000:] + res.stderr[-2000:]
+    assert 'Traceback' not in res.stderr, res.stderr[-3000:]
+    last = res.stderr.strip().splitlines()[-1]
+    assert last.startswith('error: ') and expected in last, res.stderr[-2000:]

@@ -45,4 +45,5 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    from capdistill.utils.cli import friendly_main
+    sys.exit(friendly_main(main)())

@@ -159,7 +159,10 @@ def _walk(path, node, context=None):
         return
     if context == 'dataloader':
         from torch.utils.data import DataLoader
-        _check_keys(path, node, DataLoader, 'a dataloader', extra=_LOADER_EXTRA)
+        # num_workers='auto' is resolved from the cores when a run starts
+        # (setup.apply_cpu_defaults)
+        given = {k: v for k, v in node.items() if not (k == 'num_workers' and v == 'auto')}
+        _check_keys(path, given, DataLoader, 'a dataloader', extra=_LOADER_EXTRA)
     elif context == 'decode':
         valid = _decode_names()
         for key in node:

@@ -62,36 +62,53 @@ def enable_amp(cfg):
     return cfg
 
 
+def add_cfg_options(parser, example='train_cfg.max_epochs=2'):
+    """``--cfg-options KEY=VALUE ...``, parsed by mmengine's ``DictAction`` (a dict), for
+    :func:`read_config`."""
+    from mmengine.config import DictAction
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction, metavar='KEY=VALUE',
+                        help=f'override config entries, e.g. {example}')
+    return parser
+
+
 def add_common_args(parser, cfg_example):
     """The options tools/train.py and tools/test.py share."""
-    from mmengine.config import DictAction
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
-                        help=f'override config entries, e.g. {cfg_example}')
+    add_cfg_options(parser, cfg_example)
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm'], default='none')
     # torchrun sets LOCAL_RANK; older launchers pass either spelling
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
     return parser
 
 
-def load_config(args):
-    """The config of ``args.config`` with ``--cfg-options`` applied and a work dir set."""
+def read_config(path, options=None):
+    """The config at ``path`` as a run would build it: ``options`` (``--cfg-options``
+    as mmengine's ``DictAction`` parses them) checked and merged, custom modules
+    imported, keys and values checked, datasets reading only the features the model
+    reads. Bad input raises the one-line errors :func:`~capdistill.utils.cli.friendly_main`
+    prints."""
     import os.path as osp
 
     from mmengine.config import Config
-    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
-    if not osp.isfile(args.config):
-        raise FileNotFoundError(f'Config file not found: {args.config}')
+    if not osp.isfile(path):
+        raise FileNotFoundError(f'Config file not found: {path}')
     from .config_check import check_config, check_options
     from capdistill.registry import import_custom_modules
-    cfg = Config.fromfile(args.config, import_custom_modules=False)
-    if args.cfg_options:
-        check_options(cfg, args.cfg_options)
-        cfg.merge_from_dict(args.cfg_options)
+    cfg = Config.fromfile(path, import_custom_modules=False)
+    if options:
+        check_options(cfg, options)
+        cfg.merge_from_dict(options)
     import_custom_modules(cfg)  # also those named by --cfg-options
-    apply_cpu_defaults(cfg)
-    check_config(cfg, option_keys=args.cfg_options or ())
+    check_config(cfg, option_keys=options or ())
     from capdistill.datasets.caption_dataset import restrict_features
-    restrict_features(cfg)  # datasets load only the feature sets the model reads
+    return restrict_features(cfg)  # datasets load only the feature sets the model reads
+
+
+def load_config(args):
+    """:func:`read_config` of ``args.config`` with ``--cfg-options``, the CPU defaults
+    resolved and a work dir set (tools/train.py, tools/test.py)."""
+    import os.path as osp
+    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
+    cfg = apply_cpu_defaults(read_config(args.config, args.cfg_options))
     cfg.work_dir = args.work_dir or cfg.get('work_dir') or osp.join(
         'work_dirs', osp.splitext(osp.basename(args.config))[0])
     return cfg

@@ -39,6 +39,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspa
 
 
 def parse_args(argv=None):
+    from capdistill.engine.setup import add_cfg_options
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('config')
     p.add_argument('checkpoint', nargs='?', help='optional full checkpoint of the config')
@@ -52,26 +53,20 @@ def parse_args(argv=None):
     p.add_argument('--no-teacher', action='store_true', help='skip the teacher of a KD config')
     p.add_argument('--threads', type=int, default=None, help='torch.set_num_threads')
     p.add_argument('--out', help='also write the results as json here')
-    p.add_argument('--cfg-options', nargs='+', default=[], help='key=value overrides')
+    add_cfg_options(p)
     p.add_argument('--backends', nargs='+', choices=['torch', 'onnx', 'onnx-int8'],
                    help='also time these back-ends side by side (onnx needs the deploy extra)')
     return p.parse_args(argv)
 
 
-def load_config(cfg_path, options=()):
-    """The config at ``cfg_path`` with ``key=value`` overrides (as ``--cfg-options``)."""
-    from mmengine.config import Config, DictAction
-    cfg = Config.fromfile(cfg_path)
-    if options:
-        parsed = {}
-        for opt in options:
-            key, value = opt.split('=', 1)
-            parsed[key] = DictAction._parse_iterable(value)
-        cfg.merge_from_dict(parsed)
-    return cfg
+def load_config(cfg_path, options=None):
+    """The config at ``cfg_path`` with ``--cfg-options`` overrides, checked as
+    tools/train.py checks them."""
+    from capdistill.engine.setup import read_config
+    return read_config(cfg_path, options)
 
 
-def build(cfg_path, checkpoint=None, options=(), with_teacher=True):
+def build(cfg_path, checkpoint=None, options=None, with_teacher=True):
     """(deployed model, teacher or None, whole model) of a config, in eval mode.
 
     A distillation config builds its student only (no teacher checkpoint needed) and,
@@ -198,4 +193,5 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    main()
+    from capdistill.utils.cli import friendly_main
+    friendly_main(main)()

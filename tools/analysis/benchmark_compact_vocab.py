@@ -59,8 +59,8 @@ def save_vocab(path, base, ids):
 
 
 def _student_cfg(path):
-    from mmengine.config import Config
-    m = Config.fromfile(path).model
+    from capdistill.engine.setup import read_config
+    m = read_config(path).model
     student = m.get('student') or m
     student = student.to_dict() if hasattr(student, 'to_dict') else dict(student)
     student['head'].pop('clip_embedding', None)  # timing needs no trained weights

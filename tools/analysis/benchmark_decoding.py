@@ -55,6 +55,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 
 def parse_args(argv=None):
+    from capdistill.engine.setup import add_cfg_options
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('config')
     p.add_argument('checkpoint', nargs='?', help='trained full checkpoint (for --data-split)')
@@ -78,7 +79,7 @@ def parse_args(argv=None):
     p.add_argument('--clock', choices=['cpu', 'wall'], default='cpu',
                    help='cpu: CPU time of this process (waiting for a core does not count)')
     p.add_argument('--out', help='also write the results as json here')
-    p.add_argument('--cfg-options', nargs='+', default=[], help='key=value overrides')
+    add_cfg_options(p)
     args = p.parse_args(argv)
     bad = [t for t in args.normaliser_tol if not 0 < t < 1]
     if bad:

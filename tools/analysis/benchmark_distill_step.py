@@ -91,8 +91,8 @@ def folder_bytes(path):
 def main(argv=None):
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
-    from mmengine.config import Config
-    s_cfg, k_cfg = Config.fromfile(args.student_config), Config.fromfile(args.kd_config)
+    from capdistill.engine.setup import read_config
+    s_cfg, k_cfg = read_config(args.student_config), read_config(args.kd_config)
     if k_cfg.model.get('type') != 'DistillAlgorithm':
         raise ValueError(f'{args.kd_config}: model.type is {k_cfg.model.get("type")!r}, '
                          'not DistillAlgorithm; give a distillation config second.')

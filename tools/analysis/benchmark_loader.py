@@ -16,18 +16,18 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspa
 
 
 def parse_args():
+    from capdistill.engine.setup import add_cfg_options
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument('config')
     p.add_argument('--steps', type=int, default=10, help='training steps timed')
     p.add_argument('--warmup', type=int, default=2, help='untimed batches/steps first')
-    p.add_argument('--cfg-options', nargs='+', default=[], help='key=value overrides')
+    add_cfg_options(p)
     return p.parse_args()
 
 
 def main():
     args = parse_args()
     import torch
-    from mmengine.config import Config
     from mmengine.optim import build_optim_wrapper
     from mmengine.registry import init_default_scope
     from mmengine.runner import Runner
@@ -36,10 +36,9 @@ def main():
     capdistill.setup_runtime()  # compatibility patches, for this process only
     from capdistill.registry import MODELS
 
-    cfg = Config.fromfile(args.config)
-    for item in args.cfg_options:
-        key, _, value = item.partition('=')
-        cfg.merge_from_dict({key: eval(value, {})})  # noqa: S307 - trusted command line
+    from capdistill.engine.setup import apply_cpu_defaults, read_config
+    # threads and 'auto' loader workers as tools/train.py resolves them
+    cfg = apply_cpu_defaults(read_config(args.config, args.cfg_options))
     init_default_scope(cfg.get('default_scope', 'capdistill'))
 
     from capdistill.registry import FUNCTIONS
@@ -90,4 +89,5 @@ def main():
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    from capdistill.utils.cli import friendly_main
+    sys.exit(friendly_main(main)())

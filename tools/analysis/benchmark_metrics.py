@@ -229,6 +229,8 @@ def main(argv=None):
                         choices=['idle', 'busy'])
     parser.add_argument('--out', help='write the measurements as json here')
     args = parser.parse_args(argv)
+    if args.num_videos < 1 or args.refs < 1:
+        parser.error('--num-videos and --refs must be at least 1')
 
     import capdistill
     capdistill.setup_runtime()  # compatibility patches, for this process only
@@ -269,4 +271,5 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    from capdistill.utils.cli import friendly_main
+    sys.exit(friendly_main(main)())

@@ -21,9 +21,8 @@ def parse_args():
     p.add_argument('config')
     p.add_argument('--split', choices=sorted(SPLITS), help='one split only')
     p.add_argument('--top', type=int, default=15, help='concepts listed')
-    from mmengine.config import DictAction
-    p.add_argument('--cfg-options', nargs='+', action=DictAction,
-                   help="override config entries, e.g. train_dataloader.dataset.data_root=X")
+    from capdistill.engine.setup import add_cfg_options
+    add_cfg_options(p, 'train_dataloader.dataset.data_root=X')
     return p.parse_args()
 
 
@@ -94,14 +93,12 @@ def browse(name, ds_cfg, top):
 
 def main():
     args = parse_args()
-    from mmengine.config import Config
     from mmengine.registry import init_default_scope
 
     import capdistill
     capdistill.setup_runtime()  # compatibility patches, for this process only
-    cfg = Config.fromfile(args.config)
-    if args.cfg_options:
-        cfg.merge_from_dict(args.cfg_options)
+    from capdistill.engine.setup import read_config
+    cfg = read_config(args.config, args.cfg_options)
     init_default_scope(cfg.get('default_scope', 'capdistill'))
     for name in [args.split] if args.split else list(SPLITS):
         loader = cfg.get(SPLITS[name])
@@ -111,4 +108,5 @@ def main():
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    from capdistill.utils.cli import friendly_main
+    sys.exit(friendly_main(main)())

@@ -21,8 +21,8 @@ def main(argv=None):
     p = argparse.ArgumentParser(description='Parameters and FLOPs per video of a config.')
     p.add_argument('config')
     p.add_argument('--num-frames', type=int, default=None)
-    p.add_argument('--cfg-options', nargs='+', default=[], help='key=value overrides, e.g. '
-                   'model.head.depth=4')
+    from capdistill.engine.setup import add_cfg_options
+    add_cfg_options(p, 'model.head.depth=4')
     args = p.parse_args(argv)
     import capdistill
     capdistill.setup_runtime()  # compatibility patches, for this process only
@@ -48,4 +48,5 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    main()
+    from capdistill.utils.cli import friendly_main
+    friendly_main(main)()
