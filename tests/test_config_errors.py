@@ -199,15 +199,16 @@ def test_progress_lines_with_eta(capsys, monkeypatch):
      "'model.head.depth' must be an integer, got 'two'"),
     ('benchmark_loader.py', [CAPDEMO_TEACHER, '--cfg-options', 'model.head.dpeth=2'],
      "did you mean 'model.head.depth'"),
-    ('browse_dataset.py', [CAPDEMO_TEACHER, '--cfg-options',
+    ('browse_dataset.py', ['TINY', '--split', 'train', '--cfg-options',
                            'train_dataloader.dataset.data_root=/nonexistent'],
-     'Annotation file not found: /nonexistent/language/'),
+     'Annotation file not found: /nonexistent/language/tiny_caption.json'),
     ('benchmark_decoding.py', [CAPDEMO_TEACHER, '--cfg-options', 'train_cfg.max_epoch=1'],
      "did you mean 'train_cfg.max_epochs'"),
 ])
-def test_analysis_tools_read_configs_as_train_does(tool, args, expected):
+def test_analysis_tools_read_configs_as_train_does(tool, args, expected, tmp_path, tiny_root):
     """A wrong config path, option or data root stops an analysis tool in one line."""
-    res = run_tool([f'tools/analysis/{tool}', *args])
+    tiny = write_tiny_config(tmp_path / 'cfg.py', tiny_root)  # data this test made itself
+    res = run_tool([f'tools/analysis/{tool}', *[tiny if a == 'TINY' else a for a in args]])
     assert res.returncode == 1, res.stdout[-2000:] + res.stderr[-2000:]
     assert 'Traceback' not in res.stderr, res.stderr[-3000:]
     last = res.stderr.strip().splitlines()[-1]
