@@ -59,13 +59,6 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-def load_config(cfg_path, options=None):
-    """The config at ``cfg_path`` with ``--cfg-options`` overrides, checked as
-    tools/train.py checks them."""
-    from capdistill.engine.setup import read_config
-    return read_config(cfg_path, options)
-
-
 def build(cfg_path, checkpoint=None, options=None, with_teacher=True):
     """(deployed model, teacher or None, whole model) of a config, in eval mode.
 
@@ -74,8 +67,9 @@ def build(cfg_path, checkpoint=None, options=None, with_teacher=True):
     """
     from mmengine.registry import DefaultScope
 
+    from capdistill.engine.setup import read_config
     from capdistill.registry import MODELS
-    cfg = load_config(cfg_path, options)
+    cfg = read_config(cfg_path, options)
     m = cfg.model
     # timing needs no trained weights: missing weight files are skipped with a note
     for part in (m, m.get('student') or {}, m.get('teacher') or {}):

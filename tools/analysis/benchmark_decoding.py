@@ -357,9 +357,9 @@ def split_features(model, args, limit):
     """Frame features ``(N, T, D)`` of the first ``limit`` videos of ``--data-split``."""
     from mmengine.registry import DefaultScope
 
-    from benchmark import load_config
+    from capdistill.engine.setup import read_config
     from capdistill.registry import DATASETS
-    cfg = load_config(args.config, args.cfg_options)
+    cfg = read_config(args.config, args.cfg_options)
     ds_cfg = cfg.get(f'{args.data_split}_dataloader').dataset
     with DefaultScope.overwrite_default_scope('capdistill'):
         ds = DATASETS.build(ds_cfg)
