@@ -202,11 +202,10 @@ def _parse_options(options):
 
 
 def _load(config, options=None):
-    from mmengine.config import Config
-    cfg = Config.fromfile(osp.join(REPO, config))
-    if options:
-        cfg.merge_from_dict(options)
-    return cfg
+    """A row's config with the table's ``--cfg-options``, checked as tools/train.py checks
+    them: a mistaken option stops the table before any run starts."""
+    from capdistill.engine.setup import read_config
+    return read_config(osp.join(REPO, config), options)
 
 
 def _checkpoints(model_cfg):
