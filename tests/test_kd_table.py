@@ -236,3 +236,13 @@ def test_every_kd_config_has_a_readme_row():
     names = {osp.basename(p) for p in glob.glob(osp.join(REPO, 'configs', 'kd', '*.py'))
              if not osp.basename(p).startswith('_')}
     assert names and not names - listed, f'not in a README table: {sorted(names - listed)}'
+
+
+def test_mistaken_option_stops_the_table_before_any_run(tmp_path):
+    proc = _run('--only', 'qualityweighted', '--seeds', '0', '--root', str(tmp_path / 'root'),
+                '--out-dir', str(tmp_path / 'out'), '--cfg-options', 'train_cfg.max_epoch=1')
+    assert proc.returncode == 1, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert 'Traceback' not in proc.stderr
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith('error: ') and "did you mean 'train_cfg.max_epochs'" in last
+    assert not (tmp_path / 'root').exists() and not (tmp_path / 'out').exists()
