@@ -7,7 +7,9 @@ import sys
 import pytest
 import torch
 
-from conftest import make_tiny_dataset, run_tool, write_tiny_config
+from conftest import REPO, make_tiny_dataset, run_tool, write_tiny_config
+
+CAPDEMO_STUDENT = os.path.join(REPO, 'configs/kd/baseline_student_grid8_1xb64-6e_capdemo.py')
 
 KD_MODEL = ("dict(type='DistillAlgorithm', student=_student, teacher=_teacher, "
             "teacher_ckpt='{ckpt}', distill_losses=dict(loss_word=dict(type='WordKLLoss', tau=2.0)))")
@@ -167,3 +169,16 @@ def test_demo_table_cost_columns(trained_teacher):
     row = dict(model='teacher', Bleu_4=0.1, METEOR=0.2, ROUGE_L=0.3, CIDEr=0.4, **cost)
     assert format_table([row]).splitlines()[2].startswith(
         '| teacher | 10.0 | 20.0 | 30.0 | 40.0 | ')
+
+
+@pytest.mark.parametrize('args,expected', [
+    (['tools/dist_train.sh'], 'usage: bash tools/dist_train.sh CONFIG NPROC_PER_NODE'),
+    (['tools/dist_train.sh', 'configs/nope.py', '2'], 'error: Config file not found: configs/nope.py'),
+    (['tools/dist_train.sh', CAPDEMO_STUDENT, 'two'], 'NPROC_PER_NODE must be a positive integer'),
+    (['tools/dist_test.sh', CAPDEMO_STUDENT, 'nope.pth', '2'], 'error: not found: nope.pth'),
+])
+def test_dist_scripts_refuse_bad_arguments_in_one_line(args, expected):
+    res = run_tool(['bash', *args])
+    assert res.returncode in (1, 2)
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and expected in lines[0], res.stderr
