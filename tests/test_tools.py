@@ -2,6 +2,7 @@
 import json
 import os
 import shutil
+import subprocess
 import sys
 
 import pytest
@@ -182,3 +183,19 @@ def test_dist_scripts_refuse_bad_arguments_in_one_line(args, expected):
     assert res.returncode in (1, 2)
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1 and expected in lines[0], res.stderr
+
+
+def test_launch_scripts_choose_python():
+    """$PYTHON, else the active virtualenv's python, else the checkout's .venv."""
+    env = {k: v for k, v in os.environ.items() if k not in ('PYTHON', 'VIRTUAL_ENV')}
+
+    def chosen(**extra):
+        res = subprocess.run(['bash', '-c', 'source tools/_python.sh && echo "$PYTHON"'],
+                             cwd=REPO, env=dict(env, **extra), capture_output=True, text=True)
+        assert res.returncode == 0, res.stderr
+        return res.stdout.strip()
+
+    venv = os.path.join(REPO, '.venv', 'bin', 'python')
+    assert chosen() == (venv if os.access(venv, os.X_OK) else 'python')
+    assert chosen(VIRTUAL_ENV='/opt/other-env') == 'python'
+    assert chosen(PYTHON='/usr/bin/python3.11') == '/usr/bin/python3.11'

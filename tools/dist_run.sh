@@ -2,7 +2,7 @@
 # Usage: bash tools/dist_run.sh SCRIPT NPROC_PER_NODE [script args]
 # Runs tools/SCRIPT under torchrun with --launcher pytorch; shared by dist_train.sh and
 # dist_test.sh. Multi-node: set NNODES, NODE_RANK, MASTER_ADDR (and PORT) on every node.
-# Python: $PYTHON, else the active virtualenv's, else this checkout's .venv (setup_env.sh).
+# Python: $PYTHON, else the active virtualenv's, else this checkout's .venv (tools/_python.sh).
 set -euo pipefail
 if [ $# -lt 2 ]; then
     echo "usage: bash tools/dist_run.sh SCRIPT NPROC_PER_NODE [script args]" >&2
@@ -20,13 +20,7 @@ if [ ! -f "$HERE/$SCRIPT" ]; then
     echo "error: no tools/$SCRIPT" >&2
     exit 2
 fi
-if [ -z "${PYTHON:-}" ]; then
-    if [ -z "${VIRTUAL_ENV:-}" ] && [ -x "$HERE/../.venv/bin/python" ]; then
-        PYTHON="$HERE/../.venv/bin/python"
-    else
-        PYTHON=python
-    fi
-fi
+source "$HERE/_python.sh"
 PYTHONPATH="$HERE/..:${PYTHONPATH:-}" \
 "$PYTHON" -m torch.distributed.run \
     --nnodes="${NNODES:-1}" --node_rank="${NODE_RANK:-0}" \
