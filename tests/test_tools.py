@@ -121,6 +121,20 @@ def test_bad_input_gives_one_clear_line(case, tmp_path, trained_teacher):
     assert expected in last
 
 
+def test_test_tool_refuses_a_checkpoint_of_another_config(trained_teacher, tiny_root, tmp_path):
+    """The Runner loads ``load_from`` non-strictly: without the check, the student config
+    would be scored with the teacher's checkpoint half loaded and exit 0."""
+    _, work = trained_teacher
+    student = write_tiny_config(tmp_path / 'student.py', tiny_root, model='_student')
+    res = run_tool(['tools/test.py', student, str(work / 'epoch_1.pth'),
+                    '--work-dir', str(tmp_path / 'w')])
+    assert res.returncode == 1, res.stdout[-2000:]
+    last = res.stderr.strip().splitlines()[-1]
+    assert last.startswith('error: ') and 'Traceback' not in res.stderr
+    assert 'epoch_1.pth does not match the model config' in last and 'unexpected' in last
+    assert not (tmp_path / 'w' / 'predictions.json').exists()
+
+
 def test_missing_java_is_one_clear_line(trained_teacher, tmp_path):
     cfg, work = trained_teacher
     bindir = tmp_path / 'bin'

@@ -55,6 +55,9 @@ def main():
         cfg.load_from = None
     else:
         cfg.load_from = args.checkpoint
+        # the Runner loads it non-strictly; a checkpoint of another config must stop here
+        cfg.custom_hooks = list(cfg.get('custom_hooks') or []) + [
+            dict(type='CheckpointMatchHook', source=f'Checkpoint {args.checkpoint}')]
     if args.teacher_preds and not osp.isfile(args.teacher_preds):
         raise FileNotFoundError(f'Teacher predictions file not found: {args.teacher_preds}')
     out = args.out or osp.join(cfg.work_dir, 'predictions.json')

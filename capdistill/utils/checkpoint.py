@@ -77,7 +77,13 @@ def load_matching_state(model, state, source):
     Checks names and shapes first, so a wrong config is reported as such instead of
     torch's list of every mismatched tensor.
     """
-    own = model.state_dict()
+    check_matching_state(model.state_dict(), state, source)
+    model.load_state_dict(state)
+
+
+def check_matching_state(own, state, source):
+    """Raise one :class:`CheckpointError` naming what differs when the weights ``state``
+    do not have exactly the names and shapes of the model's state dict ``own``."""
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
     wrong = [f'{k} {tuple(state[k].shape)} vs {tuple(v.shape)}' for k, v in own.items()
@@ -89,7 +95,6 @@ def load_matching_state(model, state, source):
         raise CheckpointError(f'{source} does not match the model config: '
                               f'{"; ".join(parts)}. Use the config the checkpoint was trained '
                               'with.')
-    model.load_state_dict(state)
 
 
 STUDENT_PREFIX = 'student.'

@@ -1,0 +1,27 @@
+"""Stop a run whose checkpoint does not fit its model, before any weight is loaded."""
+import re
+
+from mmengine.hooks import Hook
+from mmengine.model import is_model_wrapper
+
+from capdistill.registry import HOOKS
+from capdistill.utils.checkpoint import check_matching_state, state_dict_of
+
+
+@HOOKS.register_module()
+class CheckpointMatchHook(Hook):
+    """The Runner loads ``load_from`` non-strictly: a checkpoint of another config only
+    logs its mismatched tensors and the run goes on with the rest at their initial
+    values. ``tools/test.py`` adds this hook, so a test run scores the weights it was
+    given or stops in one line naming what differs."""
+
+    priority = 'VERY_HIGH'
+
+    def __init__(self, source='the checkpoint'):
+        self.source = source  # how the error names the file
+
+    def after_load_checkpoint(self, runner, checkpoint):
+        model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+        # mmengine's own key revision (``module.`` prefixes of DDP-saved weights)
+        state = {re.sub(r'^module\.', '', k): v for k, v in state_dict_of(checkpoint).items()}
+        check_matching_state(model.state_dict(), state, self.source)
