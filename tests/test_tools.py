@@ -81,6 +81,20 @@ def test_resume_continues_at_next_epoch(trained_teacher, tmp_path):
     assert 'Epoch(train) [1][' not in res.stdout + res.stderr
 
 
+def test_resume_under_a_changed_config_stops_in_one_line(trained_teacher, tmp_path):
+    """Resuming loads non-strictly in mmengine: a deeper head would start half loaded."""
+    cfg, work = trained_teacher
+    resumed = tmp_path / 'resumed'
+    shutil.copytree(work, resumed)
+    res = run_tool(['tools/train.py', cfg, '--work-dir', str(resumed), '--resume',
+                    '--cfg-options', 'train_cfg.max_epochs=2', 'model.head.depth=2'])
+    assert res.returncode == 1, res.stdout[-2000:]
+    last = res.stderr.strip().splitlines()[-1]
+    assert last.startswith('error: The latest checkpoint in ') and 'Traceback' not in res.stderr
+    assert 'does not match the model config: ' in last and 'missing (e.g. head.blocks.1.' in last
+    assert not (resumed / 'epoch_2.pth').exists()
+
+
 # The frozen teacher (weights held in memory before/after a distillation run, on 2 processes)
 # is tested in test_distill_runs.py.
 

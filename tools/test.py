@@ -6,6 +6,7 @@ import os.path as osp
 import capdistill
 from mmengine.dist import is_main_process
 
+from capdistill.engine.hooks import require_matching_checkpoint
 from capdistill.engine.setup import (add_common_args, build_runner, finish_distributed,
                                      load_config, setup_distributed)
 from capdistill.models.distillers import is_distillation, student_only_config
@@ -56,8 +57,7 @@ def main():
     else:
         cfg.load_from = args.checkpoint
         # the Runner loads it non-strictly; a checkpoint of another config must stop here
-        cfg.custom_hooks = list(cfg.get('custom_hooks') or []) + [
-            dict(type='CheckpointMatchHook', source=f'Checkpoint {args.checkpoint}')]
+        require_matching_checkpoint(cfg, f'Checkpoint {args.checkpoint}')
     if args.teacher_preds and not osp.isfile(args.teacher_preds):
         raise FileNotFoundError(f'Teacher predictions file not found: {args.teacher_preds}')
     out = args.out or osp.join(cfg.work_dir, 'predictions.json')

@@ -12,8 +12,9 @@ from capdistill.utils.checkpoint import check_matching_state, state_dict_of
 class CheckpointMatchHook(Hook):
     """The Runner loads ``load_from`` non-strictly: a checkpoint of another config only
     logs its mismatched tensors and the run goes on with the rest at their initial
-    values. ``tools/test.py`` adds this hook, so a test run scores the weights it was
-    given or stops in one line naming what differs."""
+    values. ``tools/test.py`` and ``tools/train.py`` (resuming, or ``load_from`` outside
+    distillation) add this hook: a run uses the weights it was given or stops in one
+    line naming what differs."""
 
     priority = 'VERY_HIGH'
 
@@ -25,3 +26,10 @@ class CheckpointMatchHook(Hook):
         # mmengine's own key revision (``module.`` prefixes of DDP-saved weights)
         state = {re.sub(r'^module\.', '', k): v for k, v in state_dict_of(checkpoint).items()}
         check_matching_state(model.state_dict(), state, self.source)
+
+
+def require_matching_checkpoint(cfg, source):
+    """Add a :class:`CheckpointMatchHook` naming ``source`` to ``cfg``'s custom hooks."""
+    cfg.custom_hooks = list(cfg.get('custom_hooks') or []) + [
+        dict(type='CheckpointMatchHook', source=source)]
+    return cfg
