@@ -78,3 +78,26 @@ def test_captioning_and_cost_tools_need_no_teacher_checkpoint(distilled, tmp_pat
                               '--no-slow', '--no-teacher', '--num-frames', '4'])
     assert set(results) == {'student'}
     assert results['student']['params_total'] == sum(v.numel() for v in model.parameters())
+
+
+def test_load_from_of_a_distillation_run_checked_by_the_run(distilled, tmp_path):
+    """``load_from``: a distillation checkpoint of the same config loads; a captioner's is
+    refused by the algorithm's own message (the checkpoint check leaves that case to it)."""
+    cfg, ckpt, _, _ = distilled
+    teacher_ckpt = os.path.join(os.path.dirname(cfg), 'work_dirs', 'tiny_teacher', 'epoch_1.pth')
+    teacher_cfg = Config.fromfile(os.path.join(os.path.dirname(cfg), 'teacher.py'))
+    with DefaultScope.overwrite_default_scope('capdistill'):
+        teacher = MODELS.build(teacher_cfg.model)
+    torch.save(dict(state_dict=teacher.state_dict()), teacher_ckpt)  # the fixture removed it
+    try:
+        ok = run_tool(['tools/train.py', cfg, '--work-dir', str(tmp_path / 'a'), '--cfg-options',
+                       f'load_from={ckpt}', 'train_cfg.max_epochs=1', 'train_cfg.val_interval=9'])
+        assert ok.returncode == 0, ok.stderr[-3000:]
+        assert f'Load checkpoint from {ckpt}' in ok.stdout + ok.stderr
+        wrong = run_tool(['tools/train.py', cfg, '--work-dir', str(tmp_path / 'b'),
+                          '--cfg-options', f'load_from={teacher_ckpt}'])
+        assert wrong.returncode == 1
+        last = wrong.stderr.strip().splitlines()[-1]
+        assert last.startswith('error: ') and 'model.student_ckpt=<that file>' in last
+    finally:
+        os.remove(teacher_ckpt)

@@ -7,7 +7,6 @@ import capdistill
 from capdistill.engine.hooks import require_matching_checkpoint
 from capdistill.engine.setup import (add_common_args, build_runner, enable_amp,
                                      finish_distributed, load_config, setup_distributed)
-from capdistill.models.distillers import is_distillation
 from capdistill.utils import trust_directory
 from capdistill.utils.cli import check_checkpoint_file, friendly_main
 
@@ -37,10 +36,8 @@ def main():
         cfg.resume, cfg.load_from = True, args.resume
     if cfg.get('load_from'):
         check_checkpoint_file(cfg.load_from)
-    # mmengine loads both non-strictly, so another config's checkpoint would half load;
-    # a distillation run's load_from keeps the algorithm's own check (which names a
-    # captioner checkpoint given there by mistake)
-    if cfg.get('resume') or (cfg.get('load_from') and not is_distillation(cfg.model)):
+    # mmengine loads both non-strictly: another config's checkpoint would half load
+    if cfg.get('resume') or cfg.get('load_from'):
         require_matching_checkpoint(cfg, f'Checkpoint {cfg.load_from}' if cfg.get('load_from')
                                     else f'The latest checkpoint in {cfg.work_dir}')
     trust_directory(cfg.work_dir)

@@ -12,9 +12,9 @@ from capdistill.utils.checkpoint import check_matching_state, state_dict_of
 class CheckpointMatchHook(Hook):
     """The Runner loads ``load_from`` non-strictly: a checkpoint of another config only
     logs its mismatched tensors and the run goes on with the rest at their initial
-    values. ``tools/test.py`` and ``tools/train.py`` (resuming, or ``load_from`` outside
-    distillation) add this hook: a run uses the weights it was given or stops in one
-    line naming what differs."""
+    values. ``tools/test.py`` and ``tools/train.py`` (``load_from``, ``--resume``) add
+    this hook: a run uses the weights it was given or stops in one line naming what
+    differs."""
 
     priority = 'VERY_HIGH'
 
@@ -25,6 +25,9 @@ class CheckpointMatchHook(Hook):
         model = runner.model.module if is_model_wrapper(runner.model) else runner.model
         # mmengine's own key revision (``module.`` prefixes of DDP-saved weights)
         state = {re.sub(r'^module\.', '', k): v for k, v in state_dict_of(checkpoint).items()}
+        if hasattr(model, 'student') and not any(k.startswith('student.') for k in state):
+            return  # a captioner's weights given to a distillation run: the algorithm
+            # refuses them itself, saying to use model.student_ckpt
         check_matching_state(model.state_dict(), state, self.source)
 
 
