@@ -86,10 +86,8 @@ def read_config(path, options=None):
     imported, keys and values checked, datasets reading only the features the model
     reads. Bad input raises the one-line errors :func:`~capdistill.utils.cli.friendly_main`
     prints."""
-    import os.path as osp
-
     from mmengine.config import Config
-    if not osp.isfile(path):
+    if not os.path.isfile(path):
         raise FileNotFoundError(f'Config file not found: {path}')
     from .config_check import check_config, check_options
     from capdistill.registry import import_custom_modules
@@ -106,11 +104,10 @@ def read_config(path, options=None):
 def load_config(args):
     """:func:`read_config` of ``args.config`` with ``--cfg-options``, the CPU defaults
     resolved and a work dir set (tools/train.py, tools/test.py)."""
-    import os.path as osp
     os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
     cfg = apply_cpu_defaults(read_config(args.config, args.cfg_options))
-    cfg.work_dir = args.work_dir or cfg.get('work_dir') or osp.join(
-        'work_dirs', osp.splitext(osp.basename(args.config))[0])
+    cfg.work_dir = args.work_dir or cfg.get('work_dir') or os.path.join(
+        'work_dirs', os.path.splitext(os.path.basename(args.config))[0])
     return cfg
 
 

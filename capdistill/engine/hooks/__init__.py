@@ -6,6 +6,7 @@ from .loss_weight_schedule import LossWeightScheduleHook, resolve_target, schedu
 from .run_guards import EpochSeedHook, FiniteLossHook, NonFiniteLossError  # noqa: F401
 from .teacher_check import TeacherFrozenCheckHook
 
-__all__ = ['CaptionSamplesHook', 'CheckpointMatchHook', 'require_matching_checkpoint', 'DataRequirementsHook', 'StudentEMAHook',
-           'LossWeightScheduleHook', 'resolve_target', 'schedule_value', 'TeacherFrozenCheckHook', 'EpochSeedHook', 'FiniteLossHook',
+__all__ = ['CaptionSamplesHook', 'CheckpointMatchHook', 'require_matching_checkpoint',
+           'DataRequirementsHook', 'StudentEMAHook', 'LossWeightScheduleHook', 'resolve_target',
+           'schedule_value', 'TeacherFrozenCheckHook', 'EpochSeedHook', 'FiniteLossHook',
            'NonFiniteLossError']

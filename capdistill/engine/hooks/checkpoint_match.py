@@ -14,7 +14,8 @@ class CheckpointMatchHook(Hook):
     logs its mismatched tensors and the run goes on with the rest at their initial
     values. ``tools/test.py`` and ``tools/train.py`` (``load_from``, ``--resume``) add
     this hook: a run uses the weights it was given or stops in one line naming what
-    differs."""
+    differs. A model with a ``check_checkpoint_state(state)`` method refuses the weights
+    in its own words first (a distillation run given a captioner's)."""
 
     priority = 'VERY_HIGH'
 
@@ -25,9 +26,9 @@ class CheckpointMatchHook(Hook):
         model = runner.model.module if is_model_wrapper(runner.model) else runner.model
         # mmengine's own key revision (``module.`` prefixes of DDP-saved weights)
         state = {re.sub(r'^module\.', '', k): v for k, v in state_dict_of(checkpoint).items()}
-        if hasattr(model, 'student') and not any(k.startswith('student.') for k in state):
-            return  # a captioner's weights given to a distillation run: the algorithm
-            # refuses them itself, saying to use model.student_ckpt
+        own_check = getattr(model, 'check_checkpoint_state', None)
+        if own_check is not None:
+            own_check(state)
         check_matching_state(model.state_dict(), state, self.source)
 
 

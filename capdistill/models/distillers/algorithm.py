@@ -168,7 +168,10 @@ class DistillAlgorithm(BaseModel):
         load_student_checkpoint(self.student, path, f'model.student_ckpt {path}')
         print_log(f'student initialised from: {path}', logger='current')
 
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+    def check_checkpoint_state(self, state_dict, prefix=''):
+        """Refuse a captioner's weights given as ``load_from`` (they belong in
+        ``model.student_ckpt``); :class:`~capdistill.engine.hooks.CheckpointMatchHook`
+        asks this before its own name and shape check."""
         own = [k for k in state_dict if k.startswith(prefix)]
         if own and not any(k.startswith(f'{prefix}student.') for k in own):
             student_keys = set(self.student.state_dict())
@@ -177,6 +180,9 @@ class DistillAlgorithm(BaseModel):
                     'the checkpoint given to load_from is a captioner\'s (no student.* '
                     'keys), not a distillation run\'s: to start the student from it set '
                     'model.student_ckpt=<that file> and load_from=None.')
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        self.check_checkpoint_state(state_dict, prefix)
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     @property
