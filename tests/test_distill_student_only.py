@@ -23,16 +23,20 @@ KD_MODEL = ("dict(type='DistillAlgorithm', student=_student, teacher=_teacher, "
             "loss_feat=dict(type='FeatureMSELoss', inputs=dict(student='c(s)', teacher='t'))))")
 
 
+def _save_teacher(config, ckpt):
+    """A teacher checkpoint of ``config``'s model (random weights) at ``ckpt``."""
+    with DefaultScope.overwrite_default_scope('capdistill'):
+        teacher = MODELS.build(Config.fromfile(config).model)
+    os.makedirs(os.path.dirname(ckpt), exist_ok=True)
+    torch.save(dict(state_dict=teacher.state_dict()), ckpt)
+
+
 @pytest.fixture(scope='module')
 def distilled(tmp_path_factory, tiny_root):
     """A one-epoch distillation run; its teacher checkpoint is removed afterwards."""
     tmp = tmp_path_factory.mktemp('kd')
-    teacher_cfg = Config.fromfile(write_tiny_config(tmp / 'teacher.py', tiny_root))
-    with DefaultScope.overwrite_default_scope('capdistill'):
-        teacher = MODELS.build(teacher_cfg.model)
     ckpt = tmp / 'work_dirs' / 'tiny_teacher' / 'epoch_1.pth'
-    ckpt.parent.mkdir(parents=True)
-    torch.save(dict(state_dict=teacher.state_dict()), ckpt)
+    _save_teacher(write_tiny_config(tmp / 'teacher.py', tiny_root), ckpt)
     cfg = write_tiny_config(tmp / 'kd.py', tiny_root,
                             model=KD_MODEL.format(ckpt=ckpt.parent / 'latest'))
     work = tmp / 'work'
@@ -82,13 +86,11 @@ def test_captioning_and_cost_tools_need_no_teacher_checkpoint(distilled, tmp_pat
 
 def test_load_from_of_a_distillation_run_checked_by_the_run(distilled, tmp_path):
     """``load_from``: a distillation checkpoint of the same config loads; a captioner's is
-    refused by the algorithm's own message (the checkpoint check leaves that case to it)."""
+    refused in the algorithm's own words (asked first by the checkpoint check)."""
     cfg, ckpt, _, _ = distilled
     teacher_ckpt = os.path.join(os.path.dirname(cfg), 'work_dirs', 'tiny_teacher', 'epoch_1.pth')
-    teacher_cfg = Config.fromfile(os.path.join(os.path.dirname(cfg), 'teacher.py'))
-    with DefaultScope.overwrite_default_scope('capdistill'):
-        teacher = MODELS.build(teacher_cfg.model)
-    torch.save(dict(state_dict=teacher.state_dict()), teacher_ckpt)  # the fixture removed it
+    # the fixture removed it
+    _save_teacher(os.path.join(os.path.dirname(cfg), 'teacher.py'), teacher_ckpt)
     try:
         ok = run_tool(['tools/train.py', cfg, '--work-dir', str(tmp_path / 'a'), '--cfg-options',
                        f'load_from={ckpt}', 'train_cfg.max_epochs=1', 'train_cfg.val_interval=9'])

@@ -202,7 +202,8 @@ def test_demo_table_cost_columns(trained_teacher):
 
 @pytest.mark.parametrize('args,expected', [
     (['tools/dist_train.sh'], 'usage: bash tools/dist_train.sh CONFIG NPROC_PER_NODE'),
-    (['tools/dist_train.sh', 'configs/nope.py', '2'], 'error: Config file not found: configs/nope.py'),
+    (['tools/dist_train.sh', 'configs/nope.py', '2'],
+     'error: Config file not found: configs/nope.py'),
     (['tools/dist_train.sh', CAPDEMO_STUDENT, 'two'], 'NPROC_PER_NODE must be a positive integer'),
     (['tools/dist_test.sh', CAPDEMO_STUDENT, 'nope.pth', '2'], 'error: not found: nope.pth'),
 ])
