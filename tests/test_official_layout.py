@@ -53,6 +53,55 @@ def test_official_layout_config_builds_its_splits(name, official_root):
     assert sizes == dict(train=12, val=2, test=3)
 
 
+VATEX_CONFIGS = ['sftcap_shared_clip-b32_1xb64-20e_vatex-official.py',
+                 'sftcap_teacher_clip-l14_1xb64-20e_vatex-official.py',
+                 'sftcap_l14-to-b32_clip_1xb64-20e_vatex-official.py']
+VATEX_FILES = dict(train='vatex_training_v1.0.json', val='vatex_validation_v1.0.json',
+                   test='vatex_public_test_english_v1.1.json')
+
+
+@pytest.fixture(scope='module')
+def vatex_root(tmp_path_factory):
+    """VATEX's three released caption files (4/2/3 videos, 2 English captions each, the
+    Chinese ones beside them) and both feature folders; no split files."""
+    root = tmp_path_factory.mktemp('vatex')
+    (root / 'annotation').mkdir()
+    rng = np.random.default_rng(0)
+    start = 0
+    for split, n in (('train', 4), ('val', 2), ('test', 3)):
+        ids = [f'-Ptf_2VRj-V{i}_{i:06d}_{i + 10:06d}' for i in range(start, start + n)]
+        start += n
+        entries = [dict(videoID=v, enCap=[f'a person plays a guitar on a stage {j}'
+                                          for j in range(2)], chCap=['一个人在弹吉他'] * 2)
+                   for v in ids]
+        (root / 'annotation' / VATEX_FILES[split]).write_text(json.dumps(entries))
+        for name, dim in (('clip_b32', 512), ('clip_l14', 768)):
+            folder = root / 'visual' / name / 'frame_feature'
+            folder.mkdir(parents=True, exist_ok=True)
+            for v in ids:
+                np.save(folder / f'{v}.npy', rng.normal(size=(4, dim)).astype(np.float32))
+    return str(root)
+
+
+@pytest.mark.parametrize('name', VATEX_CONFIGS)
+def test_vatex_official_config_reads_each_split_file(name, vatex_root):
+    cfg = Config.fromfile(os.path.join(REPO, 'configs', 'sftcap', name))
+    sizes, ids = {}, {}
+    with DefaultScope.overwrite_default_scope('capdistill'):
+        for split in ('train', 'val', 'test'):
+            ds_cfg = cfg[f'{split}_dataloader'].dataset
+            assert ds_cfg.ann_file == f'annotation/{VATEX_FILES[split]}'
+            ds_cfg.data_root = vatex_root
+            ds_cfg.cache_dir = os.path.join(vatex_root, 'cache')
+            dataset = DATASETS.build(ds_cfg)
+            sizes[split] = len(dataset)
+            ids[split] = set(dataset.get_video_ids())
+            assert dataset[0]['inputs']['feats'].shape[-1] == 512
+    # train: one sample per English caption; val/test: one per video, each split its file's
+    assert sizes == dict(train=8, val=2, test=3)
+    assert not ids['train'] & ids['val'] and not ids['val'] & ids['test']
+
+
 def test_browse_dataset_takes_cfg_options(official_root):
     from conftest import run_tool
     cfg = os.path.join(REPO, 'configs', 'sftcap', CONFIGS[0])

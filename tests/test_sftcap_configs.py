@@ -13,9 +13,10 @@ from conftest import REPO, make_tiny_dataset
 BASE = os.path.join(REPO, 'configs/_base_/models/sftcap_distill.py')
 B_CONFIGS = ['configs/sftcap/sftcap_l14-to-b32_clip_1xb64-20e_msvd.py',
              'configs/sftcap/sftcap_l14-to-b32_clip_1xb64-20e_msrvtt.py',
+             'configs/sftcap/sftcap_l14-to-b32_clip_1xb64-20e_vatex-official.py',
              'configs/sftcap/sftcap_grid16-to-grid8_1xb64-12e_capdemo.py',
              'configs/kd/sftcaphier_teacher-to-student_grid16-grid8_1xb64-6e_capdemo.py']
-CAPDEMO_B = os.path.join(REPO, B_CONFIGS[2])
+CAPDEMO_B = os.path.join(REPO, B_CONFIGS[3])
 ALL_TERMS = {'loss_word', 'loss_obj', 'loss_act', 'loss_obj_concept', 'loss_act_concept'}
 
 
@@ -56,7 +57,7 @@ def test_derived_parts_stay_equal_to_their_sources():
     assert b.model.teacher == teacher_cfg.model
     assert b.model.teacher_ckpt == 'work_dirs/sftcap_teacher_grid16_1xb64-12e_capdemo/best'
     kd = Config.fromfile(os.path.join(REPO, 'configs/kd/_kd_base_capdemo.py'))
-    hier = Config.fromfile(os.path.join(REPO, B_CONFIGS[3]))
+    hier = Config.fromfile(os.path.join(REPO, B_CONFIGS[4]))
     assert hier.model.teacher == kd._teacher and hier.model.teacher_ckpt == kd._teacher_ckpt
     for key in ('train_cfg', 'optim_wrapper', 'default_hooks', 'val_dataloader',
                 'param_scheduler', 'randomness'):

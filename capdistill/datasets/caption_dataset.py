@@ -83,7 +83,8 @@ class CaptionDataset(BaseDataset):
         split_file (str, optional): list of this split's video ids (.json/.txt/.pkl).
             Without it, ``split`` is looked up in the annotation's ``"videos"``
             entries (MSR-VTT's official file).
-        split (str): split name for the official file ('train', 'valid', 'test').
+        split (str): split name for the official file ('train', 'valid', 'test'), or
+            ``'all'``: every video of ``ann_file`` (VATEX ships one file per split).
         feature_dirs (dict): input name -> folder of ``<vid>.npy`` (or an .h5 file),
             e.g. ``dict(feats='visual/clip_b32/frame_feature',
             teacher_feats='visual/clip_l14/frame_feature')``.
@@ -171,6 +172,8 @@ class CaptionDataset(BaseDataset):
     def _split_ids(self, captions):
         if self.split_file:
             return load_split(self._abs(self.split_file), self.allow_pickle)
+        if self.split == 'all':
+            return list(captions)
         # split files of the reference layout win over the official file's "videos"
         if self.dataset_name:
             for ext in ('.json', '.txt', '.pkl'):
@@ -182,7 +185,8 @@ class CaptionDataset(BaseDataset):
         if self.split in splits:
             return splits[self.split]
         raise DataError(f'{self.ann_file}: no split_file given and no "videos" entries '
-                        f'with split {self.split!r}; set split_file in the dataset config.')
+                        f'with split {self.split!r}; set split_file in the dataset config '
+                        "(or split='all' when the file holds exactly this split's videos).")
 
     def _feature_source(self, key, vid):
         """``<folder>/<vid>.npy``, or ``(file.h5, vid)`` for an HDF5 feature file."""
