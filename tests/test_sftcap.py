@@ -28,7 +28,6 @@ def shrink(cfg_model, tokenizer):
     if cfg_model.type == 'DistillAlgorithm':
         cfg_model.teacher_ckpt = None
         cfg_model.allow_random_teacher = True
-        cfg_model.allow_random_teacher = True
         cfg_model.student.tokenizer = cfg_model.teacher.tokenizer = tokenizer
     return cfg_model
 
