@@ -9,7 +9,6 @@ import sys
 
 import pytest
 import torch
-from mmengine.config import Config
 
 from conftest import REPO, free_port, run_tool, write_tiny_config
 
@@ -69,13 +68,11 @@ def teacher_run(tmp_path_factory, tiny_root):
 
 
 def _kd_config(path, tiny_root, teacher_run, interval=100, **hook):
-    runtime = Config.fromfile(os.path.join(REPO, 'configs', '_base_', 'default_runtime.py'))
-    hooks = list(runtime.get('custom_hooks', [])) + [dict(type='WeightSnapshotHook', **hook)]
     return write_tiny_config(
         path, tiny_root,
         model=KD_MODEL.format(ckpt=teacher_run / 'epoch_1.pth', interval=interval),
         custom_imports=dict(imports=['snapshot_plugin'], allow_failed_imports=False),
-        custom_hooks=[dict(h) for h in hooks])
+        custom_hooks=[dict(type='WeightSnapshotHook', **hook)])
 
 
 def changed_teacher_weights(work):

@@ -79,3 +79,27 @@ def test_hooks_in_a_distillation_run(tmp_path, tiny_root):
     log = open(files[0]).read()
     assert 'train/weight.loss_word' in runner.message_hub.log_scalars
     assert 'Sample captions' in log and 'teacher:' in log and 'reference:' in log
+
+
+def _hook_names(cfg, work):
+    from capdistill.engine.setup import build_runner
+    cfg.work_dir = str(work)
+    return [type(h).__name__ for h in build_runner(cfg).hooks]
+
+
+def test_run_guards_stay_when_a_config_lists_its_own_hooks(tmp_path, tiny_root):
+    """A config's ``custom_hooks`` list replaces its base's (mmengine merges lists whole): the
+    run guards are default hooks, so they stay; ``default_hooks=dict(<name>=None)`` is the
+    one way to switch one off."""
+    from capdistill.engine.setup import read_config
+    guards = {'EpochSeedHook', 'FiniteLossHook', 'DataRequirementsHook'}
+    path = write_tiny_config(tmp_path / 'own_hooks.py', tiny_root,
+                             custom_hooks=[dict(type='CaptionSamplesHook', num_samples=1)])
+    names = _hook_names(read_config(path), tmp_path / 'a')
+    assert guards | {'CaptionSamplesHook', 'CheckpointHook'} <= set(names)
+    assert all(names.count(g) == 1 for g in guards)
+    names = _hook_names(read_config(path, {'default_hooks.finite_loss': None}), tmp_path / 'b')
+    assert 'FiniteLossHook' not in names and guards - {'FiniteLossHook'} <= set(names)
+    # mmengine's own default hooks keep mmengine's meaning of None
+    names = _hook_names(read_config(path, {'default_hooks.checkpoint': None}), tmp_path / 'c')
+    assert 'CheckpointHook' not in names and guards <= set(names)

@@ -57,8 +57,7 @@ def test_killed_run_resumes_to_the_same_result(uninterrupted, tiny_root, tmp_pat
     killing.write_text(
         f"_base_ = ['{cfg}']\n"
         "custom_imports = dict(imports=['tests.plugins.kill_hook'], allow_failed_imports=False)\n"
-        "custom_hooks = [dict(type='EpochSeedHook'), dict(type='FiniteLossHook'),\n"
-        "                dict(type='KillAtIterHook', iteration=9)]\n")
+        "custom_hooks = [dict(type='KillAtIterHook', iteration=9)]\n")
     work = tmp_path / 'work'
     res = _train(str(killing), work, *EPOCHS)
     assert res.returncode == -signal.SIGKILL, res.stderr[-2000:]

@@ -121,9 +121,21 @@ class _ProcessWording:
         return True
 
 
+#: the default hooks mmengine itself defines; a None entry of any other name (capdistill's run
+#: guards in configs/_base_/default_runtime.py) switches that hook off here, where mmengine
+#: would stop on an assertion
+_MMENGINE_DEFAULT_HOOKS = ('runtime_info', 'timer', 'sampler_seed', 'logger', 'param_scheduler',
+                           'checkpoint')
+
+
 def build_runner(cfg):
-    """``Runner.from_cfg(cfg)``, with a log that says processes, not GPUs, on CPU."""
+    """``Runner.from_cfg(cfg)``, with a log that says processes, not GPUs, on CPU, and
+    ``default_hooks=dict(<name>=None)`` switching off any default hook."""
     from mmengine.runner import Runner
+    hooks = cfg.get('default_hooks')
+    if hooks:
+        for name in [n for n, h in hooks.items() if h is None and n not in _MMENGINE_DEFAULT_HOOKS]:
+            hooks.pop(name)
 
     class CapdistillRunner(Runner):
 

@@ -7,6 +7,13 @@ default_hooks = dict(
     checkpoint=dict(type='CheckpointHook', interval=1, max_keep_ckpts=2,
                     save_best='CIDEr', rule='greater'),
     sampler_seed=dict(type='DistSamplerSeedHook'),
+    # capdistill's run guards: re-seed every epoch (resumed runs replay the same randomness),
+    # stop on NaN/Inf losses, and stop before the first step when a loss term reads data the
+    # training set does not provide. Default hooks (a dict, merged key by key), so a config's
+    # own custom_hooks list keeps them; switch one off with default_hooks=dict(finite_loss=None).
+    epoch_seed=dict(type='EpochSeedHook'),
+    finite_loss=dict(type='FiniteLossHook'),
+    data_requirements=dict(type='DataRequirementsHook'),
 )
 
 # Torch threads per process: 'auto' = half this process's share of the available cores
@@ -33,8 +40,3 @@ log_level = 'INFO'
 load_from = None
 resume = False
 randomness = dict(seed=0, deterministic=False)
-
-# Re-seed every epoch (resumed runs replay the same randomness), stop on NaN/Inf losses, and
-# stop before the first step when a loss term reads data the training set does not provide.
-custom_hooks = [dict(type='EpochSeedHook'), dict(type='FiniteLossHook'),
-                dict(type='DataRequirementsHook')]
