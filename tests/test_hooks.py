@@ -103,3 +103,34 @@ def test_run_guards_stay_when_a_config_lists_its_own_hooks(tmp_path, tiny_root):
     # mmengine's own default hooks keep mmengine's meaning of None
     names = _hook_names(read_config(path, {'default_hooks.checkpoint': None}), tmp_path / 'c')
     assert 'CheckpointHook' not in names and guards <= set(names)
+
+
+def test_a_runner_of_a_shipped_base_refuses_another_configs_checkpoint(tmp_path, tiny_root):
+    """A script of one's own (``Runner.from_cfg``, no tools) gets the checkpoint check from
+    the default runtime; ``checkpoint_match=None`` restores mmengine's partial loading."""
+    from mmengine.registry import DefaultScope
+
+    from capdistill.engine.setup import build_runner
+    from capdistill.registry import MODELS
+    from capdistill.utils.checkpoint import CheckpointError
+    path = write_tiny_config(tmp_path / 'cfg.py', tiny_root)
+    other = Config.fromfile(path).model
+    other.head.depth = 2  # a deeper head than the config's
+    with DefaultScope.overwrite_default_scope('capdistill'):
+        state = MODELS.build(other).state_dict()
+    key = 'head.blocks.0.norm1.weight'
+    state[key] = torch.full_like(state[key], 3.0)  # a value no fresh model starts with
+    ckpt = tmp_path / 'deeper.pth'
+    torch.save(dict(state_dict=state, meta=dict(epoch=1)), ckpt)
+
+    cfg = Config.fromfile(path)
+    cfg.merge_from_dict(dict(load_from=str(ckpt), work_dir=str(tmp_path / 'a')))
+    with pytest.raises(CheckpointError, match=r'unexpected \(e\.g\. head\.blocks\.1\.'):
+        Runner.from_cfg(cfg).load_or_resume()
+
+    cfg = Config.fromfile(path)
+    cfg.merge_from_dict({'load_from': str(ckpt), 'work_dir': str(tmp_path / 'b'),
+                         'default_hooks.checkpoint_match': None})
+    runner = build_runner(cfg)
+    runner.load_or_resume()  # loads what fits, as mmengine does
+    assert runner.model.state_dict()[key].equal(state[key])

@@ -14,6 +14,9 @@ default_hooks = dict(
     epoch_seed=dict(type='EpochSeedHook'),
     finite_loss=dict(type='FiniteLossHook'),
     data_requirements=dict(type='DataRequirementsHook'),
+    # mmengine loads load_from / resume checkpoints non-strictly: this stops a run whose
+    # checkpoint does not fit its model instead of training or testing it half loaded
+    checkpoint_match=dict(type='CheckpointMatchHook'),
 )
 
 # Torch threads per process: 'auto' = half this process's share of the available cores

@@ -12,10 +12,12 @@ from capdistill.utils.checkpoint import check_matching_state, state_dict_of
 class CheckpointMatchHook(Hook):
     """The Runner loads ``load_from`` non-strictly: a checkpoint of another config only
     logs its mismatched tensors and the run goes on with the rest at their initial
-    values. ``tools/test.py`` and ``tools/train.py`` (``load_from``, ``--resume``) add
-    this hook: a run uses the weights it was given or stops in one line naming what
-    differs. A model with a ``check_checkpoint_state(state)`` method refuses the weights
-    in its own words first (a distillation run given a captioner's)."""
+    values. With this hook (a default hook of ``configs/_base_/default_runtime.py``,
+    named by ``tools/train.py`` / ``tools/test.py`` after the file they load) a run uses
+    the weights it was given or stops in one line naming what differs. A model with a
+    ``check_checkpoint_state(state)`` method refuses the weights in its own words first
+    (a distillation run given a captioner's). ``default_hooks=dict(checkpoint_match=None)``
+    restores mmengine's partial loading."""
 
     priority = 'VERY_HIGH'
 
@@ -33,7 +35,11 @@ class CheckpointMatchHook(Hook):
 
 
 def require_matching_checkpoint(cfg, source):
-    """Add a :class:`CheckpointMatchHook` naming ``source`` to ``cfg``'s custom hooks."""
-    cfg.custom_hooks = list(cfg.get('custom_hooks') or []) + [
-        dict(type='CheckpointMatchHook', source=source)]
+    """``cfg``'s :class:`CheckpointMatchHook`, naming ``source`` in its errors; a config
+    whose ``default_hooks`` switch it off (``checkpoint_match=None``) is left so."""
+    if cfg.get('default_hooks') is None:
+        cfg.default_hooks = {}
+    hooks = cfg.default_hooks
+    if 'checkpoint_match' not in hooks or hooks['checkpoint_match'] is not None:
+        hooks['checkpoint_match'] = dict(type='CheckpointMatchHook', source=source)
     return cfg
