@@ -248,6 +248,23 @@ def test_runner_fine_tunes_a_distilled_student(tiny_root, tmp_path):
     for k, v in again.captioner.state_dict().items():
         assert torch.equal(v, state['captioner.' + k])
 
+    # testing and captioning need the fine-tuned checkpoint alone, not the one SCST started from
+    val = {k[4:]: v.current() for k, v in runner.message_hub.log_scalars.items()
+           if k.startswith('val/') and k[4:] in ('Bleu_1', 'Bleu_4', 'METEOR', 'ROUGE_L', 'CIDEr')}
+    os.remove(distilled)
+    from capdistill.apis import init_captioner
+    captioner = init_captioner(cfg, str(tmp_path / 'scst' / 'epoch_1.pth'))
+    assert torch.equal(captioner.generate(inputs), runner.model.captioner.generate(inputs))
+    res = run_tool(['tools/test.py', str(tmp_path / 'scst.py'),
+                    str(tmp_path / 'scst' / 'epoch_1.pth'), '--work-dir', str(tmp_path / 'test')])
+    assert res.returncode == 0, res.stderr[-3000:]
+    header, _, values = res.stdout.strip().splitlines()[-3:]
+    scores = {h.strip(): float(v) for h, v in zip(header.strip('|').split('|'),
+                                                  values.strip('|').split('|'))}
+    # the test split is the validation split here: the scores of the run's own validation
+    assert len(val) >= 3 and val['Bleu_1'] > 0, val
+    assert {k: scores[k] for k in val} == pytest.approx(val, abs=1e-4)
+
 
 def test_scst_configs_name_a_distilled_student():
     folder = osp.join(REPO, 'configs', 'kd')

@@ -9,7 +9,7 @@ from mmengine.dist import is_main_process
 from capdistill.engine.hooks import require_matching_checkpoint
 from capdistill.engine.setup import (add_common_args, build_runner, finish_distributed,
                                      load_config, setup_distributed)
-from capdistill.models.distillers import is_distillation, student_only_config
+from capdistill.models.distillers import deploys_a_wrapped_captioner, student_only_config
 from capdistill.utils import trust_directory
 from capdistill.utils.cli import check_checkpoint_file, friendly_main
 
@@ -49,9 +49,9 @@ def main():
         # an exported student: built from its own json, loaded without unpickling
         cfg.model = dict(type='ExportedStudent', path=args.checkpoint)
         cfg.load_from = None
-    elif is_distillation(cfg.model):
-        # the student alone, its weights (student.*) loaded strictly when it is built:
-        # testing a distilled run needs neither the teacher nor its checkpoint
+    elif deploys_a_wrapped_captioner(cfg.model):
+        # the student (or SCST's captioner) alone, its weights loaded strictly when it is
+        # built: testing needs neither the teacher nor the run's starting checkpoint
         cfg.model = student_only_config(cfg.model, args.checkpoint)
         cfg.load_from = None
     else:

@@ -135,17 +135,17 @@ def export_student(config, checkpoint, out_dir, name=None, frame_encoder=None):
     """Write the deployed student of ``config`` + ``checkpoint`` to ``out_dir``.
 
     Returns the paths ``(safetensors, json)``. A distillation config exports its
-    student (teacher and connectors are dropped); a model with ``student_state_dict``/
+    student (teacher and connectors are dropped), an SCST config its captioner; a model with ``student_state_dict``/
     ``student_config`` (the shared-weight SFTCap) exports its student path only.
     ``frame_encoder`` (a ``dict(type=...)``) names the encoder videos go through when the
     config does not (see :func:`infer_frame_encoder`); the frame count and decoding
     settings come from the config.
     """
     from safetensors.torch import save_file
+
+    from capdistill.models.distillers import deployed_captioner_config
     cfg = Config.fromfile(config) if isinstance(config, str) else config
-    model_cfg = cfg.model
-    if model_cfg.get('type') == 'DistillAlgorithm':
-        model_cfg = model_cfg.student
+    model_cfg = deployed_captioner_config(cfg.model)
     model_cfg = _plain(model_cfg.to_dict() if hasattr(model_cfg, 'to_dict') else model_cfg)
     model = build_model(model_cfg)
     state = strip_student_prefix(state_dict_of(load_full_checkpoint(checkpoint)))

@@ -1,4 +1,5 @@
 """Loading a trained captioner for inference."""
+import torch
 from mmengine.config import Config
 from mmengine.registry import DefaultScope
 
@@ -8,16 +9,20 @@ from capdistill.utils import (load_full_checkpoint, load_matching_state, state_d
 
 
 def deployed_model(model):
-    """The captioner that runs at test time (the student of a distillation algorithm)."""
-    return getattr(model, 'student', model)
+    """The captioner that runs at test time (a distillation algorithm's student, an SCST
+    run's captioner)."""
+    for key in ('student', 'captioner'):
+        if isinstance(getattr(model, key, None), torch.nn.Module):
+            return getattr(model, key)
+    return model
 
 
 def init_captioner(config, checkpoint=None, device='cpu'):
     """Build the deployed captioner of ``config`` and load ``checkpoint`` into it.
 
-    Accepts a captioner config or a distillation config (its student alone is built:
-    no teacher, no teacher checkpoint); the checkpoint is a full mmengine checkpoint
-    of either. An exported student
+    Accepts a captioner config, a distillation config (its student alone is built:
+    no teacher, no teacher checkpoint) or an SCST config (its captioner alone); the
+    checkpoint is a full mmengine checkpoint of any of them. An exported student
     (``tools/export_student.py``: a ``.safetensors`` checkpoint, or its ``.json``/folder
     as ``config`` with no checkpoint) is loaded from its own json config, without
     unpickling; ``config`` is then ignored.
@@ -27,11 +32,11 @@ def init_captioner(config, checkpoint=None, device='cpu'):
         return load_exported_student(checkpoint, device)
     if checkpoint is None and isinstance(config, str) and is_export(config):
         return load_exported_student(config, device)
-    from capdistill.models.distillers import is_distillation, student_only_config
+    from capdistill.models.distillers import deploys_a_wrapped_captioner, student_only_config
     cfg = Config.fromfile(config) if isinstance(config, str) else config
     model_cfg = cfg.model
-    if is_distillation(model_cfg):
-        # the student alone: neither the teacher nor its checkpoint is needed
+    if deploys_a_wrapped_captioner(model_cfg):
+        # the student (SCST: the captioner) alone: no teacher, no starting checkpoint
         model_cfg = student_only_config(model_cfg)
     with DefaultScope.overwrite_default_scope('capdistill'):
         model = MODELS.build(model_cfg)

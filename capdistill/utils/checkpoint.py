@@ -97,19 +97,20 @@ def check_matching_state(own, state, source):
                               'with.')
 
 
-STUDENT_PREFIX = 'student.'
+#: where a training wrapper keeps the captioner it deploys: a distillation run's student,
+#: an SCST run's captioner
+DEPLOYED_PREFIXES = ('student.', 'captioner.')
 
 
 def strip_student_prefix(state):
-    """The student's weights of a distillation state dict (``student.*``), unprefixed.
-
-    A state dict without ``student.`` keys (a plain captioner's) is returned as is;
-    connector weights (``connectors.*``) of a distillation checkpoint are dropped.
+    """The deployed captioner's weights of a training run's state dict, unprefixed:
+    a distillation run's ``student.*`` (its connectors dropped) or an SCST run's
+    ``captioner.*`` (its sampling step dropped). A plain captioner's is returned as is.
     """
-    if not any(k.startswith(STUDENT_PREFIX) for k in state):
-        return state
-    n = len(STUDENT_PREFIX)
-    return {k[n:]: v for k, v in state.items() if k.startswith(STUDENT_PREFIX)}
+    for prefix in DEPLOYED_PREFIXES:
+        if any(k.startswith(prefix) for k in state):
+            return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+    return state
 
 
 def load_student_checkpoint(model, path, source=None):

@@ -63,7 +63,8 @@ def build(cfg_path, checkpoint=None, options=None, with_teacher=True):
     """(deployed model, teacher or None, whole model) of a config, in eval mode.
 
     A distillation config builds its student only (no teacher checkpoint needed) and,
-    with ``with_teacher``, its teacher architecture at random weights for comparison.
+    with ``with_teacher``, its teacher architecture at random weights for comparison; an
+    SCST config its captioner only.
     """
     from mmengine.registry import DefaultScope
 
@@ -77,15 +78,16 @@ def build(cfg_path, checkpoint=None, options=None, with_teacher=True):
         if head and head.get('clip_embedding') and not os.path.isfile(head.clip_embedding):
             print(f'note: {head.clip_embedding} absent; random word embedding')
             head.clip_embedding = None
-    from capdistill.models.distillers import is_distillation, student_only_config
+    from capdistill.models.distillers import (deploys_a_wrapped_captioner, is_distillation,
+                                              student_only_config)
     from capdistill.registry import TEACHERS
     teacher = None
     with DefaultScope.overwrite_default_scope('capdistill'):
-        if is_distillation(m):
-            # the student alone, loaded strictly from the run's student.* weights; the
-            # teacher only for its cost, at random weights (its checkpoint is not needed)
+        if deploys_a_wrapped_captioner(m):
+            # the student (SCST: the captioner) alone, loaded strictly from the run's weights;
+            # a distillation teacher only for its cost, at random weights (no checkpoint)
             model = MODELS.build(student_only_config(m, checkpoint))
-            if with_teacher:  # several teachers: the first (primary) one's cost
+            if with_teacher and is_distillation(m):  # several teachers: the primary one's cost
                 teacher = TEACHERS.build(m.teacher if m.get('teacher') is not None
                                          else next(iter(m.teachers.values()))['model']).eval()
         else:

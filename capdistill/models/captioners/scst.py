@@ -37,7 +37,8 @@ from capdistill.datasets.tokenizers import split_words
 from capdistill.evaluation.fast_scorers import FastCider, ngram_counts
 from capdistill.registry import LOSSES, MODELS
 from capdistill.utils.checkpoint import (CheckpointError, load_full_checkpoint,
-                                         load_matching_state, state_dict_of)
+                                         load_matching_state, state_dict_of,
+                                         strip_student_prefix)
 from capdistill.utils.files import atomic_open
 from ..distillers.teachers import Teachers
 from .sampling import CaptionSampler
@@ -151,11 +152,7 @@ def load_captioner_weights(captioner, path):
         from safetensors.torch import load_file
         state = load_file(path)
     else:
-        state = state_dict_of(load_full_checkpoint(path))
-    for prefix in ('student.', 'captioner.'):
-        if any(k.startswith(prefix) for k in state):
-            state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
-            break
+        state = strip_student_prefix(state_dict_of(load_full_checkpoint(path)))
     own = captioner.state_dict()
     # a deployed export drops teacher-only weights (e.g. SFTCap's teacher path)
     only = getattr(captioner, 'teacher_only', ())

@@ -1,17 +1,27 @@
-"""``dict(type='DistilledStudent', student=..., checkpoint=...)``: a distillation run's
-student alone, for testing and deployment (no teacher, no teacher checkpoint)."""
+"""``dict(type='DistilledStudent', student=..., checkpoint=...)``: the captioner a training
+run deploys, alone, for testing and deployment: a distillation run's student (no teacher,
+no teacher checkpoint) or an SCST run's captioner (no reward data, no starting checkpoint)."""
 from capdistill.registry import MODELS, STUDENTS
 from capdistill.utils import load_student_checkpoint
+
+#: training wrappers -> the key of the captioner they deploy (their checkpoints prefix its
+#: weights with it: ``student.*``, ``captioner.*``; see ``strip_student_prefix``)
+DEPLOYED_KEY = {'DistillAlgorithm': 'student', 'SelfCriticalCaptioner': 'captioner'}
+
+
+def _type(model_cfg):
+    return str(model_cfg.get('type', '')).rpartition('.')[2] if hasattr(model_cfg, 'get') else ''
 
 
 @MODELS.register_module(name='DistilledStudent')
 def build_distilled_student(student, checkpoint=None, data_preprocessor=None):
-    """Build the student config of a distillation config and load its weights.
+    """Build the deployed captioner config of a training config and load its weights.
 
     ``checkpoint``: a distillation checkpoint (its ``student.*`` weights; connectors are
-    training-only and dropped), a captioner checkpoint or an export (``.safetensors``);
-    keys must match exactly. ``data_preprocessor`` replaces the student's own, so the
-    batches are those the distillation run was evaluated with.
+    training-only and dropped), an SCST checkpoint (its ``captioner.*``), a captioner
+    checkpoint or an export (``.safetensors``); keys must match exactly.
+    ``data_preprocessor`` replaces the captioner's own, so the batches are those the
+    training run was evaluated with.
     """
     student = dict(student)
     if data_preprocessor is not None:
@@ -22,9 +32,23 @@ def build_distilled_student(student, checkpoint=None, data_preprocessor=None):
     return model
 
 
+def deploys_a_wrapped_captioner(model_cfg):
+    """Whether a model config is a training wrapper (distillation, SCST) whose test-time
+    model is the captioner it wraps."""
+    return _type(model_cfg) in DEPLOYED_KEY
+
+
+def deployed_captioner_config(model_cfg):
+    """The config of the captioner ``model_cfg`` deploys: a training wrapper's captioner,
+    else ``model_cfg`` itself."""
+    key = DEPLOYED_KEY.get(_type(model_cfg))
+    return model_cfg[key] if key else model_cfg
+
+
 def student_only_config(model_cfg, checkpoint=None):
-    """The ``DistilledStudent`` model config of a ``DistillAlgorithm`` model config."""
-    cfg = dict(type='DistilledStudent', student=model_cfg['student'], checkpoint=checkpoint)
+    """The ``DistilledStudent`` model config of a training wrapper's model config."""
+    cfg = dict(type='DistilledStudent', student=deployed_captioner_config(model_cfg),
+               checkpoint=checkpoint)
     if model_cfg.get('data_preprocessor') is not None:
         cfg['data_preprocessor'] = model_cfg['data_preprocessor']
     return cfg
@@ -32,5 +56,4 @@ def student_only_config(model_cfg, checkpoint=None):
 
 def is_distillation(model_cfg):
     """Whether a model config is a distillation algorithm's."""
-    return hasattr(model_cfg, 'get') and model_cfg.get('type') in (
-        'DistillAlgorithm', 'capdistill.DistillAlgorithm')
+    return _type(model_cfg) == 'DistillAlgorithm'
