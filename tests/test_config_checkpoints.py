@@ -64,7 +64,7 @@ def test_named_checkpoint_is_written_by_its_run(name, key, path, tmp_path):
     where = RUN_DIR.fullmatch(path)
     assert where, f'{name}: {key}={path!r} is not a work dir of a shipped config'
     run = where['run']
-    assert run in SHIPPED, f'{name}: {key}={path!r} names {run!r}, which no config under configs/ is'
+    assert run in SHIPPED, f'{name}: {key}={path!r} names {run!r}, no config under configs/'
     folder = tmp_path / os.path.dirname(path)
     folder.mkdir(parents=True)
     for file in _files_the_run_leaves(Config.fromfile(SHIPPED[run])):

@@ -135,8 +135,9 @@ def export_student(config, checkpoint, out_dir, name=None, frame_encoder=None):
     """Write the deployed student of ``config`` + ``checkpoint`` to ``out_dir``.
 
     Returns the paths ``(safetensors, json)``. A distillation config exports its
-    student (teacher and connectors are dropped), an SCST config its captioner; a model with ``student_state_dict``/
-    ``student_config`` (the shared-weight SFTCap) exports its student path only.
+    student (teacher and connectors are dropped), an SCST config its captioner; a model
+    with ``student_state_dict``/``student_config`` (the shared-weight SFTCap) exports its
+    student path only.
     ``frame_encoder`` (a ``dict(type=...)``) names the encoder videos go through when the
     config does not (see :func:`infer_frame_encoder`); the frame count and decoding
     settings come from the config.
