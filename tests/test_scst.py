@@ -255,6 +255,9 @@ def test_runner_fine_tunes_a_distilled_student(tiny_root, tmp_path):
     from capdistill.apis import init_captioner
     captioner = init_captioner(cfg, str(tmp_path / 'scst' / 'epoch_1.pth'))
     assert torch.equal(captioner.generate(inputs), runner.model.captioner.generate(inputs))
+    from capdistill.apis.onnx_export import export_onnx
+    onnx_json = export_onnx(cfg, str(tmp_path / 'scst' / 'epoch_1.pth'), str(tmp_path / 'onnx'))[0]
+    assert json.loads(open(onnx_json).read())['model']['type'] == 'Captioner'
     res = run_tool(['tools/test.py', str(tmp_path / 'scst.py'),
                     str(tmp_path / 'scst' / 'epoch_1.pth'), '--work-dir', str(tmp_path / 'test')])
     assert res.returncode == 0, res.stderr[-3000:]

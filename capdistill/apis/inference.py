@@ -1,20 +1,11 @@
 """Loading a trained captioner for inference."""
-import torch
 from mmengine.config import Config
 from mmengine.registry import DefaultScope
 
+from capdistill.models.distillers import deployed_model  # noqa: F401  (part of the API)
 from capdistill.registry import MODELS
 from capdistill.utils import (load_full_checkpoint, load_matching_state, state_dict_of,
                               strip_student_prefix)
-
-
-def deployed_model(model):
-    """The captioner that runs at test time (a distillation algorithm's student, an SCST
-    run's captioner)."""
-    for key in ('student', 'captioner'):
-        if isinstance(getattr(model, key, None), torch.nn.Module):
-            return getattr(model, key)
-    return model
 
 
 def init_captioner(config, checkpoint=None, device='cpu'):

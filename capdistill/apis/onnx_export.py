@@ -442,6 +442,7 @@ def _load_source(config, checkpoint):
     """(captioner, model config dict, meta from an exported student or {}, Config or None)."""
     from mmengine.config import Config
 
+    from capdistill.models.distillers import deployed_captioner_config
     from .export import _plain
     from .inference import init_captioner
     meta = _student_meta(checkpoint) or _student_meta(config)
@@ -450,9 +451,7 @@ def _load_source(config, checkpoint):
         return model, meta['model'], meta, None
     cfg = Config.fromfile(config) if isinstance(config, str) else config
     model = init_captioner(cfg, checkpoint)
-    model_cfg = cfg.model
-    if model_cfg.get('type') == 'DistillAlgorithm':
-        model_cfg = model_cfg.student
+    model_cfg = deployed_captioner_config(cfg.model)
     model_cfg = _plain(model_cfg.to_dict() if hasattr(model_cfg, 'to_dict') else model_cfg)
     if hasattr(model, 'student_config'):
         model_cfg = _plain(model.student_config())
@@ -479,7 +478,6 @@ def export_onnx(config, checkpoint, out_dir, name=None, int8=False, num_frames=N
     """
     from .captioning import config_frame_encoder, config_num_frames
     model, model_cfg, meta, cfg = _load_source(config, checkpoint)
-    model = getattr(model, 'student', model)
     if name is None:
         src = checkpoint if meta and checkpoint else config
         name = osp.splitext(osp.basename(str(src or 'student')))[0]

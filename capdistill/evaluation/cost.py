@@ -11,7 +11,8 @@ def count_parameters(model):
 
 def deployed_parameters(model):
     """Parameters of what is deployed: the student (``student_state_dict``) or all."""
-    model = getattr(model, 'student', model)
+    from capdistill.models.distillers import deployed_model
+    model = deployed_model(model)
     if hasattr(model, 'student_state_dict'):
         return sum(v.numel() for v in model.student_state_dict().values())
     return count_parameters(model)

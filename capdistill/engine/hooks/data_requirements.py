@@ -2,6 +2,7 @@
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 
+from capdistill.models.distillers import deployed_model
 from capdistill.registry import HOOKS
 from capdistill.utils.requirements import (ModelConfigError, check_batch_keys,
                                            merge_requirements)
@@ -22,7 +23,7 @@ def _base_dataset(dataset):
 def check_tokenizers(model, dataset):
     """The trained captioner must read token ids with the tokenizer the dataset wrote them
     with; another vocabulary (even one with more tokens) would train on wrong words."""
-    trained = getattr(model, 'student', None) or getattr(model, 'captioner', None) or model
+    trained = deployed_model(model)
     ours, theirs = getattr(trained, 'tokenizer', None), getattr(dataset, 'tokenizer', None)
     if not (hasattr(ours, 'fingerprint') and hasattr(theirs, 'fingerprint')):
         return

@@ -1,6 +1,8 @@
 """``dict(type='DistilledStudent', student=..., checkpoint=...)``: the captioner a training
 run deploys, alone, for testing and deployment: a distillation run's student (no teacher,
 no teacher checkpoint) or an SCST run's captioner (no reward data, no starting checkpoint)."""
+from torch import nn
+
 from capdistill.registry import MODELS, STUDENTS
 from capdistill.utils import load_student_checkpoint
 
@@ -43,6 +45,15 @@ def deployed_captioner_config(model_cfg):
     else ``model_cfg`` itself."""
     key = DEPLOYED_KEY.get(_type(model_cfg))
     return model_cfg[key] if key else model_cfg
+
+
+def deployed_model(model):
+    """The captioner a built model deploys: a training wrapper's (its ``student`` or
+    ``captioner``), else the model itself."""
+    for key in DEPLOYED_KEY.values():
+        if isinstance(getattr(model, key, None), nn.Module):
+            return getattr(model, key)
+    return model
 
 
 def student_only_config(model_cfg, checkpoint=None):
