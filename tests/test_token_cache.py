@@ -24,11 +24,11 @@ class CountingTokenizer:
         return self.tok.encode_padded(text, max_len)
 
 
-def _dataset(root, tokenizer, cache_dir, **kw):
+def _dataset(root, tokenizer, cache_dir, max_len=4, **kw):
     return DATASETS.build(dict(
         type='CaptionDataset', data_root=root, ann_file='language/tiny_caption.json',
         feature_dirs=dict(feats='visual/grid8/frame_feature'),
-        split_file='splits/tiny_train_list.json', tokenizer=tokenizer, max_len=4,
+        split_file='splits/tiny_train_list.json', tokenizer=tokenizer, max_len=max_len,
         cache_dir=str(cache_dir), pipeline=[], **kw))
 
 
@@ -62,15 +62,50 @@ def test_another_vocabulary_or_length_or_damage_gives_fresh_ids(tiny_root, tmp_p
     texts = ['a red ball rolls', 'the object', 'a red ball rolls', '']
     ann = os.path.join(tiny_root, 'language', 'tiny_caption.json')
     small = _word_tokenizer(tiny_root)
-    ids = cached_token_ids(ann, texts, small, 3, str(tmp_path))
+    ids, cut = cached_token_ids(ann, texts, small, 3, str(tmp_path))
     assert ids.tolist() == [small.encode_padded(t, 3).tolist() for t in texts]
+    assert cut.tolist() == [True, False, True, False]  # 'a red ball rolls' has 4 words
     other = TOKENIZERS.build(dict(type='WordTokenizer', words=['rolls', 'red', 'a']))
-    assert cached_token_ids(ann, texts, other, 3, str(tmp_path)).tolist() == [
+    assert cached_token_ids(ann, texts, other, 3, str(tmp_path))[0].tolist() == [
         other.encode_padded(t, 3).tolist() for t in texts]
-    longer = cached_token_ids(ann, texts, small, 5, str(tmp_path))
-    assert longer.shape == (4, 7)
+    longer, cut = cached_token_ids(ann, texts, small, 5, str(tmp_path))
+    assert longer.shape == (4, 7) and not cut.any()
     assert len(os.listdir(tmp_path)) == 3
     for name in os.listdir(tmp_path):  # damaged files are rebuilt, not read
         with open(tmp_path / name, 'wb') as f:
             f.write(b'not an array')
-    assert cached_token_ids(ann, texts, small, 3, str(tmp_path)).tolist() == ids.tolist()
+    assert cached_token_ids(ann, texts, small, 3, str(tmp_path))[0].tolist() == ids.tolist()
+
+
+def test_captions_longer_than_max_len_are_counted_in_the_log(tiny_root, tmp_path):
+    """Cutting captions to ``max_len`` is said once, with the count, on every build."""
+    import json
+    import logging
+
+    from mmengine.logging import MMLogger
+    with open(os.path.join(tiny_root, 'language', 'tiny_caption.json')) as f:
+        sentences = json.load(f)['sentences']
+    with open(os.path.join(tiny_root, 'splits', 'tiny_train_list.json')) as f:
+        train = set(json.load(f))
+    words = [len(s['caption'].split()) for s in sentences if s['video_id'] in train]
+    records = []
+    handler = logging.Handler()
+    handler.emit = lambda record: records.append(record.getMessage())
+    MMLogger.get_current_instance().addHandler(handler)
+    try:
+        for max_len in (4, 4, max(words) - 1, max(words)):  # the second build reads the cache
+            records.clear()
+            ds = _dataset(tiny_root, _word_tokenizer(tiny_root), tmp_path, max_len,
+                          teacher_caption=True)  # teacher captions: copies, not counted
+            said = [r for r in records if 'training captions' in r]
+            longer = sum(n > max_len for n in words)
+            if longer:
+                assert len(said) == 1 and (f'{longer} of {len(words)} training captions'
+                                           in said[0]), said
+            else:
+                assert not said
+            for info in map(ds.get_data_info, range(len(ds))):  # cut rows end with EOS
+                assert info['tokens'].tolist() == ds.tokenizer.encode_padded(
+                    info['caption'], max_len).tolist()
+    finally:
+        MMLogger.get_current_instance().removeHandler(handler)

@@ -227,15 +227,25 @@ class CaptionDataset(BaseDataset):
     def _token_rows(self, captions, ids, skip, prep):
         """Padded token ids of every training caption (and teacher caption) in the
         order the data list takes them, from the preprocessing cache when possible."""
-        texts = []
+        texts, teacher_rows = [], []
         for vid in ids:
             if vid in skip:
                 continue
             if self.teacher_caption:
+                teacher_rows.append(len(texts))
                 texts.append(captions[vid][prep[vid]['teacher']])
             texts.extend(captions[vid])
-        return iter(cached_token_ids(self.ann_file, texts, self.tokenizer, self.max_len,
-                                     self.cache_dir))
+        rows, cut = cached_token_ids(self.ann_file, texts, self.tokenizer, self.max_len,
+                                     self.cache_dir)
+        cut[teacher_rows] = False  # copies of captions counted below already
+        if cut.any():
+            n = len(texts) - len(teacher_rows)
+            print_log(f'{type(self).__name__} {self.split_file or self.split}: '
+                      f'{int(cut.sum())} of {n} training captions ({100 * cut.sum() / n:.1f}%) '
+                      f'have more than max_len={self.max_len} tokens and are cut to it (an '
+                      'EOS after the last kept token); raise max_len to keep them whole.',
+                      logger='current')
+        return iter(rows)
 
     def _unlabeled_split(self, ids):
         """The split's captioned ids, and all ids in order with the unlabeled ones last."""

@@ -135,13 +135,24 @@ def tokenizer_key(tokenizer):
 
 
 def cached_token_ids(ann_file, texts, tokenizer, max_len, cache_dir=None):
-    """``tokenizer.encode_padded(t, max_len)`` of every text, as one int64 array.
+    """``tokenizer.encode_padded(t, max_len)`` of every text, as one int64 array, and a
+    boolean array: which texts have more than ``max_len`` tokens (cut to ``max_len``).
 
     Stored beside the preprocessed annotations, keyed by a hash of the texts (in
-    order), :func:`tokenizer_key` and ``max_len``: other captions, another vocabulary
+    order), :func:`tokenizer_key` and the length: other captions, another vocabulary
     or another length give another file, so a stale array is never read. Each
     distinct text is encoded once.
     """
+    # one token more than kept is encoded and stored: a longer text fills that column
+    longer = _encoded_rows(ann_file, texts, tokenizer, max_len + 1, cache_dir)
+    cut = longer[:, max_len + 2] != tokenizer.pad_id
+    ids = longer[:, :max_len + 2].copy()
+    ids[cut, max_len + 1] = tokenizer.eos_id
+    return ids, cut
+
+
+def _encoded_rows(ann_file, texts, tokenizer, max_len, cache_dir):
+    """``encode_padded(t, max_len)`` of every text, from the cache file when it holds them."""
     import numpy as np
     try:
         key = tokenizer_key(tokenizer)
