@@ -154,9 +154,7 @@ def measure(config, checkpoint, beam_size=5):
 
     torch.set_num_threads(1)
     cfg = Config.fromfile(config)
-    model = init_captioner(cfg, checkpoint)
-    # an SCST run deploys the captioner it fine-tuned
-    model = getattr(model, 'captioner', model)
+    model = init_captioner(cfg, checkpoint)  # an SCST run: the captioner it fine-tuned
     _, teacher, whole = build(config)
     with DefaultScope.overwrite_default_scope('capdistill'):
         dataset = DATASETS.build(cfg.test_dataloader.dataset)
