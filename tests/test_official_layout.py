@@ -141,3 +141,21 @@ def test_run_demo_prints_one_line_per_validation():
     assert summary_line('... - mmengine - INFO - Epoch(train) [3][10/66]  loss: 1.2') is None
     assert summary_line('x - mmengine - INFO - Saving checkpoint at 3 epochs') == \
         'Saving checkpoint at 3 epochs'
+
+
+def test_vatex_compact_config_builds_its_vocabulary_from_the_training_file(vatex_root):
+    cfg = Config.fromfile(os.path.join(
+        REPO, 'configs', 'sftcap', 'sftcap_l14-to-b32_clip-compact_1xb64-20e_vatex-official.py'))
+    tok = cfg.compact_tokenizer
+    assert tok.build_from.ann_file.endswith('annotation/' + VATEX_FILES['train'])
+    tok.vocab_file = os.path.join(vatex_root, 'annotation', 'vatex_compact_bpe.json')
+    tok.build_from.ann_file = os.path.join(vatex_root, 'annotation', VATEX_FILES['train'])
+    with DefaultScope.overwrite_default_scope('capdistill'):
+        for split in ('train', 'test'):
+            ds_cfg = cfg[f'{split}_dataloader'].dataset
+            ds_cfg.update(data_root=vatex_root, cache_dir=os.path.join(vatex_root, 'cache'),
+                          tokenizer=tok)
+            dataset = DATASETS.build(ds_cfg)
+            # the training file's words (all its videos), not CLIP's 49,408 tokens
+            assert 10 < dataset.tokenizer.vocab_size < 1000
+            assert os.path.isfile(tok.vocab_file)
