@@ -237,7 +237,7 @@ class CaptionDataset(BaseDataset):
             texts.extend(captions[vid])
         rows, cut = cached_token_ids(self.ann_file, texts, self.tokenizer, self.max_len,
                                      self.cache_dir)
-        cut[teacher_rows] = False  # copies of captions counted below already
+        cut[teacher_rows] = False  # a teacher caption repeats a training caption: count it once
         if cut.any():
             n = len(texts) - len(teacher_rows)
             print_log(f'{type(self).__name__} {self.split_file or self.split}: '
