@@ -149,6 +149,29 @@ def test_resolve_checkpoint_forms(tmp_path):
             resolve_checkpoint(str(tmp_path / 'empty' / last))
 
 
+def test_tools_take_a_checkpoint_named_as_a_config_names_one(tmp_path):
+    """tools/test.py, caption_video.py, export_student.py and deploy.py check their CONFIG
+    and CHECKPOINT through ``tool_inputs``: a file, or a run's best/latest/glob."""
+    from capdistill.utils.cli import tool_inputs
+    run = tmp_path / 'work_dirs' / 'run'
+    _save(run / 'epoch_3.pth')
+    _save(run / 'best_CIDEr_epoch_2.pth')
+    cfg = tmp_path / 'cfg.py'
+    cfg.write_text('x = 1\n')
+    best = str(run / 'best_CIDEr_epoch_2.pth')
+    assert tool_inputs(str(cfg), str(run / 'best')) == (str(cfg), best)
+    assert tool_inputs(str(cfg), str(run / 'latest'))[1] == str(run / 'epoch_3.pth')
+    assert tool_inputs(str(cfg), str(run / 'epoch_*.pth'))[1] == str(run / 'epoch_3.pth')
+    assert tool_inputs(str(cfg), str(run / 'epoch_3.pth'))[1] == str(run / 'epoch_3.pth')
+    with pytest.raises(FileNotFoundError, match='^Checkpoint file not found: .*epoch_4.pth$'):
+        tool_inputs(str(cfg), str(run / 'epoch_4.pth'))
+    with pytest.raises(FileNotFoundError, match='holds no best checkpoint'):
+        tool_inputs(str(cfg), str(tmp_path / 'best'))
+    with pytest.raises(FileNotFoundError, match='^Config file not found: '):
+        tool_inputs(str(tmp_path / 'nope.py'), str(run / 'epoch_3.pth'))
+    assert tool_inputs(str(run), None, config_folder=True) == (str(run), None)
+
+
 def test_teacher_from_a_glob_loads_the_highest_epoch_and_logs_it(tmp_path):
     records = []
     handler = logging.Handler()

@@ -41,7 +41,8 @@ def test_train_writes_checkpoint_and_metrics(trained_teacher):
 def test_test_tool_writes_predictions(trained_teacher, tmp_path):
     cfg, work = trained_teacher
     out = tmp_path / 'preds.json'
-    res = run_tool(['tools/test.py', cfg, str(work / 'epoch_1.pth'), '--work-dir',
+    # a run's checkpoint named as configs name a teacher's: <work dir>/best
+    res = run_tool(['tools/test.py', cfg, str(work / 'best'), '--work-dir',
                     str(tmp_path), '--out', str(out)])
     assert res.returncode == 0, res.stderr[-3000:]
     result = json.load(open(out))

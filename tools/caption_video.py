@@ -82,9 +82,8 @@ def main(argv=None):
     from capdistill.apis.extraction import encoder_from_options
     from capdistill.datasets.video_io import VideoReadError
 
-    for path, what in ((args.config, 'Config'), (args.checkpoint, 'Checkpoint')):
-        if path is not None and not (osp.isfile(path) or (what == 'Config' and osp.isdir(path))):
-            raise FileNotFoundError(f'{what} file not found: {path}')
+    from capdistill.utils.cli import tool_inputs
+    args.config, args.checkpoint = tool_inputs(args.config, args.checkpoint, config_folder=True)
     try:
         encoder = encoder_from_options(args.encoder, args.encoder_cfg,
                                            args.encoder_checkpoint)

@@ -43,9 +43,8 @@ def parse_args(argv=None):
 @friendly_main
 def main(argv=None):
     args = parse_args(argv)
-    for path, what in ((args.config, 'Config'), (args.checkpoint, 'Checkpoint')):
-        if path is not None and not osp.exists(path):
-            raise FileNotFoundError(f'{what} file not found: {path}')
+    from capdistill.utils.cli import tool_inputs
+    args.config, args.checkpoint = tool_inputs(args.config, args.checkpoint, config_folder=True)
     try:
         import onnx  # noqa: F401
         import onnxruntime  # noqa: F401

@@ -51,9 +51,6 @@ def check_order(config, checkpoint):
         return f'expected CONFIG (a .py config) first, got {config}; {usage}'
     if checkpoint.endswith('.py'):
         return f'expected CHECKPOINT (a .pth file) second, got the config {checkpoint}; {usage}'
-    for path, what in ((config, 'Config'), (checkpoint, 'Checkpoint')):
-        if not osp.isfile(path):
-            return f'{what} file not found: {path}'
     return None
 
 
@@ -74,6 +71,8 @@ def main(argv=None):
     if problem:
         print(f'error: {problem}', file=sys.stderr)
         sys.exit(1)
+    from capdistill.utils.cli import tool_inputs
+    args.config, args.checkpoint = tool_inputs(args.config, args.checkpoint)
     from capdistill.apis.export import export_student
     st_path, js_path = export_student(args.config, args.checkpoint, args.out, args.name,
                                       frame_encoder=encoder)

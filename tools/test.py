@@ -11,7 +11,7 @@ from capdistill.engine.setup import (add_common_args, build_runner, finish_distr
                                      load_config, setup_distributed)
 from capdistill.models.distillers import deploys_a_wrapped_captioner, student_only_config
 from capdistill.utils import trust_directory
-from capdistill.utils.cli import check_checkpoint_file, friendly_main
+from capdistill.utils.cli import check_checkpoint_file, friendly_main, tool_inputs
 
 
 def parse_args():
@@ -34,9 +34,7 @@ def parse_args():
 def main():
     capdistill.setup_runtime()  # compatibility patches, for this process only
     args = parse_args()
-    for path, what in ((args.config, 'Config'), (args.checkpoint, 'Checkpoint')):
-        if not osp.isfile(path):
-            raise FileNotFoundError(f'{what} file not found: {path}')
+    args.config, args.checkpoint = tool_inputs(args.config, args.checkpoint)
     if not args.checkpoint.endswith('.onnx'):  # an ONNX graph is no torch file
         check_checkpoint_file(args.checkpoint)
     cfg = load_config(args)

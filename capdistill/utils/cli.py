@@ -102,6 +102,26 @@ def _fail(exc):
     sys.exit(1)
 
 
+def tool_inputs(config, checkpoint=None, config_folder=False):
+    """A tool's CONFIG and CHECKPOINT arguments, checked before anything is built.
+
+    ``checkpoint`` may also name a run's checkpoint as a config's ``teacher_ckpt`` does
+    (``work_dirs/RUN/best``, ``work_dirs/RUN/latest``, a glob): the file it resolves to is
+    returned. ``config_folder``: an exported student's folder is a config too. Missing:
+    ``FileNotFoundError``, one line.
+    """
+    import glob
+
+    from capdistill.utils.checkpoint import resolve_checkpoint
+    if not (os.path.isfile(config) or (config_folder and os.path.isdir(config))):
+        raise FileNotFoundError(f'Config file not found: {config}')
+    if checkpoint is not None and not os.path.isfile(checkpoint):
+        if not (glob.has_magic(checkpoint) or os.path.basename(checkpoint) in ('best', 'latest')):
+            raise FileNotFoundError(f'Checkpoint file not found: {checkpoint}')
+        checkpoint = resolve_checkpoint(checkpoint, 'Checkpoint')
+    return config, checkpoint
+
+
 def check_checkpoint_file(path):
     """Refuse a file that cannot be a checkpoint before any run starts, in one line.
 
