@@ -14,7 +14,6 @@ folder the run's features were read from (``visual/clip_b32/frame_feature`` ->
 ``clip-b32``); ``--encoder``/``--encoder-cfg`` name it when neither says.
 """
 import argparse
-import os.path as osp
 import sys
 
 import capdistill
