@@ -1,4 +1,5 @@
 """Recorders, connectors, wiring checks, the teacher guard and the teacher cache."""
+import json
 import os
 
 import pytest
@@ -155,7 +156,7 @@ def test_teacher_cache_round_trip(tmp_path, monkeypatch):
     algo = _algo(**cfg)
     algo.eval()  # no dropout: both passes see the same student
     first = algo(*_batch(), mode='loss')
-    assert len(os.listdir(tmp_path / 'cache')) == 3
+    assert len([f for f in os.listdir(tmp_path / 'cache') if f.endswith('.safetensors')]) == 3
 
     def no_teacher(*a, **k):
         raise AssertionError('teacher ran although its outputs are cached')
@@ -170,6 +171,26 @@ def test_teacher_cache_round_trip(tmp_path, monkeypatch):
     algo_k(*_batch(), mode='loss')
     cached = algo_k(*_batch(), mode='loss')
     assert torch.isfinite(cached['distill.loss_kd'])
+
+
+def test_teacher_cache_of_another_teacher_stops_the_run(tmp_path):
+    """A cache folder holds one teacher's outputs: the same teacher reads it again, another
+    teacher (other weights, other top-k) is refused before it could read them."""
+    from capdistill.models.distillers.teacher_cache import TeacherCacheError
+    cfg = dict(distill_losses=dict(loss_kd=dict(type='WordKLLoss', tau=1.0)),
+               teacher_cache=dict(cache_dir=str(tmp_path / 'cache'), topk=3))
+    torch.manual_seed(0)
+    _algo(**cfg)(*_batch(), mode='loss')
+    signature = json.loads((tmp_path / 'cache' / 'teacher.json').read_text())
+    assert signature['topk'] == 3 and isinstance(signature['teacher_weights'], float)
+    torch.manual_seed(0)
+    _algo(**cfg)  # the same teacher (same weights): the folder is its own
+    torch.manual_seed(1)
+    with pytest.raises(TeacherCacheError, match=r'another teacher \(teacher_weights differ'):
+        _algo(**cfg)
+    torch.manual_seed(0)
+    with pytest.raises(TeacherCacheError, match=r'\(topk differ'):
+        _algo(**dict(cfg, teacher_cache=dict(cfg['teacher_cache'], topk=5)))
 
 
 def test_sequence_kd_decodes_each_video_once(tmp_path):

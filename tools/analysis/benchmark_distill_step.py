@@ -80,9 +80,12 @@ def _batches(cfg, n):
 
 
 def folder_bytes(path):
+    """Bytes and number of the cache's per-caption files under ``path``."""
     total = files = 0
     for root, _, names in os.walk(path):
         for name in names:
+            if not name.endswith('.safetensors'):
+                continue  # the folder's teacher.json is not a caption's
             total += os.path.getsize(os.path.join(root, name))
             files += 1
     return total, files

@@ -10,13 +10,15 @@ caption within its video). What is stored:
   ``topk=None`` stores the full distribution (``V`` floats per token).
 * every teacher recorder the losses use, at full size (one tensor per caption).
 
-Limits (documented, not checked): the cache is only right while the teacher's inputs
-for a caption do not change between epochs -- random frame sampling or feature
-augmentation make it stale -- and while the teacher checkpoint is the one it was
-written with (delete the folder after changing either). Reads are per file; for large
-datasets put the folder on a local disk.
+The folder belongs to the teacher that filled it: ``teacher.json`` records its weights'
+checksum, ``topk`` and the vocabularies (:meth:`TeacherCache.bind`), and a run whose teacher
+differs stops instead of reading another teacher's outputs. Limit (documented, not
+checked): the cache is only right while the teacher's inputs for a caption do not change
+between epochs -- random frame sampling or feature augmentation make it stale. Reads are
+per file; for large datasets put the folder on a local disk.
 """
 import hashlib
+import json
 import os
 import re
 
@@ -25,8 +27,15 @@ from safetensors.torch import load_file
 from safetensors.torch import save as safetensors_bytes
 
 from capdistill.utils.files import atomic_open
+from capdistill.utils.requirements import ModelConfigError
 
 FILL = -1e4
+#: the file that ties a cache folder to its teacher
+SIGNATURE = 'teacher.json'
+
+
+class TeacherCacheError(ModelConfigError):
+    """A cache folder written for another teacher (weights, top-k or vocabularies)."""
 
 
 def caption_key(video_id, tokens, pad_id=0):
@@ -56,6 +65,25 @@ class TeacherCache:
 
     def _path(self, key):
         return os.path.join(self.dir, key + '.safetensors')
+
+    def bind(self, signature):
+        """Tie the folder to the teacher whose outputs it holds (``signature``: a dict of
+        what decides them); a folder written under another signature stops the run."""
+        path = os.path.join(self.dir, SIGNATURE)
+        signature = dict(signature, topk=self.topk)
+        if os.path.isfile(path):
+            with open(path, encoding='utf-8') as f:
+                theirs = json.load(f)
+            differ = sorted(k for k in set(theirs) | set(signature)
+                            if theirs.get(k) != signature.get(k))
+            if differ:
+                raise TeacherCacheError(
+                    f'Teacher cache {self.dir} holds the outputs of another teacher '
+                    f'({", ".join(differ)} differ from this run\'s); delete the folder or '
+                    'give model.teacher_cache.cache_dir a new one.')
+            return
+        with atomic_open(path, 'w', encoding='utf-8') as f:
+            json.dump(signature, f, indent=1)
 
     def load(self, keys, total_len, vocab_size, names):
         """Batched tensors for ``keys`` or None when any caption is missing."""

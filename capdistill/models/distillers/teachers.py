@@ -81,6 +81,12 @@ def load_teacher_weights(model, path, what='Teacher checkpoint'):
     load_matching_state(model, state, f'{what} {path}')
 
 
+def _fingerprint(tokenizer):
+    """A tokenizer's vocabulary fingerprint, or None for one that cannot tell it."""
+    fingerprint = getattr(tokenizer, 'fingerprint', None)
+    return fingerprint() if callable(fingerprint) else None
+
+
 def mixture_logits(logits, weights, temperature=1.0):
     """Logits of the weighted mixture of several token distributions.
 
@@ -294,7 +300,7 @@ class Teachers:
 
     def bind(self, student):
         """Map each teacher's vocabulary onto a compact student's tokens (see
-        :mod:`.vocab_map`)."""
+        :mod:`.vocab_map`) and tie each teacher cache to the teacher and vocabularies."""
         for t in self:
             try:
                 t.vocab_map = VocabMap.build(student.tokenizer, t.model.tokenizer)
@@ -303,6 +309,10 @@ class Teachers:
                 if t.source != 'teacher':
                     where += f' and teacher {t.name!r}'
                 raise TeacherConfigError(f'{where}: {exc}') from None
+            if t.cache is not None:
+                t.cache.bind(dict(teacher_weights=t.checksum(),
+                                  teacher_vocabulary=_fingerprint(t.model.tokenizer),
+                                  student_vocabulary=_fingerprint(student.tokenizer)))
 
     def check_vocabularies(self, student, users):
         """``users``: teacher name -> the loss comparing it token by token with the
