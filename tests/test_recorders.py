@@ -195,6 +195,7 @@ def test_teacher_cache_of_another_teacher_stops_the_run(tmp_path):
 
 def test_sequence_kd_decodes_each_video_once(tmp_path):
     cache = tmp_path / 'seq.json'
+    torch.manual_seed(0)
     algo = _algo(seq_kd=dict(beam_size=2, cache_file=str(cache)),
                  distill_losses=dict(loss_seq=dict(type='SequenceKDLoss',
                                               inputs=dict(student='seq_logits',
@@ -207,11 +208,20 @@ def test_sequence_kd_decodes_each_video_once(tmp_path):
                                                                     beam_size=2)]
     algo(*_batch(), mode='loss')
     assert len(calls) == 1 and cache.is_file()
-    again = _algo(seq_kd=dict(cache_file=str(cache)),
-                  distill_losses=dict(loss_seq=dict(type='SequenceKDLoss',
-                                               inputs=dict(student='seq_logits',
-                                                           targets='seq_targets'))))
+    seq = dict(loss_seq=dict(type='SequenceKDLoss',
+                             inputs=dict(student='seq_logits', targets='seq_targets')))
+    torch.manual_seed(0)  # the same teacher reads the captions it decoded
+    again = _algo(seq_kd=dict(beam_size=2, cache_file=str(cache)), distill_losses=seq)
     assert set(again._seq_captions) == {'v0', 'v1', 'v2'}
+    # another teacher, or another beam, would train on captions it did not decode
+    from capdistill.models.distillers.teacher_cache import TeacherCacheError
+    torch.manual_seed(1)
+    with pytest.raises(TeacherCacheError, match=r'seq\.json holds the outputs of another '
+                                                r'teacher \(teacher_weights differ'):
+        _algo(seq_kd=dict(beam_size=2, cache_file=str(cache)), distill_losses=seq)
+    torch.manual_seed(0)
+    with pytest.raises(TeacherCacheError, match=r'\(beam_size differ'):
+        _algo(seq_kd=dict(beam_size=3, cache_file=str(cache)), distill_losses=seq)
 
 
 def test_isinstance_algorithm():

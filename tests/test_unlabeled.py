@@ -225,7 +225,7 @@ def test_seqkd_trains_on_20_percent_captioned_with_the_rest_unlabeled(demo, tmp_
     assert f'{len(cap)} captioned videos ({5 * len(cap)} samples) and {len(unl)} ' \
            f'unlabeled videos ({len(unl)} samples, x1' in log
     # the teacher captioned every training video, the unlabeled ones included
-    assert set(json.loads(cache.read_text())) == set(cap) | set(unl)
+    assert set(json.loads(cache.read_text())['captions']) == set(cap) | set(unl)
     assert 'distill.loss_seq' in log
 
 

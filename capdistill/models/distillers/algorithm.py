@@ -142,6 +142,8 @@ class DistillAlgorithm(BaseModel):
         self.teacher_check_interval = teacher_check_interval
         self._steps = 0
         self.teacher_captions = TeacherCaptions(**(seq_kd or {}))
+        if self.teacher_captions.cache_file and len(self.teachers):
+            self.teacher_captions.bind(self.teachers.primary.signature())
         self._seq_captions = self.teacher_captions.captions
         # a compact student's teacher scores sampled rows through the vocabulary map
         self.__dict__['_op_teacher'] = VocabMap.teacher_for(self.student, self.teacher) \

@@ -19,6 +19,7 @@ from torch import nn
 
 from capdistill.models.captioners.sampling import CaptionSampler
 from capdistill.utils.requirements import ModelConfigError
+from .teacher_cache import check_signature
 
 __all__ = ['TeacherCaptions', 'OnPolicySource', 'ONPOLICY_SIDE', 'OFF_POLICY',
            'build_onpolicy', 'pad_rows']
@@ -41,7 +42,8 @@ class TeacherCaptions:
     """The teacher's beam-search caption of each video, decoded once.
 
     Captions are kept in memory by video id and, with ``cache_file``, in a json file
-    (written atomically) that later runs read instead of decoding again.
+    (written atomically) that later runs read instead of decoding again. The file records
+    the teacher that decoded them (:meth:`bind`): another teacher stops the run.
 
     Args:
         beam_size (int): the teacher's beam width.
@@ -51,10 +53,24 @@ class TeacherCaptions:
     def __init__(self, beam_size=3, cache_file=None):
         self.beam_size = int(beam_size)
         self.cache_file = cache_file
-        self.captions = {}
+        self.captions, self.signature = {}, None
         if cache_file and os.path.isfile(cache_file):
             with open(cache_file) as f:
-                self.captions = json.load(f)
+                data = json.load(f)
+            # {"teacher": ..., "captions": {...}}; a file of captions alone predates the record
+            if isinstance(data, dict) and isinstance(data.get('captions'), dict):
+                self.signature, self.captions = data.get('teacher'), data['captions']
+            else:
+                self.captions = data
+
+    def bind(self, signature):
+        """Tie the captions to the teacher that decodes them (``signature``, see
+        :meth:`.FrozenTeacher.signature`); a file decoded by another teacher stops the run."""
+        signature = dict(signature, beam_size=self.beam_size)
+        if self.signature is not None:
+            check_signature(self.signature, signature, f'Sequence-KD captions {self.cache_file}',
+                            'model.seq_kd.cache_file')
+        self.signature = signature
 
     def texts(self, teacher, inputs, video_ids):
         """The captions of ``video_ids`` (rows of ``inputs``), decoding those not kept."""
@@ -88,7 +104,8 @@ class TeacherCaptions:
         os.makedirs(folder, exist_ok=True)
         tmp = f'{self.cache_file}.{os.getpid()}.tmp'
         with open(tmp, 'w') as f:
-            json.dump(self.captions, f, indent=0, sort_keys=True)
+            json.dump(dict(teacher=self.signature, captions=self.captions), f, indent=0,
+                      sort_keys=True)
         os.replace(tmp, self.cache_file)
 
 

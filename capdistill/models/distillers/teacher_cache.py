@@ -35,7 +35,17 @@ SIGNATURE = 'teacher.json'
 
 
 class TeacherCacheError(ModelConfigError):
-    """A cache folder written for another teacher (weights, top-k or vocabularies)."""
+    """A cache written for another teacher (weights, top-k or vocabularies)."""
+
+
+def check_signature(theirs, ours, what, key, kind='file'):
+    """Raise :class:`TeacherCacheError` when a cache's recorded teacher ``theirs`` is not
+    this run's ``ours`` (``what`` names the cache, ``key`` the config key to change)."""
+    differ = sorted(k for k in set(theirs) | set(ours) if theirs.get(k) != ours.get(k))
+    if differ:
+        raise TeacherCacheError(
+            f'{what} holds the outputs of another teacher ({", ".join(differ)} differ from '
+            f"this run's); delete the {kind} or give {key} a new one.")
 
 
 def caption_key(video_id, tokens, pad_id=0):
@@ -73,14 +83,8 @@ class TeacherCache:
         signature = dict(signature, topk=self.topk)
         if os.path.isfile(path):
             with open(path, encoding='utf-8') as f:
-                theirs = json.load(f)
-            differ = sorted(k for k in set(theirs) | set(signature)
-                            if theirs.get(k) != signature.get(k))
-            if differ:
-                raise TeacherCacheError(
-                    f'Teacher cache {self.dir} holds the outputs of another teacher '
-                    f'({", ".join(differ)} differ from this run\'s); delete the folder or '
-                    'give model.teacher_cache.cache_dir a new one.')
+                check_signature(json.load(f), signature, f'Teacher cache {self.dir}',
+                                'model.teacher_cache.cache_dir', 'folder')
             return
         with atomic_open(path, 'w', encoding='utf-8') as f:
             json.dump(signature, f, indent=1)

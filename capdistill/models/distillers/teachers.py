@@ -145,6 +145,11 @@ class FrozenTeacher:
     def reset_checksum(self):
         self._sum = self.checksum()
 
+    def signature(self):
+        """What decides this teacher's outputs, for the caches that keep them."""
+        return dict(teacher_weights=self.checksum(),
+                    teacher_vocabulary=_fingerprint(self.model.tokenizer))
+
     def check(self):
         """Raise :class:`TeacherChangedError` if the weights or the frozen state changed."""
         if any(p.requires_grad for p in self.model.parameters()) or self.model.training:
@@ -310,8 +315,7 @@ class Teachers:
                     where += f' and teacher {t.name!r}'
                 raise TeacherConfigError(f'{where}: {exc}') from None
             if t.cache is not None:
-                t.cache.bind(dict(teacher_weights=t.checksum(),
-                                  teacher_vocabulary=_fingerprint(t.model.tokenizer),
+                t.cache.bind(dict(t.signature(),
                                   student_vocabulary=_fingerprint(student.tokenizer)))
 
     def check_vocabularies(self, student, users):
