@@ -182,7 +182,7 @@ def test_teacher_cache_of_another_teacher_stops_the_run(tmp_path):
     torch.manual_seed(0)
     _algo(**cfg)(*_batch(), mode='loss')
     signature = json.loads((tmp_path / 'cache' / 'teacher.json').read_text())
-    assert signature['topk'] == 3 and isinstance(signature['teacher_weights'], float)
+    assert signature['topk'] == 3 and len(signature['teacher_weights']) == 20
     torch.manual_seed(0)
     _algo(**cfg)  # the same teacher (same weights): the folder is its own
     torch.manual_seed(1)

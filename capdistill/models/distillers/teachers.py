@@ -25,6 +25,7 @@ is one teacher named ``'teacher'`` whose tensors keep their plain names (``t_log
 listed is the primary one: it decodes the sequence-KD captions (``seq_*``), scores the
 on-policy rows (``op_t_logits``) and is ``algorithm.teacher``.
 """
+import hashlib
 import os
 import re
 
@@ -145,9 +146,16 @@ class FrozenTeacher:
     def reset_checksum(self):
         self._sum = self.checksum()
 
+    @torch.no_grad()
     def signature(self):
-        """What decides this teacher's outputs, for the caches that keep them."""
-        return dict(teacher_weights=self.checksum(),
+        """What decides this teacher's outputs, for the caches that keep them: a digest
+        of its weights' bytes (the same on any device and thread count) and vocabulary."""
+        digest = hashlib.sha1()
+        for name, value in self.model.state_dict().items():
+            digest.update(f'{name}:{value.dtype}:{tuple(value.shape)};'.encode())
+            digest.update(value.detach().cpu().contiguous().reshape(-1).view(torch.uint8)
+                          .numpy().tobytes())
+        return dict(teacher_weights=digest.hexdigest()[:20],
                     teacher_vocabulary=_fingerprint(self.model.tokenizer))
 
     def check(self):
