@@ -18,7 +18,9 @@ def setup_runtime():
       them, so ``resume``/``load_from`` fail);
     * local files (checkpoints, ``last_checkpoint``) are written atomically;
     * ``HF_HUB_OFFLINE=1`` unless already set (nothing downloads at run time);
-    * a CUDA torchvision wheel beside a CPU torch imports again (no-op elsewhere);
+    * a CUDA torchvision wheel beside a CPU torch imports again (no-op elsewhere), and
+      torchvision is not imported until something uses it (mmengine's environment log
+      reads its version from its ``version.py``);
     * a config's text is formatted (yapf) once per distinct text instead of at every
       log line and checkpoint.
 

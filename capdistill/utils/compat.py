@@ -11,28 +11,86 @@ import torch
 
 
 def patch_torchvision():
-    """Let a CUDA torchvision wheel import beside a CPU torch.
+    """Let a CUDA torchvision wheel import beside a CPU torch, without importing it.
 
     PyPI's torchvision registers fake kernels for ``nms``/``qnms`` whose schemas the
     CPU torch lacks, so ``import torchvision`` fails, and with it open_clip, timm and
     mmengine's Runner. Defining the two schemas first is enough; torchvision's
-    compiled ops stay unavailable, and nothing here needs them.
+    compiled ops stay unavailable, and nothing here needs them. Whether they are needed
+    is told by loading its compiled ops as its own import would: importing torchvision
+    itself costs ~0.8 s of start-up that most runs never use.
     """
+    folder = _torchvision_folder()
+    if 'torchvision' in sys.modules or folder is None:
+        return
+    import glob
+    for lib_file in glob.glob(os.path.join(folder, '_C.*')):
+        try:
+            torch.ops.load_library(lib_file)
+            return  # its ops load: it imports as it is
+        except (OSError, RuntimeError):
+            pass
     try:
-        import torchvision  # noqa: F401
-        return
-    except RuntimeError as exc:
-        if 'torchvision::nms' not in str(exc):
-            raise
-    except ImportError:
-        return
-    for name in [m for m in sys.modules if m == 'torchvision' or m.startswith('torchvision.')]:
-        del sys.modules[name]
+        torch._C._get_schema('torchvision::nms', '')
+        return  # defined already (by an earlier call)
+    except RuntimeError:
+        pass
     lib = torch.library.Library('torchvision', 'FRAGMENT')
     lib.define('nms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor')
     lib.define('qnms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor')
     patch_torchvision._lib = lib  # the schemas live as long as this object
-    import torchvision  # noqa: F401,F811
+
+
+def _torchvision_folder():
+    """The installed torchvision package's folder (found, not imported), or None."""
+    import importlib.util
+    spec = importlib.util.find_spec('torchvision')
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return list(spec.submodule_search_locations)[0]
+
+
+def _torchvision_version():
+    """torchvision's ``__version__`` (with its build tag, e.g. ``+cu130``), read from its
+    ``version.py`` without importing it; None when it is not installed."""
+    import re
+    folder = _torchvision_folder()
+    if folder is None:
+        return None
+    try:
+        with open(os.path.join(folder, 'version.py'), encoding='utf-8') as f:
+            found = re.search(r"^__version__ = ['\"]([^'\"]+)['\"]", f.read(), re.M)
+    except OSError:
+        return None
+    return found.group(1) if found else None
+
+
+def patch_environment_log():
+    """mmengine's environment log imports torchvision for its version: read it from
+    torchvision's ``version.py`` instead, so a run that never uses torchvision does not
+    load it."""
+    import types
+
+    import mmengine.runner.runner as runner_module
+    collect_env = runner_module.collect_env
+    if getattr(collect_env, '_capdistill_patched', False):
+        return
+
+    def collect_env_without_torchvision():
+        found = None if 'torchvision' in sys.modules else _torchvision_version()
+        if found is None:
+            return collect_env()
+        stand_in = types.ModuleType('torchvision')
+        stand_in.__version__ = found
+        sys.modules['torchvision'] = stand_in  # what ``import torchvision`` finds there
+        try:
+            return collect_env()
+        finally:
+            if sys.modules.get('torchvision') is stand_in:
+                del sys.modules['torchvision']
+
+    collect_env_without_torchvision._capdistill_patched = True
+    runner_module.collect_env = collect_env_without_torchvision
 
 
 def patch_checkpoint_loader():
@@ -134,6 +192,7 @@ def apply_all():
     """Every patch above, plus ``HF_HUB_OFFLINE=1`` unless the caller set it."""
     os.environ.setdefault('HF_HUB_OFFLINE', '1')
     patch_torchvision()
+    patch_environment_log()
     patch_checkpoint_loader()
     patch_atomic_local_writes()
     patch_config_formatting()
