@@ -103,6 +103,10 @@ def test_run_guards_stay_when_a_config_lists_its_own_hooks(tmp_path, tiny_root):
     # mmengine's own default hooks keep mmengine's meaning of None
     names = _hook_names(read_config(path, {'default_hooks.checkpoint': None}), tmp_path / 'c')
     assert 'CheckpointHook' not in names and guards <= set(names)
+    # a misspelled name would switch nothing off: one line naming the close ones
+    from capdistill.engine.config_check import ConfigError
+    with pytest.raises(ConfigError, match="default_hooks.finite_los.*'default_hooks.finite_loss'"):
+        _hook_names(read_config(path, {'default_hooks.finite_los': None}), tmp_path / 'd')
 
 
 def test_a_runner_of_a_shipped_base_refuses_another_configs_checkpoint(tmp_path, tiny_root):

@@ -121,21 +121,26 @@ class _ProcessWording:
         return True
 
 
-#: the default hooks mmengine itself defines; a None entry of any other name (capdistill's run
-#: guards in configs/_base_/default_runtime.py) switches that hook off here, where mmengine
-#: would stop on an assertion
+#: the default hooks mmengine itself defines (a None entry is mmengine's to drop) ...
 _MMENGINE_DEFAULT_HOOKS = ('runtime_info', 'timer', 'sampler_seed', 'logger', 'param_scheduler',
                            'checkpoint')
+#: ... and capdistill's (configs/_base_/default_runtime.py), dropped here: mmengine would stop
+#: on a bare assertion
+_CAPDISTILL_DEFAULT_HOOKS = ('epoch_seed', 'finite_loss', 'data_requirements',
+                             'checkpoint_match')
 
 
 def build_runner(cfg):
     """``Runner.from_cfg(cfg)``, with a log that says processes, not GPUs, on CPU, and
     ``default_hooks=dict(<name>=None)`` switching off any default hook."""
     from mmengine.runner import Runner
-    hooks = cfg.get('default_hooks')
-    if hooks:
-        for name in [n for n, h in hooks.items() if h is None and n not in _MMENGINE_DEFAULT_HOOKS]:
-            hooks.pop(name)
+    hooks = cfg.get('default_hooks') or {}
+    for name in [n for n, h in hooks.items() if h is None and n not in _MMENGINE_DEFAULT_HOOKS]:
+        if name not in _CAPDISTILL_DEFAULT_HOOKS:  # a misspelled name would switch nothing off
+            from .config_check import _unknown
+            raise _unknown('default_hooks', name,
+                           _MMENGINE_DEFAULT_HOOKS + _CAPDISTILL_DEFAULT_HOOKS, 'default_hooks')
+        hooks.pop(name)
 
     class CapdistillRunner(Runner):
 

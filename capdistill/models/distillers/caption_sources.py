@@ -18,6 +18,7 @@ from mmengine.dist import get_rank
 from torch import nn
 
 from capdistill.models.captioners.sampling import CaptionSampler
+from capdistill.utils.files import atomic_open
 from capdistill.utils.requirements import ModelConfigError
 from .teacher_cache import check_signature
 
@@ -100,13 +101,9 @@ class TeacherCaptions:
     def _save(self):
         if not self.cache_file:
             return
-        folder = os.path.dirname(os.path.abspath(self.cache_file))
-        os.makedirs(folder, exist_ok=True)
-        tmp = f'{self.cache_file}.{os.getpid()}.tmp'
-        with open(tmp, 'w') as f:
+        with atomic_open(self.cache_file, 'w', encoding='utf-8') as f:
             json.dump(dict(teacher=self.signature, captions=self.captions), f, indent=0,
                       sort_keys=True)
-        os.replace(tmp, self.cache_file)
 
 
 def _device(inputs):
