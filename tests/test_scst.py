@@ -17,6 +17,7 @@ from pycocoevalcap.cider.cider import Cider
 from capdistill.apis.export import export_student, load_exported_student
 from capdistill.models.captioners.scst import CiderDReward
 from capdistill.registry import MODELS
+from capdistill.utils.checkpoint import CheckpointError
 from conftest import REPO, free_port, make_tiny_dataset, run_tool, write_tiny_config
 
 DISTILL = ("dict(type='DistillAlgorithm', student=_student, teacher=_teacher, "
@@ -267,6 +268,20 @@ def test_runner_fine_tunes_a_distilled_student(tiny_root, tmp_path):
     # the test split is the validation split here: the scores of the run's own validation
     assert len(val) >= 3 and val['Bleu_1'] > 0, val
     assert {k: scores[k] for k in val} == pytest.approx(val, abs=1e-4)
+
+    # resuming needs the run's own checkpoint only, not the (removed) start weights
+    from capdistill.engine.setup import build_runner
+    cfg.resume, cfg.train_cfg = True, dict(by_epoch=True, max_epochs=2, val_interval=5)
+    resumed = build_runner(cfg)
+    assert resumed.model.captioner is not None and cfg.model.student_ckpt is None
+    resumed.train()
+    assert int(resumed.model.sample_step) == 12
+    assert osp.isfile(tmp_path / 'scst' / 'epoch_2.pth')
+    # a resume that finds no checkpoint yet starts from student_ckpt, as a new run does
+    fresh = unformatted(str(tmp_path / 'scst.py'))
+    fresh.work_dir, fresh.resume = str(tmp_path / 'scst_new'), True
+    with pytest.raises(CheckpointError, match='student_ckpt not found'):
+        build_runner(fresh)
 
 
 def test_scst_configs_name_a_distilled_student():

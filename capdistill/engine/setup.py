@@ -130,10 +130,38 @@ _CAPDISTILL_DEFAULT_HOOKS = ('epoch_seed', 'finite_loss', 'data_requirements',
                              'checkpoint_match')
 
 
+def resumed_checkpoint(cfg):
+    """The checkpoint a ``resume=True`` run continues from, as mmengine picks it:
+    ``load_from``, else the latest one of the work dir; None when nothing is resumed."""
+    if not cfg.get('resume'):
+        return None
+    if cfg.get('load_from'):
+        return cfg.load_from
+    from mmengine.runner import find_latest_checkpoint
+    return find_latest_checkpoint(cfg.work_dir) if cfg.get('work_dir') else None
+
+
+def skip_start_weights_on_resume(cfg):
+    """A resumed run takes every weight from its checkpoint, so ``model.student_ckpt``
+    (the weights a distillation or SCST run starts from) is not loaded: a start
+    checkpoint moved or deleted since does not stop the resume. A ``resume`` that finds
+    no checkpoint yet starts from ``student_ckpt`` as a new run does."""
+    ckpt = resumed_checkpoint(cfg)
+    model = cfg.get('model')
+    if ckpt and isinstance(model, dict) and model.get('student_ckpt') is not None:
+        from mmengine.logging import print_log
+        print_log(f'resuming from {ckpt}: model.student_ckpt ({model["student_ckpt"]}) is '
+                  'not loaded; the checkpoint holds the student.', logger='current')
+        model['student_ckpt'] = None
+    return cfg
+
+
 def build_runner(cfg):
-    """``Runner.from_cfg(cfg)``, with a log that says processes, not GPUs, on CPU, and
-    ``default_hooks=dict(<name>=None)`` switching off any default hook."""
+    """``Runner.from_cfg(cfg)``, with a log that says processes, not GPUs, on CPU,
+    ``default_hooks=dict(<name>=None)`` switching off any default hook, and a resumed
+    run not loading the start weights its checkpoint replaces."""
     from mmengine.runner import Runner
+    skip_start_weights_on_resume(cfg)
     hooks = cfg.get('default_hooks') or {}
     for name in [n for n, h in hooks.items() if h is None and n not in _MMENGINE_DEFAULT_HOOKS]:
         if name not in _CAPDISTILL_DEFAULT_HOOKS:  # a misspelled name would switch nothing off
