@@ -157,6 +157,8 @@ def test_teacher_cache_round_trip(tmp_path, monkeypatch):
     algo.eval()  # no dropout: both passes see the same student
     first = algo(*_batch(), mode='loss')
     assert len([f for f in os.listdir(tmp_path / 'cache') if f.endswith('.safetensors')]) == 3
+    algo(*_batch(), mode='loss')  # the first batch read is checked against the teacher
+    assert algo.teacher_cache.verified_batches == 1
 
     def no_teacher(*a, **k):
         raise AssertionError('teacher ran although its outputs are cached')
@@ -171,6 +173,43 @@ def test_teacher_cache_round_trip(tmp_path, monkeypatch):
     algo_k(*_batch(), mode='loss')
     cached = algo_k(*_batch(), mode='loss')
     assert torch.isfinite(cached['distill.loss_kd'])
+
+
+@pytest.mark.parametrize('topk', [None, 3])
+def test_teacher_cache_gone_stale_stops_the_run(tmp_path, topk):
+    """Teacher inputs that change between epochs (here: other teacher features for the
+    same captions, as random frame sampling or augmentation would give) make the cached
+    outputs wrong: the checked read stops the run instead of training on them."""
+    from capdistill.models.distillers.teacher_cache import TeacherCacheError
+    cfg = dict(FEAT, distill_losses=dict(FEAT['distill_losses'],
+                                         loss_kd=dict(type='WordKLLoss', tau=1.0)),
+               teacher_cache=dict(cache_dir=str(tmp_path / 'cache'), topk=topk))
+    torch.manual_seed(0)  # the same teacher weights in each build below
+    algo = _algo(**cfg)
+    algo(*_batch(), mode='loss')                       # fills the cache
+    inputs, samples = _batch()
+    moved = dict(inputs, teacher_feats=inputs['teacher_feats'] + 0.5)
+    with pytest.raises(TeacherCacheError, match=r'cached t(_logits)? of caption v\d-\w+ '
+                       r'differ from what the teacher computes now.*model\.teacher_cache=None'):
+        algo(moved, samples, mode='loss')
+    # unchanged inputs pass the check; verify_every=0 never runs the teacher on a read
+    torch.manual_seed(0)
+    again = _algo(**cfg)
+    again(*_batch(), mode='loss')
+    assert again.teacher_cache.verified_batches == 1
+    torch.manual_seed(0)
+    unchecked = _algo(**dict(cfg, teacher_cache=dict(cfg['teacher_cache'], verify_every=0)))
+    unchecked(moved, samples, mode='loss')
+    assert unchecked.teacher_cache.verified_batches == 0
+
+
+def test_teacher_cache_check_schedule(tmp_path):
+    from capdistill.models.distillers.teacher_cache import TeacherCache
+    cache = TeacherCache(str(tmp_path), verify_every=4)
+    assert [cache.due_for_check() for _ in range(9)] == [True, False, False, True, False,
+                                                         False, False, True, False]
+    with pytest.raises(ValueError, match='verify_every must be an integer >= 0'):
+        TeacherCache(str(tmp_path), verify_every=-1)
 
 
 def test_teacher_cache_of_another_teacher_stops_the_run(tmp_path):

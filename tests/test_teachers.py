@@ -149,6 +149,9 @@ def test_teacher_cache_is_kept_per_teacher(tmp_path, monkeypatch):
         assert (cache / name / 'teacher.json').is_file()
         assert len([f for f in os.listdir(cache / name) if f.endswith('.safetensors')]) == 3
 
+    algo(*_batch(), mode='loss')  # the first batch read is checked against the teachers
+    assert all(t.cache.verified_batches == 1 for t in algo.teachers)
+
     def no_teacher(*a, **k):
         raise AssertionError('a teacher ran although its outputs are cached')
 

@@ -121,8 +121,8 @@ def main(argv=None):
 
     fill = sum(step('kd+cache', b) for b in batches)  # writes the cache
     size, files = folder_bytes(cache_dir)
-    for b in batches:  # warm-up of the other two
-        step('plain', b), step('kd', b)
+    for b in batches:  # warm-up; the cache's first read is also checked by the teacher
+        step('plain', b), step('kd', b), step('kd+cache', b)
     times = {k: [] for k in models}
     for _ in range(args.repeats):
         for b in batches:
@@ -137,6 +137,7 @@ def main(argv=None):
                ratio_kd_cache=med['kd+cache'] / med['plain'], cache_fill_s=fill,
                captions=captions, cache_files=files, cache_bytes=size,
                cache_bytes_per_1000_captions=per_k, hits=cache.hits, misses=cache.misses,
+               checked_batches=cache.verified_batches,
                topk=args.topk)
     print(f'distill step, batch {len(batches[0]["data_samples"]["video_id"])}, '
           f'{len(batches)} batches x {args.repeats} interleaved passes (medians):')

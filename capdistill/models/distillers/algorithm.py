@@ -79,9 +79,9 @@ class DistillAlgorithm(BaseModel):
             In these three dicts an entry set to None is left out (a term switched off).
         student_loss_weight (float): weight of the student's own caption loss.
         teacher_check_interval (int): steps between teacher checksums (0: never).
-        teacher_cache (dict, optional): ``dict(cache_dir, topk=32, mode='auto')`` caches
-            the teacher outputs the losses use (several teachers: a sub-folder each),
-            see :mod:`.teacher_cache`.
+        teacher_cache (dict, optional): ``dict(cache_dir, topk=32, mode='auto',
+            verify_every=100)`` caches the teacher outputs the losses use (several
+            teachers: a sub-folder each), see :mod:`.teacher_cache`.
         seq_kd (dict, optional): ``dict(beam_size=3, cache_file=None)``: how the
             teacher captions of ``seq_*`` are decoded (once per video, then kept in
             memory and, with ``cache_file``, in a json file reused by later runs).
@@ -376,10 +376,11 @@ class DistillAlgorithm(BaseModel):
                 teacher_tokens=lambda: self._teacher_caption_tokens(
                     inputs, data_samples, tokens.device)))
         if not self._checked_recorders:
+            # a teacher recorder read from the cache did not fire this step; one the
+            # teacher computes raises in get() when its module is off the forward path
             uncached = not any(t.cache for t in self.teachers)
             self.recorders.check_fired([n for n in self.recorders
-                                        if self.recorders.source(n) == 'student'
-                                        or n in tensors or uncached])
+                                        if self.recorders.source(n) == 'student' or uncached])
             self._checked_recorders = True
         for name in self.distill_losses:
             losses[f'distill.{name}'] = self._loss_term(name, tensors, inputs, data_samples)

@@ -12,10 +12,12 @@ caption within its video). What is stored:
 
 The folder belongs to the teacher that filled it: ``teacher.json`` records its weights'
 checksum, ``topk`` and the vocabularies (:meth:`TeacherCache.bind`), and a run whose teacher
-differs stops instead of reading another teacher's outputs. Limit (documented, not
-checked): the cache is only right while the teacher's inputs for a caption do not change
-between epochs -- random frame sampling or feature augmentation make it stale. Reads are
-per file; for large datasets put the folder on a local disk.
+differs stops instead of reading another teacher's outputs. The cache is only right while
+the teacher's inputs for a caption stay the same between epochs: random frame sampling,
+feature augmentation or re-extracted features make it stale. So the first batch read from
+it, and every ``verify_every``-th after, is also computed by the teacher and compared
+(:meth:`TeacherCache.verify`); outputs that differ stop the run. Reads are per file; for
+large datasets put the folder on a local disk.
 """
 import hashlib
 import json
@@ -64,14 +66,25 @@ class TeacherCache:
         mode (str): ``'auto'`` (read what exists, compute and write the rest),
             ``'write'`` (always compute and overwrite) or ``'read'`` (every caption
             must be cached; a missing one is an error).
+        verify_every (int): the first batch read from the cache and every
+            ``verify_every``-th after are also run through the teacher and compared
+            (one teacher forward per that many cached batches); 0 never checks.
+        tolerance (float): outputs agree when ``|live - cached| <= tolerance * (1 +
+            |cached|)`` everywhere (float32 and mixed-precision rounding stay far below).
     """
 
-    def __init__(self, cache_dir, topk=32, mode='auto'):
+    def __init__(self, cache_dir, topk=32, mode='auto', verify_every=100, tolerance=1e-2):
         if mode not in ('auto', 'write', 'read'):
             raise ValueError(f"teacher_cache mode must be 'auto', 'write' or 'read', not {mode!r}.")
+        if not isinstance(verify_every, int) or isinstance(verify_every, bool) \
+                or verify_every < 0:
+            raise ValueError('teacher_cache verify_every must be an integer >= 0 (0: never '
+                             f'compare with the teacher), not {verify_every!r}.')
         self.dir, self.topk, self.mode = cache_dir, topk, mode
+        self.verify_every, self.tolerance = verify_every, float(tolerance)
         os.makedirs(cache_dir, exist_ok=True)
         self.hits = self.misses = 0
+        self.read_batches = self.verified_batches = 0
 
     def _path(self, key):
         return os.path.join(self.dir, key + '.safetensors')
@@ -113,6 +126,32 @@ class TeacherCache:
             if name != 't_logits':
                 out[name] = torch.stack([item[name] for item in items])
         return out
+
+    def due_for_check(self):
+        """Count a batch read from the cache; True when the teacher should check it."""
+        self.read_batches += 1
+        n, every = self.read_batches, self.verify_every
+        return bool(every) and (n == 1 or n % every == 0)
+
+    def verify(self, keys, cached, live):
+        """Stop the run when the teacher's outputs ``live`` for captions ``keys`` are not
+        the ``cached`` ones (the cached top-k logits and every cached tensor)."""
+        self.verified_batches += 1
+        for name, value in cached.items():
+            now = live[name].to(device=value.device, dtype=torch.float32)
+            kept = value > FILL / 2 if name == 't_logits' else torch.ones_like(value, dtype=bool)
+            excess = ((now - value).abs() - self.tolerance * (1 + value.abs())) * kept
+            if excess.max() <= 0:
+                continue
+            row = int(excess.reshape(len(keys), -1).max(1).values.argmax())
+            diff = float(((now - value).abs() * kept)[row].max())
+            raise TeacherCacheError(
+                f'Teacher cache {self.dir}: the cached {name} of caption {keys[row]} differ '
+                f'from what the teacher computes now (by up to {diff:.3g}). The teacher\'s '
+                'inputs for a caption changed since the cache was written: random frame '
+                'sampling or feature augmentation in the training pipeline, or features '
+                're-extracted. Train without the cache (model.teacher_cache=None), make those '
+                'inputs the same every epoch, or delete the folder after re-extracting.')
 
     def save(self, keys, lengths, tensors):
         """Write one file per caption; ``tensors`` are batched teacher outputs."""

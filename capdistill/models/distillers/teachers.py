@@ -187,15 +187,18 @@ class FrozenTeacher:
 
     def outputs(self, names, run, video_ids, tokens, mask, vocab_size, pad_id):
         """This teacher's tensors ``names`` (base names and recorder names) of a batch,
-        read from its cache when every caption is there, else computed by ``run()``
-        (a callable returning them) and written to the cache. ``tokens`` are the
-        student's rows (``pad_id`` its PAD), ``vocab_size`` that of ``t_logits``."""
+        read from its cache when every caption is there (now and then checked against
+        ``run()``), else computed by ``run()`` (a callable returning them) and written to
+        the cache. ``tokens`` are the student's rows (``pad_id`` its PAD), ``vocab_size``
+        that of ``t_logits``."""
         cache, keys = self.cache, None
         if cache is not None:
             keys = [caption_key(v, t, pad_id) for v, t in zip(video_ids, tokens.tolist())]
             cached = cache.load(keys, tokens.shape[1] - 1,
                                 vocab_size if 't_logits' in names else None, names)
             if cached is not None:
+                if cache.due_for_check():
+                    cache.verify(keys, cached, run())
                 return {k: v.to(tokens.device) for k, v in cached.items()}
         out = run()
         if cache is not None:
