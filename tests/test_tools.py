@@ -1,6 +1,7 @@
 """The command-line tools, run as real subprocesses on a tiny dataset."""
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -8,7 +9,7 @@ import sys
 import pytest
 import torch
 
-from conftest import REPO, make_tiny_dataset, run_tool, write_tiny_config
+from conftest import REPO, free_port, make_tiny_dataset, run_tool, write_tiny_config
 
 CAPDEMO_STUDENT = os.path.join(REPO, 'configs/kd/baseline_student_grid8_1xb64-6e_capdemo.py')
 
@@ -112,6 +113,23 @@ def test_dist_train_two_processes_on_cpu(tiny_root, tmp_path):
     # 24 training captions / (2 processes x batch 4) = 3 iterations per process
     assert 'Epoch(train) [1][3/3]' in log
     assert (tmp_path / 'epoch_1.pth').is_file()
+
+
+def test_dist_train_failing_in_every_rank_ends_in_one_line(tiny_root, tmp_path):
+    """Each rank says what is wrong; the launcher adds one line, not torchrun's traceback."""
+    cfg = write_tiny_config(tmp_path / 'teacher.py', tiny_root)
+    env = dict(PYTHON=sys.executable, PORT=str(free_port()))
+    res = run_tool(['bash', 'tools/dist_train.sh', cfg, '2', '--work-dir', str(tmp_path),
+                    '--cfg-options', f'train_dataloader.dataset.data_root={tmp_path}/nowhere'],
+                   env=env)
+    assert res.returncode == 1
+    lines = [ln for ln in res.stderr.strip().splitlines() if ln.startswith('error: ')]
+    # the first rank to fail says why (the launcher may stop the other before it does)
+    assert 2 <= len(lines) <= 3 and all('nowhere' in ln for ln in lines[:-1]), res.stderr
+    assert res.stderr.strip().splitlines()[-1] == lines[-1]
+    assert re.match(r"error: train\.py failed in rank [01] \((exit code 1|killed by SIG\w+)\)"
+                    r".*; each rank's own message is above\.$", lines[-1]), lines[-1]
+    assert 'Traceback' not in res.stderr and 'ChildFailedError' not in res.stderr
 
 
 @pytest.mark.parametrize('case', ['config', 'teacher', 'feature', 'type'])

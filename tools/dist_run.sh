@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Usage: bash tools/dist_run.sh SCRIPT NPROC_PER_NODE [script args]
-# Runs tools/SCRIPT under torchrun with --launcher pytorch; shared by dist_train.sh and
-# dist_test.sh. Multi-node: set NNODES, NODE_RANK, MASTER_ADDR (and PORT) on every node.
+# Runs tools/SCRIPT under torchrun with --launcher pytorch (capdistill.utils.launch: a
+# failed run ends in one line); shared by dist_train.sh and dist_test.sh.
+# Multi-node: set NNODES, NODE_RANK, MASTER_ADDR (and PORT) on every node.
 # Python: $PYTHON, else the active virtualenv's, else this checkout's .venv (tools/_python.sh).
 set -euo pipefail
 if [ $# -lt 2 ]; then
@@ -22,7 +23,7 @@ if [ ! -f "$HERE/$SCRIPT" ]; then
 fi
 source "$HERE/_python.sh"
 PYTHONPATH="$HERE/..:${PYTHONPATH:-}" \
-"$PYTHON" -m torch.distributed.run \
+"$PYTHON" -m capdistill.utils.launch \
     --nnodes="${NNODES:-1}" --node_rank="${NODE_RANK:-0}" \
     --master_addr="${MASTER_ADDR:-127.0.0.1}" --master_port="${PORT:-29500}" \
     --nproc_per_node="$NPROC" "$HERE/$SCRIPT" "${@:3}" --launcher pytorch
