@@ -26,7 +26,8 @@ def parse_args(argv=None):
     from capdistill.apis.extraction import ENCODER_PRESETS
     parser = argparse.ArgumentParser(description='Export a student as safetensors + json')
     parser.add_argument('config', help="the run's config (.py; distillation or captioner)")
-    parser.add_argument('checkpoint', help='full mmengine checkpoint of the run (.pth)')
+    parser.add_argument('checkpoint', help='full mmengine checkpoint of the run (.pth), or '
+                        'work_dirs/RUN/best, work_dirs/RUN/latest or a glob')
     parser.add_argument('--out', required=True, help='output folder')
     parser.add_argument('--name', help='file name stem (default: the config name)')
     enc = parser.add_mutually_exclusive_group()

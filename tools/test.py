@@ -17,7 +17,8 @@ from capdistill.utils.cli import check_checkpoint_file, friendly_main, tool_inpu
 def parse_args():
     parser = argparse.ArgumentParser(description='Test a model')
     parser.add_argument('config', help='test config file path')
-    parser.add_argument('checkpoint', help='checkpoint file')
+    parser.add_argument('checkpoint', help='checkpoint file, or work_dirs/RUN/best, '
+                        'work_dirs/RUN/latest or a glob')
     parser.add_argument('--work-dir', help='where logs and results go')
     parser.add_argument('--out', help='write predictions, per-video scores and the aggregate '
                                       'to this json (default <work-dir>/predictions.json)')
