@@ -84,7 +84,7 @@ class TeacherCache:
         self.verify_every, self.tolerance = verify_every, float(tolerance)
         os.makedirs(cache_dir, exist_ok=True)
         self.hits = self.misses = 0
-        self.read_batches = self.verified_batches = 0
+        self.read_batches = self.verified_batches = self.written = 0
 
     def _path(self, key):
         return os.path.join(self.dir, key + '.safetensors')
@@ -137,11 +137,13 @@ class TeacherCache:
         """Stop the run when the teacher's outputs ``live`` for captions ``keys`` are not
         the ``cached`` ones (the cached top-k logits and every cached tensor)."""
         self.verified_batches += 1
+        largest = 0.0
         for name, value in cached.items():
             now = live[name].to(device=value.device, dtype=torch.float32)
             kept = value > FILL / 2 if name == 't_logits' else torch.ones_like(value, dtype=bool)
             excess = ((now - value).abs() - self.tolerance * (1 + value.abs())) * kept
             if excess.max() <= 0:
+                largest = max(largest, float(((now - value).abs() * kept).max()))
                 continue
             row = int(excess.reshape(len(keys), -1).max(1).values.argmax())
             diff = float(((now - value).abs() * kept)[row].max())
@@ -152,9 +154,20 @@ class TeacherCache:
                 'sampling or feature augmentation in the training pipeline, or features '
                 're-extracted. Train without the cache (model.teacher_cache=None), make those '
                 'inputs the same every epoch, or delete the folder after re-extracting.')
+        if self.verified_batches == 1:  # once per run: the log shows the check happened
+            from mmengine.logging import print_log
+            print_log(f'Teacher cache {self.dir}: a batch read from it agrees with the '
+                      f'teacher (largest difference {largest:.2g}); checked again every '
+                      f'{self.verify_every} batches read.', logger='current')
 
     def save(self, keys, lengths, tensors):
         """Write one file per caption; ``tensors`` are batched teacher outputs."""
+        if not self.written:
+            from mmengine.logging import print_log
+            print_log(f'Teacher cache {self.dir}: writing the teacher outputs of batches not '
+                      'cached yet (one file per caption); later reads skip the teacher.',
+                      logger='current')
+        self.written += len(keys)
         for i, key in enumerate(keys):
             item = {}
             for name, value in tensors.items():
