@@ -1,7 +1,7 @@
 """All registries of capdistill.
 
 Runner-facing registries (``MODELS``, ``DATASETS``, ``TRANSFORMS``, ``METRICS``,
-``HOOKS``, ``DATA_SAMPLERS``, ``FUNCTIONS``) are children of mmengine's roots, so
+``HOOKS``, ``DATA_SAMPLERS``, ``FUNCTIONS``, ``LOOPS``) are children of mmengine's roots, so
 ``default_scope='capdistill'`` finds them.  The parts a model assembles itself
 (backbones, heads, tokenizers, teachers, students, losses, connectors) live in
 stand-alone registries with the same scope: mmengine allows one child per scope
@@ -19,6 +19,7 @@ from mmengine.registry import DATA_SAMPLERS as MMENGINE_DATA_SAMPLERS
 from mmengine.registry import DATASETS as MMENGINE_DATASETS
 from mmengine.registry import FUNCTIONS as MMENGINE_FUNCTIONS
 from mmengine.registry import HOOKS as MMENGINE_HOOKS
+from mmengine.registry import LOOPS as MMENGINE_LOOPS
 from mmengine.registry import METRICS as MMENGINE_METRICS
 from mmengine.registry import MODELS as MMENGINE_MODELS
 from mmengine.registry import TRANSFORMS as MMENGINE_TRANSFORMS
@@ -113,10 +114,11 @@ DATA_SAMPLERS = Registry('data sampler', parent=MMENGINE_DATA_SAMPLERS, scope=SC
                          locations=['capdistill.datasets'])
 FUNCTIONS = Registry('function', parent=MMENGINE_FUNCTIONS, scope=SCOPE,
                      locations=['capdistill.datasets'])
+LOOPS = Registry('loop', parent=MMENGINE_LOOPS, scope=SCOPE, locations=['capdistill.engine.loops'])
 
 # Runner parts capdistill does not extend yet; children so the 'capdistill' scope
 # resolves without mmengine's fallback warnings.
-_PASSTHROUGH = ['RUNNERS', 'RUNNER_CONSTRUCTORS', 'LOOPS', 'OPTIMIZERS', 'OPTIM_WRAPPERS',
+_PASSTHROUGH = ['RUNNERS', 'RUNNER_CONSTRUCTORS', 'OPTIMIZERS', 'OPTIM_WRAPPERS',
                 'OPTIM_WRAPPER_CONSTRUCTORS', 'PARAM_SCHEDULERS', 'EVALUATOR',
                 'VISUALIZERS', 'VISBACKENDS', 'LOG_PROCESSORS', 'MODEL_WRAPPERS',
                 'WEIGHT_INITIALIZERS', 'INFERENCERS', 'TASK_UTILS', 'STRATEGIES']
@@ -136,7 +138,7 @@ TOKENIZERS = Registry('tokenizer', scope=SCOPE, build_func=_checked(build_from_c
                       locations=['capdistill.datasets.tokenizers'])
 
 _ALL = {(r.scope, r.name): r for r in (
-    MODELS, DATASETS, TRANSFORMS, METRICS, HOOKS, DATA_SAMPLERS, FUNCTIONS, BACKBONES,
+    MODELS, DATASETS, TRANSFORMS, METRICS, HOOKS, DATA_SAMPLERS, FUNCTIONS, LOOPS, BACKBONES,
     HEADS, TEACHERS, STUDENTS, LOSSES, CONNECTORS, TOKENIZERS)}
 
 

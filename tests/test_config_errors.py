@@ -67,7 +67,7 @@ def test_train_tool_stops_on_a_misspelled_option(tmp_path, tiny_root):
                     '--cfg-options', 'train_cfg.max_epoch=1'])
     assert res.returncode == 1
     assert _last_line(res) == ("error: unknown config key 'train_cfg.max_epoch' "
-                               "(EpochBasedTrainLoop has no such option); did you mean "
+                               "(ResumableEpochTrainLoop has no such option); did you mean "
                                "'train_cfg.max_epochs'?")
     assert not (tmp_path / 'work').exists()  # stopped before the Runner made its work dir
 

@@ -48,7 +48,7 @@ def test_config_inheritance_and_overrides():
                          'train_cfg.max_epochs': 3})
     assert cfg.model.distill_losses.loss_word.tau == 4.0
     assert cfg.train_cfg.max_epochs == 3
-    assert cfg.train_cfg.type == 'EpochBasedTrainLoop'
+    assert cfg.train_cfg.type == 'ResumableEpochTrainLoop'
 
 
 # -- parts from mmengine's MODELS tree ------------------------------------------------

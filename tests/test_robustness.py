@@ -72,6 +72,59 @@ def test_killed_run_resumes_to_the_same_result(uninterrupted, tiny_root, tmp_pat
     assert all(abs(va[k] - vb[k]) <= 1e-6 for k in ('Bleu_4', 'ROUGE_L', 'CIDEr'))
 
 
+def test_run_killed_inside_an_epoch_resumes_where_it_stopped(uninterrupted, tiny_root,
+                                                              tmp_path):
+    """A checkpoint every 4 iterations (6 per epoch): killed at iteration 10, the run
+    resumes from iteration 8, inside epoch 2, and ends with the uninterrupted weights."""
+    _, full = uninterrupted
+    cfg = write_tiny_config(tmp_path / 'cfg.py', tiny_root)
+    every4 = ['--cfg-options', 'train_cfg.max_epochs=3',
+              'default_hooks.mid_epoch_checkpoint.interval=4']
+    killing = tmp_path / 'killing.py'
+    killing.write_text(
+        f"_base_ = ['{cfg}']\n"
+        "custom_imports = dict(imports=['tests.plugins.kill_hook'], allow_failed_imports=False)\n"
+        "custom_hooks = [dict(type='KillAtIterHook', iteration=10)]\n")
+    work = tmp_path / 'work'
+    res = _train(str(killing), work, *every4)
+    assert res.returncode == -signal.SIGKILL, res.stderr[-2000:]
+    # iteration 4's checkpoint went when epoch 1's came; iteration 8's is the newest
+    assert sorted(p.name for p in work.glob('*.pth')) == [
+        'best_CIDEr_epoch_1.pth', 'epoch_1.pth', 'midepoch_iter_8.pth']
+    assert (work / 'last_checkpoint').read_text().endswith('midepoch_iter_8.pth')
+    res = _train(cfg, work, '--resume', *every4)
+    assert res.returncode == 0, res.stderr[-3000:]
+    log = res.stdout + res.stderr
+    assert 'Resuming inside epoch 2: its first 2 batches' in log
+    assert 'Epoch(train) [2][3/6]' in log and 'Epoch(train) [2][2/6]' not in log
+    a, b = _weights(full / 'epoch_3.pth'), _weights(work / 'epoch_3.pth')
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    # the resumed run's epoch checkpoints replaced every mid-epoch one
+    assert not list(work.glob('midepoch_iter_*.pth'))
+
+
+def test_mid_epoch_checkpoint_resumes_only_the_run_it_fits():
+    from capdistill.engine.loops import MidEpochResumeError, batches_done, mid_epoch_record
+    record = mid_epoch_record(8, 1, 6, states=[{}, {}])
+    assert batches_done(record, 1, 8, 6, 2) == 2
+    assert batches_done(record, 2, 12, 6, 2) == 0  # an epoch checkpoint after it
+    assert batches_done(None, 1, 6, 6, 2) == 0
+    with pytest.raises(MidEpochResumeError, match='6 iterations per epoch; this one has 4'):
+        batches_done(record, 1, 8, 4, 2)
+    with pytest.raises(MidEpochResumeError, match='saved by 2 processes; this run has 1'):
+        batches_done(record, 1, 8, 6, 1)
+
+
+def test_mid_epoch_checkpoints_need_the_resumable_loop(tiny_root, tmp_path):
+    cfg = write_tiny_config(tmp_path / 'cfg.py', tiny_root)
+    res = _train(cfg, tmp_path / 'w', '--cfg-options', 'train_cfg.type=EpochBasedTrainLoop',
+                 'default_hooks.mid_epoch_checkpoint.interval=2')
+    assert res.returncode == 1
+    last = res.stderr.strip().splitlines()[-1]
+    assert last.startswith('error: default_hooks.mid_epoch_checkpoint saves inside epochs, '
+                           'which EpochBasedTrainLoop cannot resume'), res.stderr[-2000:]
+
+
 def test_truncated_checkpoint_gives_a_clear_error(uninterrupted, tmp_path):
     cfg, work = uninterrupted
     broken = tmp_path / 'broken.pth'

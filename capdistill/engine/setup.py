@@ -127,7 +127,7 @@ _MMENGINE_DEFAULT_HOOKS = ('runtime_info', 'timer', 'sampler_seed', 'logger', 'p
 #: ... and capdistill's (configs/_base_/default_runtime.py), dropped here: mmengine would stop
 #: on a bare assertion
 _CAPDISTILL_DEFAULT_HOOKS = ('epoch_seed', 'finite_loss', 'data_requirements',
-                             'checkpoint_match')
+                             'checkpoint_match', 'mid_epoch_checkpoint')
 
 
 def resumed_checkpoint(cfg):

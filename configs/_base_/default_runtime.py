@@ -17,6 +17,9 @@ default_hooks = dict(
     # mmengine loads load_from / resume checkpoints non-strictly: this stops a run whose
     # checkpoint does not fit its model instead of training or testing it half loaded
     checkpoint_match=dict(type='CheckpointMatchHook'),
+    # checkpoints inside long epochs (every `interval` iterations; 0: none), which --resume
+    # continues where they stopped: e.g. default_hooks.mid_epoch_checkpoint.interval=500
+    mid_epoch_checkpoint=dict(type='MidEpochCheckpointHook', interval=0),
 )
 
 # Torch threads per process: 'auto' = half this process's share of the available cores
