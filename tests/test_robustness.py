@@ -50,16 +50,22 @@ def test_same_seed_gives_bitwise_identical_weights(uninterrupted, tmp_path):
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
-def test_killed_run_resumes_to_the_same_result(uninterrupted, tiny_root, tmp_path):
-    _, full = uninterrupted
+def _killed_at(iteration, tmp_path, tiny_root):
+    """The tiny config, and a copy of it whose process is SIGKILLed at ``iteration``."""
     cfg = write_tiny_config(tmp_path / 'cfg.py', tiny_root)
     killing = tmp_path / 'killing.py'
     killing.write_text(
         f"_base_ = ['{cfg}']\n"
         "custom_imports = dict(imports=['tests.plugins.kill_hook'], allow_failed_imports=False)\n"
-        "custom_hooks = [dict(type='KillAtIterHook', iteration=9)]\n")
+        f"custom_hooks = [dict(type='KillAtIterHook', iteration={iteration})]\n")
+    return cfg, str(killing)
+
+
+def test_killed_run_resumes_to_the_same_result(uninterrupted, tiny_root, tmp_path):
+    _, full = uninterrupted
+    cfg, killing = _killed_at(9, tmp_path, tiny_root)
     work = tmp_path / 'work'
-    res = _train(str(killing), work, *EPOCHS)
+    res = _train(killing, work, *EPOCHS)
     assert res.returncode == -signal.SIGKILL, res.stderr[-2000:]
     # 6 iterations per epoch: killed in the middle of epoch 2, after epoch 1 was saved
     assert (work / 'epoch_1.pth').is_file() and not (work / 'epoch_2.pth').exists()
@@ -77,16 +83,11 @@ def test_run_killed_inside_an_epoch_resumes_where_it_stopped(uninterrupted, tiny
     """A checkpoint every 4 iterations (6 per epoch): killed at iteration 10, the run
     resumes from iteration 8, inside epoch 2, and ends with the uninterrupted weights."""
     _, full = uninterrupted
-    cfg = write_tiny_config(tmp_path / 'cfg.py', tiny_root)
+    cfg, killing = _killed_at(10, tmp_path, tiny_root)
     every4 = ['--cfg-options', 'train_cfg.max_epochs=3',
               'default_hooks.mid_epoch_checkpoint.interval=4']
-    killing = tmp_path / 'killing.py'
-    killing.write_text(
-        f"_base_ = ['{cfg}']\n"
-        "custom_imports = dict(imports=['tests.plugins.kill_hook'], allow_failed_imports=False)\n"
-        "custom_hooks = [dict(type='KillAtIterHook', iteration=10)]\n")
     work = tmp_path / 'work'
-    res = _train(str(killing), work, *every4)
+    res = _train(killing, work, *every4)
     assert res.returncode == -signal.SIGKILL, res.stderr[-2000:]
     # iteration 4's checkpoint went when epoch 1's came; iteration 8's is the newest
     assert sorted(p.name for p in work.glob('*.pth')) == [
