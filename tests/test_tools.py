@@ -104,7 +104,8 @@ def test_dist_train_two_processes_on_cpu(tiny_root, tmp_path):
     cfg = write_tiny_config(tmp_path / 'teacher.py', tiny_root)
     env = dict(PYTHON=sys.executable, PORT='29731')
     res = run_tool(['bash', 'tools/dist_train.sh', cfg, '2', '--work-dir', str(tmp_path),
-                    '--cfg-options', 'train_cfg.max_epochs=1'], env=env)
+                    '--cfg-options', 'train_cfg.max_epochs=1',
+                    'default_hooks.mid_epoch_checkpoint.interval=2'], env=env)
     assert res.returncode == 0, (res.stdout + res.stderr)[-3000:]
     log = res.stdout + res.stderr
     assert 'Distributed training: True' in log
@@ -112,6 +113,13 @@ def test_dist_train_two_processes_on_cpu(tiny_root, tmp_path):
     # 24 training captions / (2 processes x batch 4) = 3 iterations per process
     assert 'Epoch(train) [1][3/3]' in log
     assert (tmp_path / 'epoch_1.pth').is_file()
+    # the checkpoint after iteration 2 held both processes' random states; the epoch's
+    # own checkpoint replaced it
+    from capdistill.engine.loops import MID_EPOCH_KEY
+    hub = torch.load(tmp_path / 'epoch_1.pth', weights_only=False)['message_hub']
+    record = hub['runtime_info'][MID_EPOCH_KEY]
+    assert record['iter'] == 2 and record['world_size'] == 2 and len(record['rng']) == 2
+    assert not list(tmp_path.glob('midepoch_iter_*.pth'))
 
 
 def test_failed_distributed_run_ends_in_one_line(tmp_path):
