@@ -200,6 +200,21 @@ def test_nan_loss_stops_with_step_term_and_videos():
     assert "'loss'" in msg and 'iteration 42' in msg and 'vid007, vid003' in msg
 
 
+def test_epoch_seed_follows_diff_rank_seed():
+    """Each epoch is re-seeded with seed + epoch, plus the rank when the config's
+    randomness asks processes for different seeds."""
+    from capdistill.engine.hooks.run_guards import EpochSeedHook
+
+    def seeded(rank, **randomness):
+        runner = SimpleNamespace(seed=7, epoch=2, rank=rank,
+                                 cfg=dict(randomness=dict(seed=7, **randomness)))
+        EpochSeedHook().before_train_epoch(runner)
+        return torch.initial_seed()
+
+    assert seeded(0) == seeded(1) == 9
+    assert (seeded(0, diff_rank_seed=True), seeded(1, diff_rank_seed=True)) == (9, 10)
+
+
 def test_ddp_gradients_equal_single_process(tmp_path):
     probe = os.path.join(REPO, 'tests', 'ddp_grad_probe.py')
     single, dist = tmp_path / 'single.pt', tmp_path / 'dist.pt'

@@ -20,6 +20,8 @@ class EpochSeedHook(Hook):
     The seed is ``base + epoch`` (``base`` from ``randomness.seed`` when not given),
     so a run resumed from an epoch checkpoint replays the same dropout masks and
     shuffles as an uninterrupted one: mmengine's checkpoints do not hold RNG states.
+    With ``randomness.diff_rank_seed=True`` each process adds its rank, as mmengine's
+    own seeding does (otherwise every process draws the same dropout masks).
     """
     priority = 'VERY_HIGH'
 
@@ -28,7 +30,10 @@ class EpochSeedHook(Hook):
 
     def before_train_epoch(self, runner):
         base = self.seed if self.seed is not None else (runner.seed or 0)
-        seed = (base + runner.epoch) % (2 ** 32)
+        seed = base + runner.epoch
+        if (runner.cfg.get('randomness') or {}).get('diff_rank_seed'):
+            seed += runner.rank
+        seed %= 2 ** 32
         random.seed(seed)
         np.random.seed(seed)
         torch.manual_seed(seed)
