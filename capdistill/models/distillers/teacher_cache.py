@@ -25,6 +25,7 @@ import os
 import re
 
 import torch
+from mmengine.logging import print_log
 from safetensors.torch import load_file
 from safetensors.torch import save as safetensors_bytes
 
@@ -155,7 +156,6 @@ class TeacherCache:
                 're-extracted. Train without the cache (model.teacher_cache=None), make those '
                 'inputs the same every epoch, or delete the folder after re-extracting.')
         if self.verified_batches == 1:  # once per run: the log shows the check happened
-            from mmengine.logging import print_log
             print_log(f'Teacher cache {self.dir}: a batch read from it agrees with the '
                       f'teacher (largest difference {largest:.2g}); checked again every '
                       f'{self.verify_every} batches read.', logger='current')
@@ -163,7 +163,6 @@ class TeacherCache:
     def save(self, keys, lengths, tensors):
         """Write one file per caption; ``tensors`` are batched teacher outputs."""
         if not self.written:
-            from mmengine.logging import print_log
             print_log(f'Teacher cache {self.dir}: writing the teacher outputs of batches not '
                       'cached yet (one file per caption); later reads skip the teacher.',
                       logger='current')
