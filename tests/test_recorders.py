@@ -210,6 +210,8 @@ def test_teacher_cache_check_schedule(tmp_path):
                                                          False, False, True, False]
     with pytest.raises(ValueError, match='verify_every must be an integer >= 0'):
         TeacherCache(str(tmp_path), verify_every=-1)
+    with pytest.raises(ValueError, match='tolerance must be a number >= 0'):
+        TeacherCache(str(tmp_path), tolerance='1e-2')
 
 
 def test_teacher_cache_of_another_teacher_stops_the_run(tmp_path):

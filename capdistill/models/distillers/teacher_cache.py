@@ -81,6 +81,9 @@ class TeacherCache:
                 or verify_every < 0:
             raise ValueError('teacher_cache verify_every must be an integer >= 0 (0: never '
                              f'compare with the teacher), not {verify_every!r}.')
+        if not isinstance(tolerance, (int, float)) or isinstance(tolerance, bool) \
+                or not tolerance >= 0:
+            raise ValueError(f'teacher_cache tolerance must be a number >= 0, not {tolerance!r}.')
         self.dir, self.topk, self.mode = cache_dir, topk, mode
         self.verify_every, self.tolerance = verify_every, float(tolerance)
         os.makedirs(cache_dir, exist_ok=True)
@@ -140,21 +143,22 @@ class TeacherCache:
         self.verified_batches += 1
         largest = 0.0
         for name, value in cached.items():
-            now = live[name].to(device=value.device, dtype=torch.float32)
-            kept = value > FILL / 2 if name == 't_logits' else torch.ones_like(value, dtype=bool)
-            excess = ((now - value).abs() - self.tolerance * (1 + value.abs())) * kept
+            diff = (live[name].to(device=value.device, dtype=torch.float32) - value).abs()
+            if name == 't_logits':
+                diff = diff * (value > FILL / 2)  # the words the cache keeps
+            excess = diff - self.tolerance * (1 + value.abs())
             if excess.max() <= 0:
-                largest = max(largest, float(((now - value).abs() * kept).max()))
+                largest = max(largest, float(diff.max()))
                 continue
             row = int(excess.reshape(len(keys), -1).max(1).values.argmax())
-            diff = float(((now - value).abs() * kept)[row].max())
             raise TeacherCacheError(
                 f'Teacher cache {self.dir}: the cached {name} of caption {keys[row]} differ '
-                f'from what the teacher computes now (by up to {diff:.3g}). The teacher\'s '
-                'inputs for a caption changed since the cache was written: random frame '
-                'sampling or feature augmentation in the training pipeline, or features '
-                're-extracted. Train without the cache (model.teacher_cache=None), make those '
-                'inputs the same every epoch, or delete the folder after re-extracting.')
+                f'from what the teacher computes now (by up to {float(diff[row].max()):.3g}). '
+                "The teacher's inputs for a caption changed since the cache was written: "
+                'random frame sampling or feature augmentation in the training pipeline, or '
+                'features re-extracted. Train without the cache (model.teacher_cache=None), '
+                'make those inputs the same every epoch, or delete the folder after '
+                're-extracting.')
         if self.verified_batches == 1:  # once per run: the log shows the check happened
             print_log(f'Teacher cache {self.dir}: a batch read from it agrees with the '
                       f'teacher (largest difference {largest:.2g}); checked again every '
