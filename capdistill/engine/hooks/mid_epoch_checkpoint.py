@@ -7,6 +7,7 @@ from mmengine.dist import all_gather_object, is_main_process
 from mmengine.hooks import Hook
 
 from capdistill.registry import HOOKS
+from capdistill.utils.files import atomic_open
 from ..config_check import ConfigError
 from ..loops import MID_EPOCH_KEY, ResumableEpochTrainLoop, mid_epoch_record, rng_state
 
@@ -54,7 +55,7 @@ class MidEpochCheckpointHook(Hook):
         runner.save_checkpoint(runner.work_dir, name, save_optimizer=True,
                                save_param_scheduler=True, by_epoch=False)
         if is_main_process():
-            with open(osp.join(runner.work_dir, 'last_checkpoint'), 'w') as f:
+            with atomic_open(osp.join(runner.work_dir, 'last_checkpoint'), 'w') as f:
                 f.write(osp.join(runner.work_dir, name))
             self._remove_older(runner.work_dir, keep=name)
 
