@@ -9,6 +9,8 @@ import sys
 
 import torch
 
+from capdistill.utils.files import atomic_open
+
 
 def patch_torchvision():
     """Let a CUDA torchvision wheel import beside a CPU torch, without importing it.
@@ -127,10 +129,10 @@ def patch_atomic_local_writes():
         _capdistill_atomic = True
 
         def put(self, obj, filepath):
-            _atomic_write(filepath, obj, 'wb')
+            _atomic_write(filepath, obj)
 
         def put_text(self, obj, filepath, encoding='utf-8'):
-            _atomic_write(filepath, obj.encode(encoding), 'wb')
+            _atomic_write(filepath, obj.encode(encoding))
 
     register_backend('local', AtomicLocalBackend, force=True, prefixes='')
     LocalBackend._capdistill_atomic = True
@@ -164,20 +166,9 @@ def patch_config_formatting():
     config_module.FormatCode = cached_format
 
 
-def _atomic_write(filepath, data, mode):
-    filepath = os.fspath(filepath)
-    folder = os.path.dirname(os.path.abspath(filepath))
-    os.makedirs(folder, exist_ok=True)
-    tmp = os.path.join(folder, f'.{os.path.basename(filepath)}.{os.getpid()}.tmp')
-    try:
-        with open(tmp, mode) as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, filepath)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+def _atomic_write(filepath, data):
+    with atomic_open(filepath, 'wb', fsync=True) as f:
+        f.write(data)
 
 
 def is_applied():
