@@ -40,7 +40,7 @@ from capdistill.utils.checkpoint import (CheckpointError, load_full_checkpoint,
                                          load_matching_state, state_dict_of,
                                          strip_student_prefix)
 from capdistill.utils.files import atomic_open
-from ..distillers.teachers import Teachers
+from ..distillers.teachers import HoldsTeachers, Teachers
 from .sampling import CaptionSampler
 
 __all__ = ['CiderDReward', 'SelfCriticalCaptioner', 'load_captioner_weights']
@@ -162,7 +162,7 @@ def load_captioner_weights(captioner, path):
 
 
 @MODELS.register_module()
-class SelfCriticalCaptioner(BaseModel):
+class SelfCriticalCaptioner(HoldsTeachers, BaseModel):
     """Fine-tune any captioner by self-critical sequence training on CIDEr-D.
 
     Loss keys: ``loss_scst`` (the policy gradient above), ``loss_kd`` (with ``kd``),
@@ -235,8 +235,7 @@ class SelfCriticalCaptioner(BaseModel):
             teachers.bind(self.captioner)
             self.kd_loss = LOSSES.build(kd.get('loss', dict(type='ForwardKLDivergence')))
             self.kd_weight = float(kd.get('weight', 1.0))
-        # not a submodule: out of the state dict, the optimizer and DDP
-        self.__dict__['teachers'] = teachers
+        self.hold_teachers(teachers)
 
     # -- the deployed model is the wrapped captioner (tools/export_student.py) ----------
     tokenizer = property(lambda self: self.captioner.tokenizer)
@@ -259,23 +258,6 @@ class SelfCriticalCaptioner(BaseModel):
 
     # -- the frozen teacher stays frozen and follows .to() (see distillers.teachers) -----
     teacher = property(lambda self: self.teachers.primary.model if self.teachers else None)
-
-    def check_teacher(self):
-        """Raise ``TeacherChangedError`` if the KD teacher's weights or mode changed."""
-        if self.teachers is not None:
-            self.teachers.check()
-
-    def _apply(self, fn, *args, **kwargs):
-        super()._apply(fn, *args, **kwargs)
-        if self.teachers is not None:
-            self.teachers.apply(fn, *args, **kwargs)
-        return self
-
-    def train(self, mode=True):
-        super().train(mode)
-        if self.teachers is not None:
-            self.teachers.eval()
-        return self
 
     # -- forward -----------------------------------------------------------------------
     def forward(self, inputs, data_samples=None, mode='tensor'):

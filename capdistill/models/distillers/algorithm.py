@@ -18,14 +18,15 @@ from capdistill.utils import CheckpointError, load_student_checkpoint, resolve_c
 from capdistill.utils.requirements import check_batch_keys, merge_requirements
 from .caption_sources import TeacherCaptions, build_onpolicy
 from .recorders import RecorderError, RecorderManager
-from .teachers import ENSEMBLE, DistillConfigError, TeacherChangedError, Teachers
+from .teachers import (ENSEMBLE, DistillConfigError, HoldsTeachers, TeacherChangedError,
+                       Teachers)
 from .vocab_map import VocabMap
 from .wiring import (DEFAULT_INPUTS, SEQ_SIDE, TEACHER_DRIVEN, check_mapping, dummy_batch,
                      loss_term, parse_source, resolve, teachers_of, token_level_users)
 
 
 @MODELS.register_module()
-class DistillAlgorithm(BaseModel):
+class DistillAlgorithm(HoldsTeachers, BaseModel):
     """Owns a trainable student, its frozen teachers and the wiring between them.
 
     The teachers (:mod:`.teachers`) stay outside the module tree: not in the state dict
@@ -101,9 +102,9 @@ class DistillAlgorithm(BaseModel):
         if student_ckpt is not None:
             self._load_student(student_ckpt)
         # not a submodule (see the class docstring); built after the student, as always
-        self.__dict__['teachers'] = Teachers.from_config(
+        self.hold_teachers(Teachers.from_config(
             teacher, teacher_ckpt, teachers, allow_random_teacher, teacher_cache,
-            teacher_ensemble)
+            teacher_ensemble))
         self.teachers.bind(self.student)
         self.student_loss_weight = student_loss_weight
         # an entry set to None is switched off (a config switch, e.g. --cfg-options
@@ -265,21 +266,6 @@ class DistillAlgorithm(BaseModel):
         return loss_term(name, self.distill_losses[name], self.loss_inputs[name],
                          self.connectors,
                          lambda t: self._resolve(t, tensors, inputs, data_samples), dry)
-
-    # -- the frozen teachers (see .teachers) --------------------------------------------
-    def check_teacher(self):
-        """Raise :class:`TeacherChangedError` if a teacher's weights or mode changed."""
-        self.teachers.check()
-
-    def _apply(self, fn, *args, **kwargs):
-        super()._apply(fn, *args, **kwargs)
-        self.teachers.apply(fn, *args, **kwargs)
-        return self
-
-    def train(self, mode=True):
-        super().train(mode)
-        self.teachers.eval()
-        return self
 
     # -- forward -----------------------------------------------------------------
     def forward(self, inputs, data_samples=None, mode='tensor'):

@@ -39,7 +39,7 @@ from capdistill.utils.requirements import ModelConfigError
 from .teacher_cache import TeacherCache, caption_key
 from .vocab_map import VocabMap, VocabMapError
 
-__all__ = ['Teachers', 'FrozenTeacher', 'TeacherChangedError', 'TeacherConfigError',
+__all__ = ['Teachers', 'FrozenTeacher', 'HoldsTeachers', 'TeacherChangedError', 'TeacherConfigError',
            'DistillConfigError',
            'load_teacher_weights', 'mixture_logits', 'ENSEMBLE', 'TEACHER_TENSORS']
 
@@ -204,6 +204,34 @@ class FrozenTeacher:
         if cache is not None:
             cache.save(keys, mask.sum(1).tolist(), out)
         return out
+
+
+class HoldsTeachers:
+    """Mixin for a module that owns frozen teachers (``self.teachers``, may be None).
+
+    They are held outside the module tree, so not in its state dict, optimizer or DDP;
+    ``.to()``/``.half()`` still move them and ``.train()`` leaves them in eval mode.
+    """
+
+    def hold_teachers(self, teachers):
+        self.__dict__['teachers'] = teachers  # not a submodule, on purpose
+
+    def check_teacher(self):
+        """Raise :class:`TeacherChangedError` if a teacher's weights or mode changed."""
+        if self.teachers is not None:
+            self.teachers.check()
+
+    def _apply(self, fn, *args, **kwargs):
+        super()._apply(fn, *args, **kwargs)
+        if self.teachers is not None:
+            self.teachers.apply(fn, *args, **kwargs)
+        return self
+
+    def train(self, mode=True):
+        super().train(mode)
+        if self.teachers is not None:
+            self.teachers.eval()
+        return self
 
 
 class Teachers:
