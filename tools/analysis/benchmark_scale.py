@@ -24,6 +24,14 @@ fresh subprocess, so its time and peak memory (max RSS) are its own:
 
 Times per video (or per caption) should stay flat as the size grows: nothing may grow
 faster than linearly.
+
+``--out`` keeps a run's results; ``--results FILE`` prints the table and draws the plot
+from such a file without measuring again, and ``--timed-epoch VIDEOS=SECONDS`` adds an
+epoch timed elsewhere (e.g. through ``tools/train.py`` in segments continued by
+``--resume``) to the row of that size:
+
+    python tools/analysis/benchmark_scale.py --results docs/scale.json \
+        --timed-epoch 1000=2099 3000=5747 --plot docs/scale.png
 """
 import argparse
 import json
@@ -43,8 +51,16 @@ ALL_PHASES = PHASES + ('epoch',)
 
 
 def parse_args(argv=None):
+    p = _parser()
+    args = p.parse_args(argv)
+    if bool(args.roots) == bool(args.results):
+        p.error('give data roots to measure, or --results FILE (not both)')
+    return args
+
+
+def _parser():
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    p.add_argument('roots', nargs='+', help='data roots, smallest first')
+    p.add_argument('roots', nargs='*', help='data roots, smallest first')
     p.add_argument('--config', default=DEFAULT_CONFIG)
     p.add_argument('--phases', nargs='+', default=list(PHASES), choices=ALL_PHASES,
                    help=f'default: {" ".join(PHASES)}; add epoch for a real training epoch')
@@ -53,8 +69,23 @@ def parse_args(argv=None):
     p.add_argument('--scorers', nargs='+', default=['Bleu', 'METEOR', 'ROUGE_L', 'CIDEr'])
     p.add_argument('--out', help='write the results as json here')
     p.add_argument('--plot', help='write a plot (png) here')
+    p.add_argument('--results', help='table and plot from this --out file; measure nothing')
+    p.add_argument('--timed-epoch', nargs='+', default=[], metavar='VIDEOS=SECONDS',
+                   type=_timed_epoch, help='an epoch timed elsewhere, for the row of that size')
     p.add_argument('--phase', help=argparse.SUPPRESS)  # internal: run one phase
-    return p.parse_args(argv)
+    return p
+
+
+def _timed_epoch(text):
+    videos, sep, seconds = text.partition('=')
+    try:
+        videos, seconds = int(videos), float(seconds)
+    except ValueError:
+        videos = None
+    if not sep or videos is None or videos <= 0 or not seconds > 0:
+        raise argparse.ArgumentTypeError(
+            f'{text!r}: expected VIDEOS=SECONDS, e.g. 10000=18100')
+    return videos, seconds
 
 
 def _cfg(args, root):
@@ -211,6 +242,24 @@ def main(argv=None):
         root = args.roots[0]
         print('RESULT ' + json.dumps(run_phase(args, root)))
         return 0
+    results = _load_results(args.results) if args.results else measure(args)
+    sizes = {r['videos']: r for r in results}
+    for videos, seconds in args.timed_epoch:
+        if videos not in sizes:
+            _parser().error(f'--timed-epoch {videos}=...: no row of {videos} videos '
+                            f'(rows: {sorted(sizes)})')
+        sizes[videos]['epoch'] = dict(epoch_s=seconds, source='timed elsewhere')
+    print(table(results))
+    if args.out:
+        with open(args.out, 'w') as f:
+            json.dump(results, f, indent=1)
+    if args.plot:
+        plot(results, args.plot)
+    return 0
+
+
+def measure(args):
+    """Every phase on every root, each in its own subprocess: one row per root."""
     for root in args.roots:
         if not os.path.isfile(os.path.join(root, 'language', 'msrvtt_caption.json')):
             raise FileNotFoundError(f'{root}: no language/msrvtt_caption.json; make it with '
@@ -232,13 +281,22 @@ def main(argv=None):
                 f'{k}={v:.3g}' if isinstance(v, float) else f'{k}={v}'
                 for k, v in row[phase].items()), flush=True)
         results.append(row)
-    print(table(results))
-    if args.out:
-        with open(args.out, 'w') as f:
-            json.dump(results, f, indent=1)
-    if args.plot:
-        plot(results, args.plot)
-    return 0
+    return results
+
+
+def _load_results(path):
+    from capdistill.datasets.annotations import DataError
+    with open(path) as f:  # a missing file: FileNotFoundError, named
+        try:
+            results = json.load(f)
+        except ValueError as e:
+            results = e
+    if not (isinstance(results, list) and results and all(
+            isinstance(r, dict) and isinstance(r.get('videos'), int) for r in results)):
+        raise DataError(f'{path}: not a results file written by benchmark_scale.py --out '
+                        '(a list of rows, one per size, each with "videos"). Measure again '
+                        'with --out FILE.')
+    return results
 
 
 def table(results):
@@ -268,7 +326,7 @@ def plot(results, path):
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
     xs = [r['videos'] for r in results]
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    fig, ax = plt.subplots(figsize=(8.4, 4.2))
     series = [('build_cold', 'seconds', 'dataset build, cold (s)'),
               ('build_warm', 'seconds', 'dataset build, warm (s)'),
               ('build_cold', 'peak_rss_mb', 'build peak memory (MB)'),
@@ -277,16 +335,17 @@ def plot(results, path):
               ('eval', 'decode_s', 'test decoding (s)'),
               ('eval', 'metric_s', 'test metric (s)')]
     for phase, key, label in series:
-        ys = [r.get(phase, {}).get(key) for r in results]
-        if all(isinstance(y, (int, float)) for y in ys):
-            ax.plot(xs, ys, marker='o', label=label)
+        points = [(x, r.get(phase, {}).get(key)) for x, r in zip(xs, results)]
+        points = [(x, y) for x, y in points if isinstance(y, (int, float))]
+        if points:  # a series measured at some sizes only is drawn where it was
+            ax.plot(*zip(*points), marker='o', label=label)
     lo = min(xs)
     ax.plot(xs, [x / lo for x in xs], 'k--', lw=0.8, label='linear (x / smallest)')
     ax.set_xscale('log')
     ax.set_yscale('log')
     ax.set_xlabel('videos (20 captions each)')
     ax.set_title('capdistill costs against data set size (synthetic MSR-VTT)')
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc='center left', bbox_to_anchor=(1.02, 0.5))  # off the lines
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 
