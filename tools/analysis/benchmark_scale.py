@@ -300,23 +300,27 @@ def _load_results(path):
 
 
 def table(results):
-    """A markdown table, one row per size."""
-    head = ('| videos | captions | build cold s (MB) | build warm s (MB) | loader samples/s '
-            '| train step s | epoch s (implied) | epoch s (timed) | test videos | decode s '
-            '| metric s |')
+    """A markdown table, one row per size; (MB) is a phase's peak resident memory."""
+    head = ('| videos | captions | build cold s (MB) | build warm s (MB) | loader samples/s (MB) '
+            '| train step s (MB) | epoch s (implied) | epoch s (timed) | test videos '
+            '| decode s | metric s | evaluation MB |')
     lines = [head, '|' + '---|' * (head.count('|') - 1)]
     for r in results:
         def g(phase, key, fmt='{:.1f}'):
             v = r.get(phase, {}).get(key)
             return fmt.format(v) if isinstance(v, (int, float)) else '-'
+
+        def mb(phase):
+            return g(phase, 'peak_rss_mb', '{:.0f}')
         lines.append(
             f'| {r["videos"]} | {r["captions"]} '
-            f'| {g("build_cold", "seconds")} ({g("build_cold", "peak_rss_mb", "{:.0f}")}) '
-            f'| {g("build_warm", "seconds")} ({g("build_warm", "peak_rss_mb", "{:.0f}")}) '
-            f'| {g("loader", "samples_per_s", "{:.0f}")} | {g("train", "step_s", "{:.2f}")} '
+            f'| {g("build_cold", "seconds")} ({mb("build_cold")}) '
+            f'| {g("build_warm", "seconds")} ({mb("build_warm")}) '
+            f'| {g("loader", "samples_per_s", "{:.0f}")} ({mb("loader")}) '
+            f'| {g("train", "step_s", "{:.2f}")} ({mb("train")}) '
             f'| {g("train", "epoch_s", "{:.0f}")} | {g("epoch", "epoch_s", "{:.0f}")} '
             f'| {g("eval", "videos", "{}")} '
-            f'| {g("eval", "decode_s")} | {g("eval", "metric_s")} |')
+            f'| {g("eval", "decode_s")} | {g("eval", "metric_s")} | {mb("eval")} |')
     return '\n'.join(lines)
 
 
