@@ -39,9 +39,9 @@ from capdistill.utils.requirements import ModelConfigError
 from .teacher_cache import TeacherCache, caption_key
 from .vocab_map import VocabMap, VocabMapError
 
-__all__ = ['Teachers', 'FrozenTeacher', 'HoldsTeachers', 'TeacherChangedError', 'TeacherConfigError',
-           'DistillConfigError',
-           'load_teacher_weights', 'mixture_logits', 'ENSEMBLE', 'TEACHER_TENSORS']
+__all__ = ['Teachers', 'FrozenTeacher', 'HoldsTeachers', 'TeacherChangedError',
+           'TeacherConfigError', 'DistillConfigError', 'load_teacher_weights',
+           'mixture_logits', 'ENSEMBLE', 'TEACHER_TENSORS']
 
 #: per-teacher tensors a loss can read (suffixed ``.<name>`` with several teachers)
 TEACHER_TENSORS = ('t_logits', 't_hidden', 't_word_embed')
