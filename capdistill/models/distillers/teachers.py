@@ -7,9 +7,10 @@ One home for everything a teacher needs, used by :class:`.DistillAlgorithm` and 
   a file, a glob, ``work_dirs/RUN/best``; a captioner run, a distillation run's
   ``student.*`` or an SCST run's ``captioner.*``); no checkpoint is an error unless
   random weights are asked for (tests, timing);
-* **freezing**: every teacher is kept outside the owner's module tree (not in its state
-  dict, its optimizer or DDP), in eval mode, ``requires_grad=False``, run under
-  ``no_grad``; :meth:`Teachers.apply` lets ``.to()``/``.half()`` still move it;
+* **freezing**: every teacher is kept outside the owner's module tree
+  (:class:`HoldsTeachers`: not in its state dict, its optimizer or DDP), in eval mode,
+  ``requires_grad=False``, run under ``no_grad``; :meth:`Teachers.apply` lets
+  ``.to()``/``.half()`` still move it;
 * **checking**: a checksum of its weights, compared by :meth:`Teachers.check`
   (:class:`TeacherChangedError` on any change or unfreezing);
 * **caching**: with ``teacher_cache``, the teacher outputs the losses read, per caption,
