@@ -214,6 +214,16 @@ def test_teacher_cache_check_schedule(tmp_path):
         TeacherCache(str(tmp_path), tolerance='1e-2')
 
 
+def test_teacher_cache_settings_stop_the_tools_in_one_line(tmp_path):
+    """A bad teacher_cache setting is a user error (one line from the tools), not a
+    traceback."""
+    from capdistill.models.distillers.teacher_cache import TeacherCache
+    from capdistill.utils.cli import user_errors
+    for bad in (dict(mode='often'), dict(verify_every=-1), dict(tolerance=-1)):
+        with pytest.raises(user_errors()):
+            TeacherCache(str(tmp_path), **bad)
+
+
 def test_teacher_cache_of_another_teacher_stops_the_run(tmp_path):
     """A cache folder holds one teacher's outputs: the same teacher reads it again, another
     teacher (other weights, other top-k) is refused before it could read them."""

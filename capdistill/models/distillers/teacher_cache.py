@@ -75,15 +75,18 @@ class TeacherCache:
     """
 
     def __init__(self, cache_dir, topk=32, mode='auto', verify_every=100, tolerance=1e-2):
+        # ModelConfigError: a bad setting stops the run at build, in one line
         if mode not in ('auto', 'write', 'read'):
-            raise ValueError(f"teacher_cache mode must be 'auto', 'write' or 'read', not {mode!r}.")
+            raise ModelConfigError("teacher_cache mode must be 'auto', 'write' or 'read', "
+                                   f'not {mode!r}.')
         if not isinstance(verify_every, int) or isinstance(verify_every, bool) \
                 or verify_every < 0:
-            raise ValueError('teacher_cache verify_every must be an integer >= 0 (0: never '
-                             f'compare with the teacher), not {verify_every!r}.')
+            raise ModelConfigError('teacher_cache verify_every must be an integer >= 0 (0: '
+                                   f'never compare with the teacher), not {verify_every!r}.')
         if not isinstance(tolerance, (int, float)) or isinstance(tolerance, bool) \
                 or not tolerance >= 0:
-            raise ValueError(f'teacher_cache tolerance must be a number >= 0, not {tolerance!r}.')
+            raise ModelConfigError('teacher_cache tolerance must be a number >= 0, not '
+                                   f'{tolerance!r}.')
         self.dir, self.topk, self.mode = cache_dir, topk, mode
         self.verify_every, self.tolerance = verify_every, float(tolerance)
         os.makedirs(cache_dir, exist_ok=True)
