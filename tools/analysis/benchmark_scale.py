@@ -289,8 +289,8 @@ def _load_results(path):
     with open(path) as f:  # a missing file: FileNotFoundError, named
         try:
             results = json.load(f)
-        except ValueError as e:
-            results = e
+        except ValueError:  # not json (UnicodeDecodeError is one too)
+            results = None
     if not (isinstance(results, list) and results and all(
             isinstance(r, dict) and isinstance(r.get('videos'), int) for r in results)):
         raise DataError(f'{path}: not a results file written by benchmark_scale.py --out '
