@@ -219,7 +219,8 @@ def test_teacher_cache_settings_stop_the_tools_in_one_line(tmp_path):
     traceback."""
     from capdistill.models.distillers.teacher_cache import TeacherCache
     from capdistill.utils.cli import user_errors
-    for bad in (dict(mode='often'), dict(verify_every=-1), dict(tolerance=-1)):
+    for bad in (dict(mode='often'), dict(verify_every=-1), dict(tolerance=-1), dict(topk=0),
+                dict(topk=2.5)):
         with pytest.raises(user_errors()):
             TeacherCache(str(tmp_path), **bad)
 
