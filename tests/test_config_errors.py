@@ -29,6 +29,12 @@ def _checked(path, **options):
     ({'train_dataloader.num_workers': 'many'}, 'must be an integer'),
     ({'model.head.depht': 2}, "did you mean 'model.head.depth'"),
     ({'default_hooks.checkpoint.max_keep_ckpt': 1}, "'default_hooks.checkpoint.max_keep_ckpts'"),
+    # decoding values no search can run with stop the build, not the first test batch
+    ({'model.decode.beam_size': 0}, 'model.decode.beam_size=0: it must be an integer >= 1'),
+    ({'model.decode.strategy': 'sample'}, "model.decode.strategy='sample': it must be 'greedy'"),
+    ({'model.decode.min_len': -1}, 'model.decode.min_len=-1: it must be an integer >= 0'),
+    ({'model.decode.length_penalty': float('nan')}, 'length_penalty=nan: it must be a finite'),
+    ({'model.decode.shortlist': ['groups', 'int4']}, 'it must be None, True, False or a list of'),
 ])
 def test_misspelled_or_mistyped_option_is_named(option, expected):
     with pytest.raises(ConfigError, match=expected.replace('.', r'\.')):
@@ -173,8 +179,8 @@ def test_caption_video_threads_follow_the_cores(monkeypatch, capsys, tmp_path):
             assert torch.get_num_threads() == expect
         with pytest.raises(SystemExit):
             tool.main([missing, 'x.pth', 'clip.mp4', '--threads', '0'])
-        assert capsys.readouterr().err.strip().splitlines()[-1] == \
-            'error: --threads must be a positive integer, got 0'
+        assert capsys.readouterr().err.strip().splitlines()[-1].endswith(
+            "error: argument --threads: must be an integer >= 1, got '0'")
     finally:
         torch.set_num_threads(threads)
 

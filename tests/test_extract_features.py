@@ -95,6 +95,23 @@ def test_extract_features(video_dir, tmp_path):
     assert feats.shape == (4, 768) and feats.dtype == np.float16
 
 
+@pytest.mark.parametrize('setting,error', [
+    (dict(num_frames=0), 'num_frames must be an integer >= 1, got 0'),
+    (dict(num_frames=None, fps=0.0), 'fps must be a number > 0, got 0.0'),
+    (dict(batch_size=0), 'batch_size must be an integer >= 1, got 0'),
+    (dict(workers=-1), 'workers must be an integer >= 0, got -1'),
+    (dict(device='cuda:99'), "device 'cuda:99': this machine has"),
+    (dict(device='gpu'), "device 'gpu' is not a device name"),
+])
+def test_settings_that_fail_every_video_stop_before_any(setting, error, video_dir, tmp_path):
+    """Not one failure per video (a missing GPU is not an unreadable video): one error,
+    and no output folder or failure list written."""
+    with pytest.raises(ValueError, match=error):
+        extract_features(video_dir, PixelGridEncoder(grid=8), tmp_path / 'out' / 'feats',
+                         **dict(dict(workers=0, progress=False), **setting))
+    assert not (tmp_path / 'out').exists()
+
+
 def test_pixel_grid_encoder_is_deterministic():
     frames = np.random.default_rng(1).integers(0, 256, (3, 40, 50, 3), dtype=np.uint8)
     enc = PixelGridEncoder(grid=16)

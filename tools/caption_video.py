@@ -23,7 +23,7 @@ import sys
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 import capdistill  # noqa: E402
-from capdistill.utils.cli import friendly_main  # noqa: E402
+from capdistill.utils.cli import friendly_main, int_at_least  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -41,11 +41,11 @@ def parse_args(argv=None):
     enc.add_argument('--encoder-cfg', help="frame encoder as a dict literal, e.g. "
                                            "\"dict(type='PixelGridEncoder', grid=8)\"")
     parser.add_argument('--encoder-checkpoint', help='weight file of the frame encoder')
-    parser.add_argument('--num-frames', type=int,
+    parser.add_argument('--num-frames', type=int_at_least(1),
                         help="frames per video (default: the export's or config's, else 15)")
-    parser.add_argument('--beam-size', type=int, help='beam search with this beam size')
+    parser.add_argument('--beam-size', type=int_at_least(1), help='beam search with this beam size')
     parser.add_argument('--device', default='cpu')
-    parser.add_argument('--threads', type=int,
+    parser.add_argument('--threads', type=int_at_least(1),
                         help='torch CPU threads (default: half the available cores, or '
                              'OMP_NUM_THREADS when set)')
     parser.add_argument('--out', help='also write the captions and timings to this json')
@@ -74,13 +74,12 @@ def main(argv=None):
     import torch
 
     from capdistill.engine.setup import default_cpu_threads
-    if args.threads is not None and args.threads < 1:
-        _fail(f'--threads must be a positive integer, got {args.threads}')
     torch.set_num_threads(args.threads or default_cpu_threads())
     from capdistill.apis.captioning import (CaptionInputError, caption_video,
                                             init_video_captioner)
     from capdistill.apis.extraction import encoder_from_options
     from capdistill.datasets.video_io import VideoReadError
+    from mmengine.utils import mkdir_or_exist
 
     from capdistill.utils.cli import tool_inputs
     args.config, args.checkpoint = tool_inputs(args.config, args.checkpoint, config_folder=True)
@@ -96,7 +95,9 @@ def main(argv=None):
     else:
         model = init_video_captioner(args.config, args.checkpoint, device=args.device,
                                      encoder=encoder)
-    decode = dict(strategy='beam', beam_size=args.beam_size) if args.beam_size else {}
+    decode = {} if args.beam_size is None else dict(strategy='beam', beam_size=args.beam_size)
+    if args.out:  # its folder exists before the videos are captioned, not after
+        mkdir_or_exist(osp.dirname(osp.abspath(args.out)))
     results, failures = [], []
     for video in args.videos:
         try:

@@ -22,7 +22,7 @@ import sys
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 import capdistill  # noqa: E402,F401  (compatibility patches first)
-from capdistill.utils.cli import friendly_main  # noqa: E402
+from capdistill.utils.cli import friendly_main, int_at_least  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -35,7 +35,7 @@ def parse_args(argv=None):
     parser.add_argument('--name', help='file stem (default: the config or export name)')
     parser.add_argument('--int8', action='store_true',
                         help='also write dynamically quantised int8 graphs (NAME.int8.*)')
-    parser.add_argument('--num-frames', type=int,
+    parser.add_argument('--num-frames', type=int_at_least(1),
                         help="frames per video (default: the config's test pipeline, else 15)")
     return parser.parse_args(argv)
 

@@ -19,6 +19,7 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 from capdistill.apis.extraction import ENCODER_PRESETS as PRESETS  # noqa: E402
 from capdistill.apis.extraction import parse_encoder_cfg  # noqa: E402,F401
+from capdistill.utils.cli import int_at_least, positive_number  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -37,11 +38,13 @@ def parse_args(argv=None):
                         help='output folder; default <dataset>/visual/<name>/frame_feature '
                              'beside a <dataset>/raw_videos input')
     sampling = parser.add_mutually_exclusive_group()
-    sampling.add_argument('--num-frames', type=int, default=None,
+    sampling.add_argument('--num-frames', type=int_at_least(1), default=None,
                           help='frames sampled uniformly per video (default 15)')
-    sampling.add_argument('--fps', type=float, default=None, help='frames per second instead')
-    parser.add_argument('--batch-size', type=int, default=64, help='frames per encoder call')
-    parser.add_argument('--workers', type=int, default=2, help='decoding processes')
+    sampling.add_argument('--fps', type=positive_number, default=None,
+                          help='frames per second instead')
+    parser.add_argument('--batch-size', type=int_at_least(1), default=64,
+                        help='frames per encoder call')
+    parser.add_argument('--workers', type=int_at_least(0), default=2, help='decoding processes')
     parser.add_argument('--fp16', action='store_true', help='store float16 features')
     parser.add_argument('--no-resume', action='store_true',
                         help='recompute features that already exist')

@@ -6,6 +6,7 @@ from capdistill.models.distillers import deployed_model  # noqa: F401  (part of 
 from capdistill.registry import MODELS
 from capdistill.utils import (load_full_checkpoint, load_matching_state, state_dict_of,
                               strip_student_prefix)
+from capdistill.utils.device import check_device
 
 
 def init_captioner(config, checkpoint=None, device='cpu'):
@@ -19,6 +20,7 @@ def init_captioner(config, checkpoint=None, device='cpu'):
     unpickling; ``config`` is then ignored.
     """
     from .export import is_export, load_exported_student
+    device = check_device(device)
     if is_export(checkpoint):
         return load_exported_student(checkpoint, device)
     if checkpoint is None and isinstance(config, str) and is_export(config):

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from mmengine.model import BaseModel
 
+from capdistill.models.captioners.decoding import check_decode_settings
 from capdistill.registry import MODELS
 from capdistill.utils import CheckpointError
 from .onnx_export import FORMAT, STEP_SUFFIX, spec_from_json
@@ -157,6 +158,8 @@ class OnnxCaptioner:
         decode = dict(meta.get('decode') or {})
         self.max_len = int(decode.pop('max_len', model['max_len']))
         self.decode_cfg = dict(strategy='greedy', use_cache=True, ban_special=True)
+        check_decode_settings(decode, self.tokenizer.vocab_size,
+                              source=self.json_path)
         self.decode_cfg.update(decode)
         self.head = OnnxHead(step_session, meta['state']['names'], model['vocab_size'])
         self.spec = spec_from_json(meta['state']['spec'])

@@ -16,7 +16,9 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from capdistill.datasets.video_io import VideoReadError, list_videos, video_id
+from capdistill.utils.device import check_device
 from capdistill.utils.files import atomic_open
+from capdistill.utils.values import is_int, is_real
 
 # name -> (encoder config, folder name under visual/): tools/extract_features.py --encoder;
 # exports recognise a run's features by the folder name.
@@ -237,6 +239,13 @@ def _first_line(exc):
     return (text[0] if text else '')[:200]
 
 
+def _check_count(name, value, low, allow_none=False):
+    if value is None and allow_none:
+        return
+    if not is_int(value) or value < low:
+        raise ValueError(f'{name} must be an integer >= {low}, got {value!r}')
+
+
 def extract_features(videos, encoder, out_dir, num_frames=15, fps=None, batch_size=64,
                      workers=2, fp16=False, resume=True, failures_file=None,
                      device=None, progress=True, verbose=True, shard=None):
@@ -271,6 +280,15 @@ def extract_features(videos, encoder, out_dir, num_frames=15, fps=None, batch_si
     start = time.perf_counter()
     if num_frames is not None and fps is not None:
         raise ValueError('give num_frames or fps, not both')
+    # settings that would fail every video are one error before any work
+    _check_count('num_frames', num_frames, 1, allow_none=True)
+    _check_count('batch_size', batch_size, 1)
+    _check_count('workers', workers, 0)
+    if fps is not None and not (is_real(fps) and fps > 0):
+        raise ValueError(f'fps must be a number > 0, got {fps!r}')
+    if device is None:
+        device = 'cuda' if torch.cuda.is_available() else 'cpu'
+    device = check_device(device)  # a missing GPU: one error, not every video failing
     items = _normalise_videos(videos)
     if shard is not None:
         index, count = shard
@@ -288,8 +306,6 @@ def extract_features(videos, encoder, out_dir, num_frames=15, fps=None, batch_si
             todo.append((vid, path))
 
     encoder = _build_encoder(encoder)
-    if device is None:
-        device = 'cuda' if torch.cuda.is_available() else 'cpu'
     encoder = encoder.to(device).eval()
     use_autocast = fp16 and torch.device(device).type == 'cuda'
     out_dtype = np.float16 if fp16 else np.float32

@@ -168,6 +168,12 @@ def _walk(path, node, context=None):
         for key in node:
             if key not in valid:
                 raise _unknown(path, key, valid, 'decoding')
+        from capdistill.models.captioners.decoding import (DecodeSettingsError,
+                                                           check_decode_settings)
+        try:
+            check_decode_settings(node, path=path)
+        except DecodeSettingsError as exc:
+            raise ConfigError(str(exc)) from None
     elif 'type' in node:
         cls = _find_type(node['type'])
         if cls is not None:

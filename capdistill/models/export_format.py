@@ -74,6 +74,8 @@ def load_exported_student(path, device='cpu'):
     decode = dict(meta.get('decode') or {})
     decode.pop('max_len', None)  # a model setting (model.max_len), not a decode argument
     if decode and hasattr(model, 'decode_cfg'):
+        from capdistill.models.captioners.decoding import check_decode_settings
+        check_decode_settings(decode, model.tokenizer.vocab_size, source=js_path)
         model.decode_cfg.update(decode)
     return model.to(device).eval()
 

@@ -1,5 +1,7 @@
 """Command-line helpers: one clear line for the errors users can fix."""
+import argparse
 import functools
+import math
 import logging
 import os
 import re
@@ -9,6 +11,32 @@ import traceback
 from capdistill.registry import unknown_type_message
 
 _BUILD_PREFIX = re.compile(r'class `\w+` in [\w./\\-]+\.py: ')
+
+
+def int_at_least(low):
+    """An argparse ``type``: an integer ``>= low`` (a count or a size), else argparse's
+    one-line usage error naming the flag."""
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < low:
+            raise argparse.ArgumentTypeError(f'must be an integer >= {low}, got {text!r}')
+        return value
+    parse.__name__ = f'integer >= {low}'
+    return parse
+
+
+def positive_number(text):
+    """An argparse ``type``: a finite number ``> 0`` (a rate, a tolerance)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f'must be a number > 0, got {text!r}')
+    return value
 
 
 def one_line(exc):
@@ -27,8 +55,9 @@ def user_errors():
     from capdistill.engine.hooks.run_guards import NonFiniteLossError
     from capdistill.registry import UnknownTypeError
     from capdistill.utils.checkpoint import CheckpointError
+    from capdistill.utils.device import DeviceError
     errors = [DataError, UnknownTypeError, CheckpointError, NonFiniteLossError, FileNotFoundError,
-              NotADirectoryError, PermissionError, ConfigError]
+              NotADirectoryError, PermissionError, ConfigError, DeviceError]
     # build-time refusals of model configs (distillation wiring, data a loss term needs)
     from capdistill.models.distillers.recorders import RecorderError
     from capdistill.utils.requirements import ModelConfigError

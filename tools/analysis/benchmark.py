@@ -39,19 +39,20 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspa
 
 
 def parse_args(argv=None):
+    from capdistill.utils.cli import int_at_least
     from capdistill.engine.setup import add_cfg_options
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('config')
     p.add_argument('checkpoint', nargs='?', help='optional full checkpoint of the config')
-    p.add_argument('--batch-sizes', type=int, nargs='+', default=[1, 32])
-    p.add_argument('--num-frames', type=int, default=None,
+    p.add_argument('--batch-sizes', type=int_at_least(1), nargs='+', default=[1, 32])
+    p.add_argument('--num-frames', type=int_at_least(1), default=None,
                    help='frames per video (default: the model\'s positions, at most 15)')
-    p.add_argument('--beam-size', type=int, default=5)
-    p.add_argument('--repeats', type=int, default=3)
-    p.add_argument('--slow-repeats', type=int, default=1)
+    p.add_argument('--beam-size', type=int_at_least(1), default=5)
+    p.add_argument('--repeats', type=int_at_least(1), default=3)
+    p.add_argument('--slow-repeats', type=int_at_least(0), default=1)
     p.add_argument('--no-slow', action='store_true', help='skip the slow greedy path')
     p.add_argument('--no-teacher', action='store_true', help='skip the teacher of a KD config')
-    p.add_argument('--threads', type=int, default=None, help='torch.set_num_threads')
+    p.add_argument('--threads', type=int_at_least(1), default=None, help='torch.set_num_threads')
     p.add_argument('--out', help='also write the results as json here')
     add_cfg_options(p)
     p.add_argument('--backends', nargs='+', choices=['torch', 'onnx', 'onnx-int8'],

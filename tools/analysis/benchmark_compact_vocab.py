@@ -34,14 +34,16 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspa
 
 
 def parse_args(argv=None):
+    from capdistill.utils.cli import int_at_least
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('config', help='a distillation (or captioner) config')
     p.add_argument('--captions', nargs='*', default=[], help='annotation files to build from')
-    p.add_argument('--sizes', type=int, nargs='*', default=[], help='compact sizes to time')
-    p.add_argument('--batch-sizes', type=int, nargs='+', default=[1, 32])
-    p.add_argument('--num-frames', type=int, default=15)
-    p.add_argument('--repeats', type=int, default=3)
-    p.add_argument('--threads', type=int, default=1)
+    p.add_argument('--sizes', type=int_at_least(1), nargs='*', default=[],
+                   help='compact sizes to time')
+    p.add_argument('--batch-sizes', type=int_at_least(1), nargs='+', default=[1, 32])
+    p.add_argument('--num-frames', type=int_at_least(1), default=15)
+    p.add_argument('--repeats', type=int_at_least(1), default=3)
+    p.add_argument('--threads', type=int_at_least(1), default=1)
     p.add_argument('--save-vocab', metavar='DIR',
                    help='write each compact list to DIR/compact_<size>.json')
     p.add_argument('--save-only', action='store_true', help='write the lists, time nothing')

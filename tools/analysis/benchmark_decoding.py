@@ -55,6 +55,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 
 def parse_args(argv=None):
+    from capdistill.utils.cli import int_at_least
     from capdistill.engine.setup import add_cfg_options
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('config')
@@ -64,18 +65,19 @@ def parse_args(argv=None):
     p.add_argument('--normaliser-tol', type=float, nargs='+', default=[1e-8, 1e-2],
                    help='normaliser row: relative bounds on the unread rows\' share of the '
                         'normaliser (1e-8: below float32 rounding)')
-    p.add_argument('--batch-sizes', type=int, nargs='+', default=[1, 8, 32, 128])
-    p.add_argument('--beam-size', type=int, default=5)
-    p.add_argument('--repeats', type=int, default=5, help='interleaved repeats (median)')
-    p.add_argument('--num-frames', type=int, default=None)
+    p.add_argument('--batch-sizes', type=int_at_least(1), nargs='+', default=[1, 8, 32, 128])
+    p.add_argument('--beam-size', type=int_at_least(1), default=5)
+    p.add_argument('--repeats', type=int_at_least(1), default=5,
+                   help='interleaved repeats (median)')
+    p.add_argument('--num-frames', type=int_at_least(1), default=None)
     p.add_argument('--data-split', default='test',
                    help='split for the lengths row and, with a checkpoint, the batch1 row')
-    p.add_argument('--max-videos', type=int, default=256,
+    p.add_argument('--max-videos', type=int_at_least(1), default=256,
                    help='videos for the lengths and normaliser rows')
-    p.add_argument('--batch1-videos', type=int, default=None,
+    p.add_argument('--batch1-videos', type=int_at_least(1), default=None,
                    help='videos decoded one at a time for the batch1 row (needs a checkpoint; '
                         'default 8)')
-    p.add_argument('--threads', type=int, default=1, help='torch.set_num_threads')
+    p.add_argument('--threads', type=int_at_least(1), default=1, help='torch.set_num_threads')
     p.add_argument('--clock', choices=['cpu', 'wall'], default='cpu',
                    help='cpu: CPU time of this process (waiting for a core does not count)')
     p.add_argument('--out', help='also write the results as json here')

@@ -35,14 +35,16 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspa
 
 
 def parse_args(argv=None):
+    from capdistill.utils.cli import int_at_least
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('student_config')
     p.add_argument('kd_config')
-    p.add_argument('--topk', type=int, default=32, help='teacher logits kept per position')
-    p.add_argument('--batches', type=int, default=4)
-    p.add_argument('--repeats', type=int, default=3, help='interleaved passes (median)')
+    p.add_argument('--topk', type=int_at_least(1), default=32,
+                   help='teacher logits kept per position')
+    p.add_argument('--batches', type=int_at_least(1), default=4)
+    p.add_argument('--repeats', type=int_at_least(1), default=3, help='interleaved passes (median)')
     p.add_argument('--cache-dir', help='teacher cache folder (default: a temporary one)')
-    p.add_argument('--threads', type=int, default=1)
+    p.add_argument('--threads', type=int_at_least(1), default=1)
     p.add_argument('--out', help='also write the results as json here')
     return p.parse_args(argv)
 

@@ -16,11 +16,12 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspa
 
 
 def parse_args():
+    from capdistill.utils.cli import int_at_least
     from capdistill.engine.setup import add_cfg_options
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument('config')
-    p.add_argument('--steps', type=int, default=10, help='training steps timed')
-    p.add_argument('--warmup', type=int, default=2, help='untimed batches/steps first')
+    p.add_argument('--steps', type=int_at_least(1), default=10, help='training steps timed')
+    p.add_argument('--warmup', type=int_at_least(0), default=2, help='untimed batches/steps first')
     add_cfg_options(p)
     return p.parse_args()
 

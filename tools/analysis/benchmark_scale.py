@@ -59,13 +59,14 @@ def parse_args(argv=None):
 
 
 def _parser():
+    from capdistill.utils.cli import int_at_least
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('roots', nargs='*', help='data roots, smallest first')
     p.add_argument('--config', default=DEFAULT_CONFIG)
     p.add_argument('--phases', nargs='+', default=list(PHASES), choices=ALL_PHASES,
                    help=f'default: {" ".join(PHASES)}; add epoch for a real training epoch')
-    p.add_argument('--loader-batches', type=int, default=20)
-    p.add_argument('--train-steps', type=int, default=3)
+    p.add_argument('--loader-batches', type=int_at_least(1), default=20)
+    p.add_argument('--train-steps', type=int_at_least(1), default=3)
     p.add_argument('--scorers', nargs='+', default=['Bleu', 'METEOR', 'ROUGE_L', 'CIDEr'])
     p.add_argument('--out', help='write the results as json here')
     p.add_argument('--plot', help='write a plot (png) here')

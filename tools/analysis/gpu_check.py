@@ -31,15 +31,18 @@ CONFIG = 'configs/sftcap/sftcap_l14-to-b32_clip_1xb64-20e_msrvtt.py'
 
 
 def parse_args(argv=None):
+    from capdistill.utils.cli import int_at_least
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('--device', choices=['cuda', 'cpu'], default='cuda')
-    p.add_argument('--num-videos', type=int, default=None,
+    p.add_argument('--num-videos', type=int_at_least(1), default=None,
                    help='synthetic videos (65%% train); default 1000 on cuda, 24 on cpu')
-    p.add_argument('--captions-per-video', type=int, default=None,
+    p.add_argument('--captions-per-video', type=int_at_least(1), default=None,
                    help='default 20 on cuda, 4 on cpu')
-    p.add_argument('--batch-size', type=int, default=None, help='default 64 on cuda, 16 on cpu')
-    p.add_argument('--num-workers', type=int, default=None, help='default 4 on cuda, 0 on cpu')
-    p.add_argument('--warmup', type=int, default=None,
+    p.add_argument('--batch-size', type=int_at_least(1), default=None,
+                   help='default 64 on cuda, 16 on cpu')
+    p.add_argument('--num-workers', type=int_at_least(0), default=None,
+                   help='default 4 on cuda, 0 on cpu')
+    p.add_argument('--warmup', type=int_at_least(0), default=None,
                    help='iterations left out of the throughput (default 10 on cuda, 1 on cpu)')
     p.add_argument('--amp', action='store_true', help='fp16 AMP (bf16 autocast on cpu)')
     p.add_argument('--config', default=CONFIG)

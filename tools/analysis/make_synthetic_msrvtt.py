@@ -109,10 +109,11 @@ def make(root, num_videos=10000, captions_per_video=20, frames=15, dtype='float1
 
 
 def main(argv=None):
+    from capdistill.utils.cli import int_at_least
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('--root', required=True)
     p.add_argument('--num-videos', type=int, default=10000)
-    p.add_argument('--captions-per-video', type=int, default=20)
+    p.add_argument('--captions-per-video', type=int_at_least(1), default=20)
     p.add_argument('--dtype', choices=['float16', 'float32'], default='float16')
     p.add_argument('--seed', type=int, default=0)
     args = p.parse_args(argv)

@@ -631,9 +631,10 @@ def write_outputs(data, out_dir, readme):
 
 
 def parse_args(argv=None):
+    from capdistill.utils.cli import int_at_least
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2, 3, 4])
-    parser.add_argument('--workers', type=int, default=2,
+    parser.add_argument('--workers', type=int_at_least(1), default=2,
                         help='runs at a time (each a single-thread process)')
     parser.add_argument('--only', nargs='+', metavar='KEY',
                         help='row keys (see --list) or config file names to run; their '
@@ -643,7 +644,7 @@ def parse_args(argv=None):
     parser.add_argument('--readme', default=None,
                         help='README whose kd-table block gets the table (default: '
                              'configs/kd/README.md when --out-dir is configs/kd)')
-    parser.add_argument('--latency-videos', type=int, default=21)
+    parser.add_argument('--latency-videos', type=int_at_least(1), default=21)
     parser.add_argument('--cfg-options', nargs='+', default=[], metavar='KEY=VALUE',
                         help='overrides for every student run (teachers keep their configs; '
                              'test_* keys apply to their tests too), e.g. '

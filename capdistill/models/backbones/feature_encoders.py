@@ -3,6 +3,7 @@ import torch
 from torch import nn
 
 from capdistill.registry import BACKBONES
+from capdistill.utils.requirements import ModelConfigError
 
 
 @BACKBONES.register_module()
@@ -20,8 +21,13 @@ class FeatureProjector(nn.Module):
 
     def forward(self, feats, mask):
         if feats.shape[-1] != self.in_dim:
-            raise ValueError(f'FeatureProjector expects {self.in_dim}-dim features, got '
-                             f'{feats.shape[-1]}; set in_dim to match the feature files.')
+            raise ModelConfigError(f'FeatureProjector expects {self.in_dim}-dim features, got '
+                                   f'{feats.shape[-1]}; set in_dim to match the feature files.')
+        if feats.shape[1] > self.pos.shape[1]:
+            raise ModelConfigError(
+                f'FeatureProjector has frame positions for {self.pos.shape[1]} frames, got '
+                f'{feats.shape[1]}; sample at most {self.pos.shape[1]} frames per video '
+                '(num_frames of LoadFrameFeatures, --num-frames) or raise its num_frames.')
         x = self.norm(self.proj(feats)) + self.pos[:, :feats.shape[1]]
         return (self.drop(x) if self.training else x), mask
 

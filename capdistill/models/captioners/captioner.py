@@ -3,6 +3,7 @@ import torch
 from mmengine.model import BaseModel
 
 from capdistill.registry import BACKBONES, HEADS, LOSSES, MODELS, STUDENTS, TEACHERS, TOKENIZERS
+from .decoding import check_decode_settings
 from .decoding import decode as run_decode
 
 
@@ -44,6 +45,7 @@ class Captioner(BaseModel):
         self.max_len = max_len
         self.decode_cfg = dict(strategy='greedy', use_cache=True, ban_special=True)
         self.decode_cfg.update(decode or {})
+        check_decode_settings(self.decode_cfg, self.tokenizer.vocab_size)
 
     def encode(self, inputs):
         """Visual tokens ``(B, N, E)`` and their mask from the batch inputs."""
@@ -73,6 +75,8 @@ class Captioner(BaseModel):
     @torch.no_grad()
     def generate(self, inputs, **decode):
         """Generated token ids ``(B, <=max_len+1)`` for a batch."""
+        if decode:
+            check_decode_settings(decode, self.tokenizer.vocab_size)
         cfg = dict(self.decode_cfg, **decode)
         if cfg.pop('ban_special', True):
             cfg.setdefault('banned_ids', sorted({self.tokenizer.pad_id, self.tokenizer.bos_id}

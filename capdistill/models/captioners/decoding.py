@@ -31,9 +31,11 @@ import functools
 import torch
 import torch.nn.functional as F
 
+from capdistill.utils.requirements import ModelConfigError
+from capdistill.utils.values import is_int, is_real
 from .word_pick import (GROUPS_MIN_VOCAB, NEG_INF, SHORTLIST_MIN_VOCAB,  # noqa: F401
-                        Int8Shortlist, VocabularyGroups, banned_masks, output_product,
-                        row_topk, word_pickers)
+                        PICKERS, Int8Shortlist, VocabularyGroups, banned_masks,
+                        output_product, row_topk, word_pickers)
 
 
 def _inference(fn):
@@ -48,6 +50,51 @@ def _inference(fn):
             out = fn(*args, **kwargs)
         return tuple(t.clone() for t in out) if isinstance(out, tuple) else out.clone()
     return run
+
+
+class DecodeSettingsError(ModelConfigError):
+    """A decoding setting no search can run with (one line, naming the setting)."""
+
+
+# each setting of a model's ``decode`` (and of ``generate(**decode)``): whether a value
+# is valid, and what a valid one is
+_DECODE_RULES = dict(
+    strategy=(lambda v: v in ('greedy', 'beam'), "'greedy' or 'beam'"),
+    beam_size=(lambda v: is_int(v) and v >= 1, 'an integer >= 1 (hypotheses per video)'),
+    length_penalty=(is_real, 'a finite number (0: sum of log-probabilities, 1: mean)'),
+    min_len=(lambda v: is_int(v) and v >= 0, 'an integer >= 0 (words before EOS)'),
+    no_repeat_ngram=(lambda v: v is None or (is_int(v) and v >= 0),
+                     'an integer >= 0 (0: off)'),
+    use_cache=(lambda v: isinstance(v, bool), 'True or False'),
+    ban_special=(lambda v: isinstance(v, bool), 'True or False'),
+    banned_ids=(lambda v: v is None or (isinstance(v, (list, tuple, set))
+                                        and all(is_int(i) and i >= 0 for i in v)),
+                'a list of token ids'),
+    shortlist=(lambda v: v is None or isinstance(v, bool) or (
+        isinstance(v, (list, tuple)) and all(n in PICKERS for n in v)),
+               f'None, True, False or a list of {sorted(PICKERS)}'),
+)
+
+
+def check_decode_settings(settings, vocab_size=None, path='decode', source=None):
+    """Raise :class:`DecodeSettingsError` for a decoding setting that is unknown or has a
+    value no search can run with; ``vocab_size`` also bounds ``banned_ids``. The message
+    names a setting ``path.key`` (e.g. ``model.decode.beam_size``), after ``source`` (the
+    file it came from) when given."""
+    where = f'{source}: ' if source else ''
+    for key, value in settings.items():
+        rule = _DECODE_RULES.get(key)
+        if rule is None:
+            raise DecodeSettingsError(f'{where}unknown decoding setting {path}.{key}; the '
+                                      f'settings are {", ".join(sorted(_DECODE_RULES))}')
+        valid, what = rule
+        if not valid(value):
+            raise DecodeSettingsError(f'{where}decoding setting {path}.{key}={value!r}: it '
+                                      f'must be {what}')
+        if key == 'banned_ids' and value and vocab_size is not None \
+                and max(value) >= vocab_size:
+            raise DecodeSettingsError(f'{where}decoding setting {path}.banned_ids: id '
+                                      f'{max(value)} is past the vocabulary ({vocab_size} words)')
 
 
 @torch.no_grad()

@@ -31,6 +31,7 @@ from safetensors.torch import save as safetensors_bytes
 
 from capdistill.utils.files import atomic_open
 from capdistill.utils.requirements import ModelConfigError
+from capdistill.utils.values import is_int
 
 FILL = -1e4
 #: the file that ties a cache folder to its teacher
@@ -58,10 +59,6 @@ def caption_key(video_id, tokens, pad_id=0):
     return f'{safe}-{digest}'
 
 
-def _is_int(value):
-    return isinstance(value, int) and not isinstance(value, bool)  # True is an int too
-
-
 class TeacherCache:
     """Read/write teacher outputs per caption.
 
@@ -80,13 +77,13 @@ class TeacherCache:
 
     def __init__(self, cache_dir, topk=32, mode='auto', verify_every=100, tolerance=1e-2):
         # ModelConfigError: a bad setting stops the run at build, in one line
-        if topk is not None and not (_is_int(topk) and topk >= 1):
+        if topk is not None and not (is_int(topk) and topk >= 1):
             raise ModelConfigError('teacher_cache topk must be an integer >= 1 (logits kept '
                                    f'per position) or None (all of them), not {topk!r}.')
         if mode not in ('auto', 'write', 'read'):
             raise ModelConfigError("teacher_cache mode must be 'auto', 'write' or 'read', "
                                    f'not {mode!r}.')
-        if not (_is_int(verify_every) and verify_every >= 0):
+        if not (is_int(verify_every) and verify_every >= 0):
             raise ModelConfigError('teacher_cache verify_every must be an integer >= 0 (0: '
                                    f'never compare with the teacher), not {verify_every!r}.')
         if not isinstance(tolerance, (int, float)) or isinstance(tolerance, bool) \

@@ -1,0 +1,14 @@
+"""Type tests for settings read from configs and arguments (``True`` is not a count)."""
+import math
+import numbers
+
+
+def is_int(value):
+    """An integer (numpy's too) that is not a bool."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def is_real(value):
+    """A finite real number (numpy's too) that is not a bool."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) \
+        and math.isfinite(value)
