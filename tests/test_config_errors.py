@@ -35,6 +35,12 @@ def _checked(path, **options):
     ({'model.decode.min_len': -1}, 'model.decode.min_len=-1: it must be an integer >= 0'),
     ({'model.decode.length_penalty': float('nan')}, 'length_penalty=nan: it must be a finite'),
     ({'model.decode.shortlist': ['groups', 'int4']}, 'it must be None, True, False or a list of'),
+    # values mmengine or torch would take to a traceback, or to a run that trains nothing
+    ({'train_cfg.max_epochs': 0}, "'train_cfg.max_epochs' is 0; it must be an integer >= 1"),
+    ({'train_cfg.val_interval': 0}, "'train_cfg.val_interval' is 0; it must be an integer >= 1"),
+    ({'train_dataloader.batch_size': 0}, "'train_dataloader.batch_size' is 0; it must be an"),
+    ({'test_dataloader.num_workers': -1}, "is -1; it must be an integer >= 0 or 'auto'"),
+    ({'optim_wrapper.optimizer.lr': -0.1}, "'optim_wrapper.optimizer.lr' is -0.1; it must be a"),
 ])
 def test_misspelled_or_mistyped_option_is_named(option, expected):
     with pytest.raises(ConfigError, match=expected.replace('.', r'\.')):
@@ -43,7 +49,9 @@ def test_misspelled_or_mistyped_option_is_named(option, expected):
 
 def test_valid_options_pass():
     _checked(CAPDEMO_TEACHER, **{'model.decode.beam_size': 5, 'model.decode.strategy': 'beam',
-                                 'train_cfg.max_epochs': 3, 'train_dataloader.num_workers': 0})
+                                 'train_cfg.max_epochs': 3, 'train_dataloader.num_workers': 0,
+                                 'val_dataloader.num_workers': 'auto',
+                                 'optim_wrapper.optimizer.lr': 0})
 
 
 def test_every_shipped_config_passes_the_check():

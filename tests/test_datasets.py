@@ -91,6 +91,16 @@ def test_pkl_needs_allow_pickle(msvd):
         _msvd_ds(msvd, allow_pickle=False)
 
 
+def test_indices_that_keep_nothing_are_named(msvd):
+    """indices=0 (a quick run cut too far) used to end in numpy's 'need at least one array
+    to concatenate' from inside mmengine."""
+    assert len(_msvd_ds(msvd, indices=2)) == 2
+    for indices in (0, []):
+        with pytest.raises(DataError, match=rf'indices={indices!r} keeps no samples'.replace(
+                '[', r'\[').replace(']', r'\]')):
+            _msvd_ds(msvd, indices=indices)
+
+
 def test_refs_of_different_lengths_batch_per_sample(msvd):
     ds = _msvd_ds(msvd, split_file=None, split='train', test_mode=True)
     batch = pseudo_collate([ds[0], ds[1]])
@@ -233,6 +243,9 @@ def test_bad_feature_files(tmp_path):
     load(dict(feature_paths=dict(feats=p)))
     with pytest.raises(DataError, match=r'w\.npy: feature dim 4 differs from 3 in .*v\.npy'):
         load(dict(feature_paths=dict(feats=q)))
+    for frames in (0, 2.5):  # refused when the pipeline is built, not at the first sample
+        with pytest.raises(DataError, match=f'num_frames must be an integer >= 1, got {frames}'):
+            LoadFrameFeatures(num_frames=frames)
 
 
 def test_uniform_sampling_is_linspace():

@@ -7,6 +7,7 @@ from mmengine.logging import print_log
 
 from capdistill.registry import DATASETS, TOKENIZERS
 from capdistill.utils.requirements import ModelConfigError
+from capdistill.utils.values import is_int
 from .annotations import DataError, load_captions, load_official_splits, load_split
 from .preprocess import cached_token_ids, load_preprocessed
 
@@ -154,6 +155,10 @@ class CaptionDataset(BaseDataset):
         self.max_len = max_len
         self.skip_missing = skip_missing
         self.allow_pickle = allow_pickle
+        indices = kwargs.get('indices')
+        if indices is not None and (indices < 1 if is_int(indices) else len(indices) == 0):
+            raise DataError(f'{ann_file}: indices={indices!r} keeps no samples of the split; '
+                            'give a count >= 1, a non-empty list, or None for all of them.')
         if unlabeled_ids is not None and kwargs.get('test_mode'):
             raise DataError(f'unlabeled_ids={unlabeled_ids!r} is set on a test_mode dataset: '
                             'validation and test score captions, so unlabeled videos are for '

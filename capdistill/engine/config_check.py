@@ -11,6 +11,8 @@ import inspect
 
 from mmengine.config import ConfigDict
 
+from capdistill.utils.values import is_int, is_real
+
 
 class ConfigError(ValueError):
     """A config key or value that cannot be what the user meant."""
@@ -184,6 +186,37 @@ def _walk(path, node, context=None):
         _walk(_join(path, key), value, sub)
 
 
+def _at_least(low, kind='an integer'):
+    test = is_int if kind == 'an integer' else is_real
+    return (lambda v: test(v) and v >= low), f'{kind} >= {low}'
+
+
+# Values that would fail deep inside mmengine or torch (a ZeroDivisionError at the first
+# validation, a DataLoader ValueError), or silently do nothing (max_epochs=0 trains nothing).
+_VALUE_RULES = {
+    'train_cfg.max_epochs': _at_least(1),
+    'train_cfg.max_iters': _at_least(1),
+    'train_cfg.val_interval': _at_least(1),
+    'train_cfg.val_begin': _at_least(0),
+    'optim_wrapper.optimizer.lr': _at_least(0, 'a number'),
+    'optim_wrapper.optimizer.weight_decay': _at_least(0, 'a number'),
+    'optim_wrapper.accumulative_counts': _at_least(1),
+}
+for _loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+    _VALUE_RULES[f'{_loader}.batch_size'] = _at_least(1)
+    _VALUE_RULES[f'{_loader}.num_workers'] = (lambda v: v == 'auto' or (is_int(v) and v >= 0),
+                                              "an integer >= 0 or 'auto'")
+
+
+def _check_values(cfg):
+    for path, (valid, what) in _VALUE_RULES.items():
+        node = cfg
+        for part in path.split('.'):
+            node = node.get(part) if hasattr(node, 'get') else None
+        if node is not None and not valid(node):
+            raise ConfigError(f'config key {path!r} is {node!r}; it must be {what}')
+
+
 def check_config(cfg, option_keys=()):
     """Raise ``ConfigError`` for a misspelled key or a wrongly typed value in ``cfg``.
 
@@ -214,6 +247,7 @@ def check_config(cfg, option_keys=()):
     for key in sorted(set(cfg.keys()) & known - set(_LOOPS)
                       - {'train_dataloader', 'val_dataloader', 'test_dataloader'}):
         _walk(key, cfg[key])
+    _check_values(cfg)
 
 
 def check_options(cfg, options):
