@@ -44,7 +44,7 @@ def parse_args(argv=None):
     parser.add_argument('--num-frames', type=int_at_least(1),
                         help="frames per video (default: the export's or config's, else 15)")
     parser.add_argument('--beam-size', type=int_at_least(1), help='beam search with this beam size')
-    parser.add_argument('--device', default='cpu')
+    parser.add_argument('--device', default='cpu', help='cpu, cuda or cuda:N (default: cpu)')
     parser.add_argument('--threads', type=int_at_least(1),
                         help='torch CPU threads (default: half the available cores, or '
                              'OMP_NUM_THREADS when set)')

@@ -57,7 +57,7 @@ def parse_args(argv=None):
     parser.add_argument('--launcher', choices=['none', 'pytorch'], default=None,
                         help='pytorch: launched by torchrun (tools/dist_run.sh); found from '
                              'the WORLD_SIZE variable when not given')
-    parser.add_argument('--no-progress', action='store_true')
+    parser.add_argument('--no-progress', action='store_true', help='no progress bar')
     return parser.parse_args(argv)
 
 

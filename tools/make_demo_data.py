@@ -14,9 +14,12 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 def main(argv=None):
     from capdistill.utils.cli import int_at_least
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('--root', default='data/capdemo')
-    parser.add_argument('--seed', type=int, default=0)
-    parser.add_argument('--num-videos', type=int, default=1200)
+    parser.add_argument('--root', default='data/capdemo',
+                        help='where the videos, features, captions and splits are written')
+    parser.add_argument('--seed', type=int, default=0,
+                        help='seed of every random choice (scenes, captions, splits)')
+    parser.add_argument('--num-videos', type=int, default=1200,
+                        help='videos in all: 70%% train, 10%% valid, 20%% test (at least 10)')
     parser.add_argument('--workers', type=int_at_least(0), default=1, help='decoding processes')
     parser.add_argument('--force', action='store_true', help='rebuild even if complete')
     parser.add_argument('--captioned-fraction', type=float, nargs='+', default=[0.2],

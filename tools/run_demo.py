@@ -34,7 +34,9 @@ def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--data-root', default=DEFAULT_ROOT,
                         help='where the demo data is built and read (the configs follow it)')
-    parser.add_argument('--work-root', default='work_dirs')
+    parser.add_argument('--work-root', default='work_dirs',
+                        help='one work dir per model under it, and demo/ with the logs and '
+                             'the results table (default: work_dirs)')
     parser.add_argument('--force', action='store_true', help='retrain even if checkpoints exist')
     return parser.parse_args()
 

@@ -633,13 +633,16 @@ def write_outputs(data, out_dir, readme):
 def parse_args(argv=None):
     from capdistill.utils.cli import int_at_least
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2, 3, 4])
+    parser.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2, 3, 4],
+                        help='training seeds of every row (paired across rows)')
     parser.add_argument('--workers', type=int_at_least(1), default=2,
                         help='runs at a time (each a single-thread process)')
     parser.add_argument('--only', nargs='+', metavar='KEY',
                         help='row keys (see --list) or config file names to run; their '
                              'baselines, teachers and start rows come along')
-    parser.add_argument('--root', default='work_dirs/kd_table')
+    parser.add_argument('--root', default='work_dirs/kd_table',
+                        help='work dirs of the runs (ROOT/CONFIG/seedN); finished runs are '
+                             'skipped')
     parser.add_argument('--out-dir', default=KD, help='where results.json/results.md go')
     parser.add_argument('--readme', default=None,
                         help='README whose kd-table block gets the table (default: '
