@@ -3,6 +3,8 @@ import json
 import os
 import sys
 
+import pytest
+
 from conftest import REPO, write_tiny_config
 
 sys.path.insert(0, os.path.join(REPO, 'tools', 'analysis'))
@@ -125,12 +127,18 @@ def test_scale_benchmark_redraws_a_saved_run_with_epochs_timed_elsewhere(tmp_pat
     assert again[1]['epoch']['epoch_s'] == 1234.4 and 'epoch' not in again[0]
     assert plot.read_bytes().startswith(b'\x89PNG')
 
+    # bad arguments: the script itself once, then its main as the script wraps it
     script = os.path.join(REPO, 'tools', 'analysis', 'benchmark_scale.py')
-    for bad, says in ((['--results', str(saved), '--timed-epoch', '500=10'], 'no row of 500'),
-                      (['--results', str(saved), '--timed-epoch', '300'], 'VIDEOS=SECONDS'),
+    proc = subprocess.run([sys.executable, script, '--results', str(saved), '--timed-epoch',
+                           '500=10'], capture_output=True, text=True)
+    assert proc.returncode != 0
+    assert 'no row of 500' in proc.stderr and 'Traceback' not in proc.stderr, proc.stderr
+    from capdistill.utils.cli import friendly_main
+    for bad, says in ((['--results', str(saved), '--timed-epoch', '300'], 'VIDEOS=SECONDS'),
                       (['--results', str(tmp_path / 'none.json')], 'none.json'),
                       (['--results', str(plot)], 'not a results file'),
                       ([str(tmp_path), '--results', str(saved)], 'not both')):
-        proc = subprocess.run([sys.executable, script, *bad], capture_output=True, text=True)
-        assert proc.returncode != 0
-        assert says in proc.stderr and 'Traceback' not in proc.stderr, proc.stderr
+        with pytest.raises(SystemExit) as stop:
+            friendly_main(benchmark_scale.main)(bad)
+        assert stop.value.code != 0
+        assert says in capsys.readouterr().err
