@@ -8,6 +8,7 @@ import capdistill  # noqa: F401  (compat patches)
 from capdistill.evaluation import (CaptionMetric, JavaNotFoundError,
                                    SpiceModelsMissingError, score_captions)
 from capdistill.evaluation import caption_scorer
+from capdistill.evaluation.caption_scorer import UnknownMetricError
 from capdistill.registry import METRICS
 
 # skipped without Java, failed without it under CI=true (see conftest.py)
@@ -123,8 +124,10 @@ def test_caption_metric_starts_meteor_with_the_first_batch():
 def test_metric_subset_and_names():
     got = score_captions(PREDS, REFS, metrics=('CIDEr', 'bleu'))
     assert set(got) == {'CIDEr', 'Bleu_1', 'Bleu_2', 'Bleu_3', 'Bleu_4'}
-    with pytest.raises(ValueError, match='Unknown caption metric'):
+    with pytest.raises(UnknownMetricError, match="Unknown caption metric 'BLEURT'"):
         score_captions(PREDS, REFS, metrics=('BLEURT', ))
+    with pytest.raises(UnknownMetricError, match='metric list is empty; name at least one'):
+        CaptionMetric(scorers=[])
     with pytest.raises(KeyError, match='no references'):
         score_captions({'zz': 'a cat'}, REFS)
 

@@ -71,6 +71,10 @@ CACHE_ENTRIES = 400_000
 _SPICE_JARS = ('stanford-corenlp-3.6.0.jar', 'stanford-corenlp-3.6.0-models.jar')
 
 
+class UnknownMetricError(ValueError):
+    """A metric list naming no metric, or one this scorer does not compute."""
+
+
 class JavaNotFoundError(RuntimeError):
     """No ``java`` on PATH; pycocoevalcap's tokenizer and METEOR need one."""
 
@@ -117,7 +121,7 @@ def check_available(metrics=DEFAULT_METRICS):
     """Fail now, not after a long test run, if ``metrics`` cannot be computed here.
 
     Raises:
-        ValueError: an unknown metric name.
+        UnknownMetricError: an unknown metric name, or none.
         JavaNotFoundError: no ``java`` on PATH.
         SpiceModelsMissingError: SPICE asked for without its Stanford models.
     """
@@ -132,11 +136,13 @@ def _normalise_metrics(metrics):
     for name in metrics:
         canon = name if name in _KNOWN else _ALIASES.get(str(name).lower())
         if canon is None:
-            raise ValueError(f'Unknown caption metric {name!r}; choose from {_KNOWN}.')
+            raise UnknownMetricError(f'Unknown caption metric {name!r}; choose from '
+                                     f'{", ".join(_KNOWN)}.')
         if canon not in out:
             out.append(canon)
     if not out:
-        raise ValueError('`metrics` is empty.')
+        raise UnknownMetricError(f'The caption metric list is empty; name at least one of '
+                                 f'{", ".join(_KNOWN)}.')
     return out
 
 

@@ -64,8 +64,9 @@ def user_errors():
     errors += [ModelConfigError, RecorderError]
     try:
         from capdistill.evaluation.caption_scorer import (JavaNotFoundError,
-                                                          SpiceModelsMissingError)
-        errors += [JavaNotFoundError, SpiceModelsMissingError]
+                                                          SpiceModelsMissingError,
+                                                          UnknownMetricError)
+        errors += [JavaNotFoundError, SpiceModelsMissingError, UnknownMetricError]
     except ImportError:
         pass
     return tuple(errors)
