@@ -56,3 +56,37 @@ def test_heads_tied_and_clip_embedding(cls, tmp_path):
     assert torch.equal(head.word_embed.weight, weight)
     with pytest.raises(ValueError, match='embed_dim'):
         cls(vocab_size=30, embed_dim=8, num_heads=2, clip_embedding=str(tmp_path / 'clip.pt'))
+
+
+def _captioner(**change):
+    cfg = dict(type='Captioner', feature_key='feats',
+               visual_encoder=dict(type='FeatureProjector', in_dim=8, embed_dim=16),
+               encoder=dict(type='TransformerEncoder', embed_dim=16, depth=1, num_heads=2),
+               head=dict(type='PrefixLMHead', embed_dim=16, depth=1, num_heads=2),
+               tokenizer=dict(type='WordTokenizer', words=['a', 'ball', 'rolls']), max_len=5)
+    for key, value in change.items():
+        part, _, name = key.rpartition('.')
+        (cfg[part] if part else cfg)[name] = value
+    from mmengine.registry import DefaultScope
+
+    from capdistill.registry import MODELS
+    with DefaultScope.overwrite_default_scope('capdistill'):
+        return MODELS.build(cfg)
+
+
+@pytest.mark.parametrize('change,error', [
+    ({'head.num_heads': 3}, 'PrefixLMHead embed_dim 16 is not divisible by num_heads 3'),
+    ({'head.depth': 0}, 'PrefixLMHead depth must be an integer >= 1, got 0'),
+    ({'encoder.embed_dim': 0}, 'TransformerEncoder embed_dim must be an integer >= 1, got 0'),
+    ({'head.type': 'TransformerDecoderHead', 'head.num_heads': 5},
+     'TransformerDecoderHead embed_dim 16 is not divisible by num_heads 5'),
+    ({'max_len': 0}, 'Captioner max_len .caption words. must be an integer >= 1, got 0'),
+    ({'head.embed_dim': 32}, "encoder.embed_dim is 16 but its head.embed_dim is 32"),
+])
+def test_sizes_that_cannot_run_stop_at_build(change, error):
+    """Sizes that torch would only refuse at the first step, deep inside attention (or,
+    for depth, train a head without blocks), are refused when the model is built."""
+    from capdistill.utils.requirements import ModelConfigError
+    assert _captioner().head.vocab_size > 3  # the sizes above are the only change
+    with pytest.raises(ModelConfigError, match=error):
+        _captioner(**change)

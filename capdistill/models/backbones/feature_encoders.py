@@ -3,7 +3,7 @@ import torch
 from torch import nn
 
 from capdistill.registry import BACKBONES
-from capdistill.utils.requirements import ModelConfigError
+from capdistill.utils.requirements import ModelConfigError, check_transformer_shape
 
 
 @BACKBONES.register_module()
@@ -12,7 +12,7 @@ class FeatureProjector(nn.Module):
 
     def __init__(self, in_dim, embed_dim, num_frames=32, dropout=0.1):
         super().__init__()
-        self.in_dim = in_dim
+        self.in_dim, self.embed_dim = in_dim, embed_dim
         self.proj = nn.Linear(in_dim, embed_dim)
         self.norm = nn.LayerNorm(embed_dim)
         self.pos = nn.Parameter(torch.zeros(1, num_frames, embed_dim))
@@ -37,7 +37,9 @@ class TransformerEncoder(nn.Module):
     """A stack of pre-norm transformer encoder layers over the frame tokens."""
 
     def __init__(self, embed_dim, depth=2, num_heads=4, mlp_ratio=4.0, dropout=0.1):
+        check_transformer_shape('TransformerEncoder', embed_dim, num_heads, depth)
         super().__init__()
+        self.embed_dim = embed_dim
         layer = nn.TransformerEncoderLayer(embed_dim, num_heads, int(embed_dim * mlp_ratio),
                                            dropout, batch_first=True, norm_first=True)
         self.layers = nn.TransformerEncoder(layer, depth, enable_nested_tensor=False)

@@ -3,6 +3,8 @@ import torch
 from mmengine.model import BaseModel
 
 from capdistill.registry import BACKBONES, HEADS, LOSSES, MODELS, STUDENTS, TEACHERS, TOKENIZERS
+from capdistill.utils.requirements import ModelConfigError
+from capdistill.utils.values import is_int
 from .decoding import check_decode_settings
 from .decoding import decode as run_decode
 
@@ -32,6 +34,9 @@ class Captioner(BaseModel):
                  feature_key='feats', max_len=22, decode=None,
                  data_preprocessor=dict(type='CaptionDataPreprocessor'), init_cfg=None):
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
+        if not is_int(max_len) or max_len < 1:
+            raise ModelConfigError(f'Captioner max_len (caption words) must be an integer >= 1, '
+                                   f'got {max_len!r}.')
         self.tokenizer = TOKENIZERS.build(tokenizer)
         self.visual_encoder = BACKBONES.build(visual_encoder)
         self.encoder = BACKBONES.build(encoder)
@@ -40,12 +45,25 @@ class Captioner(BaseModel):
         if rows is not None and head.get('clip_embedding'):  # a compact vocabulary's CLIP rows
             head['clip_embedding'] = dict(path=head['clip_embedding'], rows=rows)
         self.head = HEADS.build(head)
+        self._check_widths()
         self.caption_loss = LOSSES.build(caption_loss)
         self.feature_key = feature_key
         self.max_len = max_len
         self.decode_cfg = dict(strategy='greedy', use_cache=True, ban_special=True)
         self.decode_cfg.update(decode or {})
         check_decode_settings(self.decode_cfg, self.tokenizer.vocab_size)
+
+    def _check_widths(self):
+        """The head reads the visual tokens as they are: every stage must have its width."""
+        word_embed = getattr(self.head, 'word_embed', None)
+        width = getattr(word_embed, 'embedding_dim', None)
+        for part in ('visual_encoder', 'encoder'):
+            got = getattr(getattr(self, part), 'embed_dim', None)
+            if width is not None and got is not None and got != width:
+                raise ModelConfigError(
+                    f'the captioner\'s {part}.embed_dim is {got} but its head.embed_dim is '
+                    f'{width}; the head reads the visual tokens at its own width, so give them '
+                    'one width.')
 
     def encode(self, inputs):
         """Visual tokens ``(B, N, E)`` and their mask from the batch inputs."""

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from capdistill.registry import HEADS
+from capdistill.utils.requirements import check_transformer_shape
 from ..pooling import masked_pool
 from .one_video import OneVideoDecoder
 from .word_pick import output_product
@@ -185,6 +186,7 @@ class PrefixLMHead(TiedWordHead):
 
     def __init__(self, vocab_size, embed_dim, depth=2, num_heads=4, max_len=24,
                  mlp_ratio=4.0, dropout=0.1, clip_embedding=None):
+        check_transformer_shape('PrefixLMHead', embed_dim, num_heads, depth)
         super().__init__(vocab_size, embed_dim, max_len, dropout, clip_embedding)
         self.type_embed = nn.Parameter(torch.zeros(2, embed_dim))  # visual, word
         self.blocks = nn.ModuleList(Block(embed_dim, num_heads, mlp_ratio, dropout)
@@ -330,6 +332,7 @@ class TransformerDecoderHead(TiedWordHead):
 
     def __init__(self, vocab_size, embed_dim, depth=2, num_heads=4, max_len=24,
                  mlp_ratio=4.0, dropout=0.1, clip_embedding=None):
+        check_transformer_shape('TransformerDecoderHead', embed_dim, num_heads, depth)
         super().__init__(vocab_size, embed_dim, max_len, dropout, clip_embedding)
         self.blocks = nn.ModuleList(DecoderBlock(embed_dim, num_heads, mlp_ratio, dropout)
                                     for _ in range(depth))
