@@ -141,6 +141,17 @@ def test_fp32_same_tokens_as_pytorch_greedy_and_beam(deployed):
                        model.generate(one, strategy='beam', beam_size=3))
     with pytest.raises(ValueError, match='cache only'):
         runner.generate(one, use_cache=False)
+    # more frames than the student has positions for: named, as by the PyTorch model
+    from capdistill.utils.requirements import ModelConfigError
+    limit = model.visual_encoder.max_frames
+    assert json.load(open(deployed['fp32']))['model']['max_frames'] == limit
+    key = model.feature_key
+    long = {key: torch.zeros(1, limit + 1, inputs[key].shape[-1]),
+            f'{key}_mask': torch.ones(1, limit + 1, dtype=torch.bool)}
+    for captioner in (model, runner):
+        with pytest.raises(ModelConfigError, match=f'positions for {limit} frames, got '
+                                                   f'{limit + 1}'):
+            captioner.generate(long)
 
 
 @pytest.mark.java

@@ -501,13 +501,15 @@ def export_captioner(model, out_dir, name, int8=False, num_frames=15, tokenizer_
     from .export import _standalone_tokenizer
     tokenizer_cfg = dict(tokenizer_cfg or dict(type=type(model.tokenizer).__name__))
     layout = export_graphs(model, out_dir, name, num_frames=num_frames)
+    max_frames = getattr(model.visual_encoder, 'max_frames', None)
     doc = dict(
         format=FORMAT, version=1,
         graphs=dict(encoder=name + '.onnx', step=name + STEP_SUFFIX),
         int8=False,
         model=dict(type=type(model).__name__, feature_key=model.feature_key,
                    in_dim=int(model.visual_encoder.in_dim), max_len=int(model.max_len),
-                   vocab_size=int(model.head.vocab_size), head=type(model.head).__name__),
+                   vocab_size=int(model.head.vocab_size), head=type(model.head).__name__,
+                   **({} if max_frames is None else dict(max_frames=int(max_frames)))),
         tokenizer=_standalone_tokenizer(tokenizer_cfg, model.tokenizer),
         feature_key=model.feature_key, feature_dim=int(model.visual_encoder.in_dim),
         frame_encoder=frame_encoder, num_frames=int(num_frames),

@@ -22,9 +22,11 @@ import numpy as np
 import torch
 from mmengine.model import BaseModel
 
+from capdistill.models.backbones.feature_encoders import too_many_frames
 from capdistill.models.captioners.decoding import check_decode_settings
 from capdistill.registry import MODELS
 from capdistill.utils import CheckpointError
+from capdistill.utils.requirements import ModelConfigError
 from .onnx_export import FORMAT, STEP_SUFFIX, spec_from_json
 
 __all__ = ['OnnxCaptioner', 'OnnxHead', 'OnnxStudent', 'init_onnx_captioner', 'is_onnx_export',
@@ -164,7 +166,8 @@ class OnnxCaptioner:
         self.head = OnnxHead(step_session, meta['state']['names'], model['vocab_size'])
         self.spec = spec_from_json(meta['state']['spec'])
         # what caption_video reads off a captioner
-        self.visual_encoder = types.SimpleNamespace(in_dim=int(model['in_dim']))
+        self.visual_encoder = types.SimpleNamespace(in_dim=int(model['in_dim']),
+                                                    max_frames=model.get('max_frames'))
         self.frame_encoder = meta.get('frame_encoder')
         self.num_frames = meta.get('num_frames')
         self.int8 = bool(meta.get('int8'))
@@ -188,9 +191,13 @@ class OnnxCaptioner:
         feed = dict(feats=np.ascontiguousarray(feats.detach().cpu().float().numpy()),
                     feats_mask=np.ascontiguousarray(mask.detach().cpu().numpy(), dtype=bool))
         if feed['feats'].shape[-1] != self.visual_encoder.in_dim:
-            raise ValueError(f'the ONNX export reads {self.visual_encoder.in_dim}-dim features, '
-                             f'got {feed["feats"].shape[-1]}; use the frame encoder it was '
-                             'trained on')
+            raise ModelConfigError(f'the ONNX export reads {self.visual_encoder.in_dim}-dim '
+                                   f'features, got {feed["feats"].shape[-1]}; use the frame '
+                                   'encoder it was trained on')
+        limit = self.visual_encoder.max_frames
+        if limit is not None and feed['feats'].shape[1] > limit:
+            raise ModelConfigError(too_many_frames('the ONNX export', limit,
+                                                   feed['feats'].shape[1]))
         memory, mem_mask, *leaves = self.encoder_session.run(None, feed)
         memory, mem_mask = torch.from_numpy(memory), torch.from_numpy(mem_mask)
         self.head.prime(memory, leaves)

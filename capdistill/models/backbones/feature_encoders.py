@@ -6,6 +6,13 @@ from capdistill.registry import BACKBONES
 from capdistill.utils.requirements import ModelConfigError, check_transformer_shape
 
 
+def too_many_frames(owner, limit, got):
+    """The message for a video of more frames than ``owner`` has positions for."""
+    return (f'{owner} has frame positions for {limit} frames, got {got}; sample at most '
+            f'{limit} frames per video (num_frames of LoadFrameFeatures, --num-frames) or '
+            'raise its num_frames.')
+
+
 @BACKBONES.register_module()
 class FeatureProjector(nn.Module):
     """Project frame features to the model width and add learned frame positions."""
@@ -19,15 +26,18 @@ class FeatureProjector(nn.Module):
         nn.init.normal_(self.pos, std=0.02)
         self.drop = nn.Dropout(dropout)
 
+    @property
+    def max_frames(self):
+        """Frames per video it has positions for."""
+        return self.pos.shape[1]
+
     def forward(self, feats, mask):
         if feats.shape[-1] != self.in_dim:
             raise ModelConfigError(f'FeatureProjector expects {self.in_dim}-dim features, got '
                                    f'{feats.shape[-1]}; set in_dim to match the feature files.')
-        if feats.shape[1] > self.pos.shape[1]:
-            raise ModelConfigError(
-                f'FeatureProjector has frame positions for {self.pos.shape[1]} frames, got '
-                f'{feats.shape[1]}; sample at most {self.pos.shape[1]} frames per video '
-                '(num_frames of LoadFrameFeatures, --num-frames) or raise its num_frames.')
+        if feats.shape[1] > self.max_frames:
+            raise ModelConfigError(too_many_frames('FeatureProjector', self.max_frames,
+                                                   feats.shape[1]))
         x = self.norm(self.proj(feats)) + self.pos[:, :feats.shape[1]]
         return (self.drop(x) if self.training else x), mask
 
