@@ -22,7 +22,7 @@ from mmengine.registry import DefaultScope
 
 from capdistill.datasets.transforms.loading import uniform_indices
 from capdistill.datasets.video_io import read_video_frames
-from capdistill.utils.values import is_int
+from capdistill.utils.values import check_int
 
 __all__ = ['caption_video', 'init_video_captioner', 'build_frame_encoder',
            'config_frame_encoder', 'config_num_frames', 'CaptionInputError']
@@ -173,8 +173,7 @@ def caption_video(model, video_path_or_features, encoder=None, num_frames=None, 
     if num_frames is None:
         num_frames = (getattr(model, 'num_frames', None) or config_num_frames(cfg)
                       or DEFAULT_NUM_FRAMES)
-    if not is_int(num_frames) or num_frames < 1:
-        raise CaptionInputError(f'num_frames must be an integer >= 1, got {num_frames!r}')
+    check_int('num_frames', num_frames, 1, CaptionInputError)
     if device is None:
         param = next(model.parameters(), None)
         device = param.device if param is not None else torch.device('cpu')

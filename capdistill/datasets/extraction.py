@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader, Dataset
 from capdistill.datasets.video_io import VideoReadError, list_videos, video_id
 from capdistill.utils.device import check_device
 from capdistill.utils.files import atomic_open
-from capdistill.utils.values import is_int, is_real
+from capdistill.utils.values import check_int, is_real
 
 # name -> (encoder config, folder name under visual/): tools/extract_features.py --encoder;
 # exports recognise a run's features by the folder name.
@@ -239,13 +239,6 @@ def _first_line(exc):
     return (text[0] if text else '')[:200]
 
 
-def _check_count(name, value, low, allow_none=False):
-    if value is None and allow_none:
-        return
-    if not is_int(value) or value < low:
-        raise ValueError(f'{name} must be an integer >= {low}, got {value!r}')
-
-
 def extract_features(videos, encoder, out_dir, num_frames=15, fps=None, batch_size=64,
                      workers=2, fp16=False, resume=True, failures_file=None,
                      device=None, progress=True, verbose=True, shard=None):
@@ -281,9 +274,10 @@ def extract_features(videos, encoder, out_dir, num_frames=15, fps=None, batch_si
     if num_frames is not None and fps is not None:
         raise ValueError('give num_frames or fps, not both')
     # settings that would fail every video are one error before any work
-    _check_count('num_frames', num_frames, 1, allow_none=True)
-    _check_count('batch_size', batch_size, 1)
-    _check_count('workers', workers, 0)
+    if num_frames is not None:
+        check_int('num_frames', num_frames, 1)
+    check_int('batch_size', batch_size, 1)
+    check_int('workers', workers, 0)
     if fps is not None and not (is_real(fps) and fps > 0):
         raise ValueError(f'fps must be a number > 0, got {fps!r}')
     if device is None:

@@ -15,10 +15,9 @@ class ModelConfigError(ValueError):
 def check_transformer_shape(owner, embed_dim, num_heads, depth):
     """Raise :class:`ModelConfigError` unless ``owner`` (a transformer stack) can be built
     and run with these sizes (torch would fail at the first step, deep in attention)."""
-    from capdistill.utils.values import is_int
+    from capdistill.utils.values import check_int
     for name, value in (('embed_dim', embed_dim), ('num_heads', num_heads), ('depth', depth)):
-        if not is_int(value) or value < 1:
-            raise ModelConfigError(f'{owner} {name} must be an integer >= 1, got {value!r}.')
+        check_int(f'{owner} {name}', value, 1, ModelConfigError)
     if embed_dim % num_heads:
         raise ModelConfigError(f'{owner} embed_dim {embed_dim} is not divisible by num_heads '
                                f'{num_heads} (each head takes embed_dim / num_heads channels).')

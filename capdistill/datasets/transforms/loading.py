@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from capdistill.registry import TRANSFORMS
-from capdistill.utils.values import is_int
+from capdistill.utils.values import check_int
 from ..annotations import DataError
 
 
@@ -136,9 +136,7 @@ class LoadFrameFeatures:
     """
 
     def __init__(self, num_frames=15, feature_dims=None, cache=False):
-        if not is_int(num_frames) or num_frames < 1:
-            raise DataError(f'LoadFrameFeatures num_frames must be an integer >= 1, got '
-                            f'{num_frames!r}')
+        check_int('LoadFrameFeatures num_frames', num_frames, 1, DataError)
         self.num_frames = num_frames
         self.feature_dims = feature_dims or {}
         self.cache = {} if cache else None

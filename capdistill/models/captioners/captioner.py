@@ -4,7 +4,7 @@ from mmengine.model import BaseModel
 
 from capdistill.registry import BACKBONES, HEADS, LOSSES, MODELS, STUDENTS, TEACHERS, TOKENIZERS
 from capdistill.utils.requirements import ModelConfigError
-from capdistill.utils.values import is_int
+from capdistill.utils.values import check_int
 from .decoding import check_decode_settings
 from .decoding import decode as run_decode
 
@@ -34,9 +34,7 @@ class Captioner(BaseModel):
                  feature_key='feats', max_len=22, decode=None,
                  data_preprocessor=dict(type='CaptionDataPreprocessor'), init_cfg=None):
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
-        if not is_int(max_len) or max_len < 1:
-            raise ModelConfigError(f'Captioner max_len (caption words) must be an integer >= 1, '
-                                   f'got {max_len!r}.')
+        check_int('Captioner max_len (caption words)', max_len, 1, ModelConfigError)
         self.tokenizer = TOKENIZERS.build(tokenizer)
         self.visual_encoder = BACKBONES.build(visual_encoder)
         self.encoder = BACKBONES.build(encoder)
