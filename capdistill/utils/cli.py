@@ -1,8 +1,8 @@
 """Command-line helpers: one clear line for the errors users can fix."""
 import argparse
 import functools
-import math
 import logging
+import math
 import os
 import re
 import sys
