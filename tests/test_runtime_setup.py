@@ -76,26 +76,38 @@ def test_setup_runtime_is_what_loads_full_checkpoints(tmp_path):
 
 
 def test_config_text_is_formatted_once_and_unchanged():
-    """The remembered yapf formatting gives mmengine's own text, computed once per text."""
+    """The remembered yapf formatting gives mmengine's own text for a config whose lines fit
+    79 columns, computed once per text; one with long paths is laid out at the width of its
+    longest path line and reads back as the same config."""
     import mmengine.config.config as config_module
     from mmengine.config import Config
     from yapf.yapflib.yapf_api import FormatCode
 
     from capdistill.utils import compat
-    cfg = Config(dict(model=dict(type='Captioner', path='/a/long/' * 20 + 'x.npy'),
-                      train_cfg=dict(max_epochs=3)))
+    short = Config(dict(model=dict(type='Captioner', path='data/x.npy', sizes=list(range(40))),
+                        train_cfg=dict(max_epochs=3)))
+    path = '/a/long/' * 20 + 'x.npy'
+    long = Config(dict(model=dict(type='Captioner', path=path, other=path + 'y',
+                                  head=dict(depth=1, embed_dim=8)),
+                       train_cfg=dict(max_epochs=3)))
     patched = config_module.FormatCode  # conftest ran setup_runtime()
     assert getattr(patched, '_capdistill_cached', False)
     config_module.FormatCode = FormatCode  # mmengine as shipped
     try:
-        plain = cfg.pretty_text
+        plain_short, plain_long = short.pretty_text, long.pretty_text
     finally:
         config_module.FormatCode = patched
-    first = cfg.pretty_text
+    first = short.pretty_text
     misses = patched.cache_info().misses
-    again = cfg.pretty_text
-    assert first == plain and again == plain
+    again = short.pretty_text
+    assert first == plain_short and again == plain_short
     assert patched.cache_info().misses == misses  # the second text came from memory
+    text = long.pretty_text
+    assert text != plain_long  # laid out wider than 79 columns
+    assert Config.fromstring(text, '.py').to_dict() == long.to_dict()
+    width = max(len(line) for line in text.splitlines())
+    assert width == len(f"    other='{path}y',") and "path='" + path + "'" in text
+    assert 'head=dict(depth=1, embed_dim=8)' in text  # short parts still joined as yapf does
     compat.patch_config_formatting()  # idempotent: no second layer
     assert config_module.FormatCode is patched
 
