@@ -166,15 +166,13 @@ def test_finished_runs_are_skipped(tmp_path, capsys):
 
 
 def test_two_rows_two_seeds_end_to_end(tmp_path):
-    """A real, tiny table: scratch and quality-weighted students, 1 epoch on 64 captions."""
-    if not osp.isfile(osp.join(REPO, 'data/capdemo/splits/capdemo_train_list.json')):
-        # the table's configs read the repository's capdemo, as the README command does
-        made = subprocess.run([sys.executable, 'tools/make_demo_data.py'], cwd=REPO,
-                              capture_output=True, text=True, timeout=600,
-                              env=dict(os.environ, OMP_NUM_THREADS='1'))
-        assert made.returncode == 0, made.stderr[-2000:]
+    """A real, tiny table: scratch and quality-weighted students, 1 epoch on 64 captions of
+    a 40-video capdemo build of its own (``--data-root``)."""
+    from capdistill.datasets.demo import make_demo_dataset
+    demo = make_demo_dataset(str(tmp_path / 'capdemo'), seed=1, num_videos=40, verbose=False)
     args = ('--only', 'qualityweighted', '--seeds', '0', '1', '--workers', '2',
             '--root', str(tmp_path / 'root'), '--out-dir', str(tmp_path / 'out'),
+            '--data-root', demo['root'],
             '--latency-videos', '2', '--cfg-options', 'train_cfg.max_epochs=1',
             'train_dataloader.dataset.indices=64', 'test_dataloader.dataset.indices=8',
             'test_evaluator.scorers=[Bleu,CIDEr]')
@@ -196,6 +194,12 @@ def test_two_rows_two_seeds_end_to_end(tmp_path):
     assert p['n'] == 2 and p['mean'] == pytest.approx(np.mean(diffs))
     md = (tmp_path / 'out' / 'results.md').read_text()
     assert 'quality-weighted' in md and 'train_cfg.max_epochs=1' in md
+    assert f'capdemo build at `{demo["root"]}`' in md
+    # every run read that build, none the repository's data/capdemo
+    for name in ('baseline_student_grid8_1xb64-6e_capdemo.py',
+                 'qualityweighted_student_grid8_1xb64-6e_capdemo.py'):
+        text = (tmp_path / 'root' / 'configs' / name).read_text()
+        assert 'data/capdemo' not in text and demo['root'] in text, name
     # each seed's own seed reached the run
     log = (tmp_path / 'root' / 'qualityweighted_student_grid8_1xb64-6e_capdemo' / 'seed1'
            / 'train.out').read_text()

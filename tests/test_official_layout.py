@@ -122,7 +122,8 @@ def test_get_flops_takes_cfg_options(tiny_root, tmp_path):
 
 
 def test_run_demo_moves_every_data_path(tmp_path):
-    from tools.run_demo import RUNS, config_for_root
+    from capdistill.datasets.demo import config_for_root
+    from tools.run_demo import RUNS
     for config in (c for _, stages in RUNS for c in stages):
         assert config_for_root(config, 'data/capdemo', str(tmp_path)) == config
         moved = Config.fromfile(config_for_root(config, str(tmp_path / 'mine'), str(tmp_path)))

@@ -261,28 +261,26 @@ def test_single_teacher_form_keeps_its_plain_names():
 
 
 def test_two_teacher_capdemo_config_trains_with_the_runner(tmp_path):
-    """The capdemo config, 2 iterations on 16 videos, random teachers allowed."""
-    if not osp.isfile(osp.join(REPO, 'data/capdemo/splits/capdemo_train_list.json')):
-        pytest.skip('capdemo data not built (python tools/make_demo_data.py)')
+    """The capdemo config on a 20-video build of its own, 2 iterations, random teachers
+    allowed."""
+    from capdistill.datasets.demo import config_for_root, make_demo_dataset
     from capdistill.engine.setup import build_runner, load_config
+    root = make_demo_dataset(str(tmp_path / 'capdemo'), seed=2, num_videos=20,
+                             verbose=False)['root']
+    config = config_for_root(osp.join(REPO, TWO), root, str(tmp_path))
     args = argparse.Namespace(
-        config=osp.join(REPO, TWO), work_dir=str(tmp_path / 'work'), local_rank=0,
+        config=config, work_dir=str(tmp_path / 'work'), local_rank=0,
         cfg_options={'model.teachers.grid16.ckpt': None, 'model.teachers.grid8.ckpt': None,
                      'model.allow_random_teacher': True,
                      'train_dataloader.dataset.indices': 16,
                      'train_dataloader.batch_size': 8, 'train_cfg.max_epochs': 1,
                      'default_hooks.logger.interval': 1})
-    cwd = os.getcwd()
-    os.chdir(REPO)  # the config's data paths are relative to the repository
-    try:
-        cfg = load_config(args)
-        # training loads both teachers' feature sets, test only the student's
-        assert cfg.train_dataloader.dataset.feature_keys == ['feats', 'teacher_feats']
-        assert cfg.test_dataloader.dataset.feature_keys == ['feats']
-        runner = build_runner(cfg)
-        runner.train()
-    finally:
-        os.chdir(cwd)
+    cfg = load_config(args)
+    # training loads both teachers' feature sets, test only the student's
+    assert cfg.train_dataloader.dataset.feature_keys == ['feats', 'teacher_feats']
+    assert cfg.test_dataloader.dataset.feature_keys == ['feats']
+    runner = build_runner(cfg)
+    runner.train()
     model = runner.model
     assert runner.iter == 2 and model.teachers.names == ['grid16', 'grid8']
     assert [t.feature_key for t in model.teachers] == ['teacher_feats', 'feats']

@@ -15,6 +15,8 @@ import time
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, REPO)  # tools.analysis
+from capdistill.datasets.demo import DEFAULT_ROOT, config_for_root  # noqa: E402
+
 TEACHER = 'configs/capdemo/baseline_teacher_grid16_1xb64-8e_capdemo.py'
 # The students are rows of the KD table (configs/kd/README.md), trained as its seed 0 is: the
 # distilled row with the highest mean CIDEr over the table's seeds and the scratch student
@@ -27,7 +29,6 @@ DISTILLED = ('student (distilled: SFTCap hierarchy, then SCST)',
 RUNS = [('teacher', [TEACHER]), SCRATCH, DISTILLED]
 SEED = 0
 COLUMNS = ['Bleu_4', 'METEOR', 'ROUGE_L', 'CIDEr']
-DEFAULT_ROOT = 'data/capdemo'
 
 
 def parse_args():
@@ -39,30 +40,6 @@ def parse_args():
                              'the results table (default: work_dirs)')
     parser.add_argument('--force', action='store_true', help='retrain even if checkpoints exist')
     return parser.parse_args()
-
-
-def config_for_root(config, data_root, out_dir):
-    """``config`` reading ``data_root`` instead of data/capdemo: a copy in ``out_dir`` with
-    every path under the default root moved (datasets, vocabulary), or ``config`` itself."""
-    from mmengine.config import Config
-    if osp.normpath(data_root) == DEFAULT_ROOT:
-        return config
-    cfg = Config.fromfile(config)
-    new_root = osp.abspath(data_root)
-
-    def move(node):
-        if isinstance(node, dict):
-            return {k: move(v) for k, v in node.items()}
-        if isinstance(node, (list, tuple)):
-            return type(node)(move(v) for v in node)
-        if isinstance(node, str) and (node == DEFAULT_ROOT or node.startswith(DEFAULT_ROOT + '/')):
-            return new_root + node[len(DEFAULT_ROOT):]
-        return node
-
-    moved = Config(move(cfg.to_dict()))
-    path = osp.join(out_dir, osp.basename(config))
-    moved.dump(path)
-    return path
 
 
 def summary_line(line):
@@ -183,6 +160,8 @@ def measure(config, checkpoint, beam_size=5):
 def main():
     args = parse_args()
     os.chdir(REPO)
+    import capdistill
+    capdistill.setup_runtime()  # compatibility patches (fast config dumps), this process only
     start = time.time()
     from capdistill.datasets.demo import make_demo_dataset
     from capdistill.utils import trust_directory

@@ -15,6 +15,7 @@ when its config is known, otherwise the row says which command makes it. Paramet
 latency are measured on the deployed model (the student alone) with one thread: greedy
 decoding of one video at a time, median over ``--latency-videos`` test videos.
 ``results.json`` keeps every seed's metrics; the markdown is generated from it.
+``--data-root`` runs the rows on another capdemo build (teachers then train under ``--root``).
 """
 import argparse
 import concurrent.futures as cf
@@ -34,6 +35,7 @@ import time
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 sys.path.insert(0, REPO)
+from capdistill.datasets.demo import DEFAULT_ROOT, config_for_root  # noqa: E402
 from capdistill.engine.config_check import ConfigError  # noqa: E402
 KD = 'configs/kd'
 
@@ -231,8 +233,9 @@ def _schedule(cfg):
     return f'{cfg.train_cfg.max_epochs}e' + (f' lr {lr:g}' if lr is not None else '')
 
 
-def describe(rows, options):
-    """Add schedule, teacher checkpoints and the row each depends on to every row."""
+def describe(rows, options, work_root='work_dirs'):
+    """Add schedule, teacher checkpoints and the row each depends on to every row
+    (a teacher config without a ``work_dir`` trains into ``work_root/<config name>``)."""
     by_key = {r['key']: r for r in rows}
     for row in rows:
         opts = None if row['kind'] == 'teacher' else options
@@ -242,7 +245,7 @@ def describe(rows, options):
                                     else cfg.model)
         row['cache_dir'] = (cfg.model.get('teacher_cache') or {}).get('cache_dir')
         if row['kind'] == 'teacher':
-            row['work_dir'] = cfg.get('work_dir') or osp.join('work_dirs', _stem(row['config']))
+            row['work_dir'] = cfg.get('work_dir') or osp.join(work_root, _stem(row['config']))
             row['checkpoint'] = osp.join(row['work_dir'], f'epoch_{cfg.train_cfg.max_epochs}.pth')
     for row in rows:
         if row.get('after') in by_key:
@@ -592,6 +595,9 @@ def make_table(data):
     if meta.get('cfg_options'):
         notes.append('Student runs overridden with `--cfg-options '
                      + ' '.join(meta['cfg_options']) + '` (not the configs\' schedule).')
+    if meta.get('data_root', DEFAULT_ROOT) != DEFAULT_ROOT:
+        notes.append(f'Data: the capdemo build at `{meta["data_root"]}` (`--data-root`), not '
+                     f'{DEFAULT_ROOT}.')
     if data.get('pending'):
         notes.append('Pending (no config in configs/kd yet): '
                      + '; '.join(f'{p["label"]} (`{p["config"]}`)' for p in data['pending'])
@@ -643,6 +649,10 @@ def parse_args(argv=None):
     parser.add_argument('--root', default='work_dirs/kd_table',
                         help='work dirs of the runs (ROOT/CONFIG/seedN); finished runs are '
                              'skipped')
+    parser.add_argument('--data-root', default=DEFAULT_ROOT,
+                        help='the capdemo build the rows read (make one with '
+                             'tools/make_demo_data.py --root DIR); with another than '
+                             f'{DEFAULT_ROOT}, teachers train and cache under ROOT/work_dirs')
     parser.add_argument('--out-dir', default=KD, help='where results.json/results.md go')
     parser.add_argument('--readme', default=None,
                         help='README whose kd-table block gets the table (default: '
@@ -681,9 +691,28 @@ def select(rows, only):
         for k in keep))]
 
 
+def move_data_root(rows, data_root, root):
+    """Point every row's config at ``data_root`` (copies under ``root/configs``); the
+    work root of teachers and caches: ``work_dirs``, or ``root/work_dirs`` when moved, so
+    a teacher trained on other data is never read as the table's."""
+    if osp.normpath(data_root) == DEFAULT_ROOT:
+        return 'work_dirs'
+    if not osp.isfile(osp.join(data_root, 'meta.json')):
+        raise ConfigError(f'--data-root {data_root}: no capdemo build there (meta.json '
+                          f'missing); make one with python tools/make_demo_data.py --root '
+                          f'{data_root}')
+    work_root = osp.abspath(osp.join(root, 'work_dirs'))
+    for row in rows:
+        row['config'] = config_for_root(row['config'], data_root, osp.join(root, 'configs'),
+                                        work_root=work_root)
+    return work_root
+
+
 def main(argv=None):
     args = parse_args(argv)
     os.chdir(REPO)
+    import capdistill
+    capdistill.setup_runtime()  # compatibility patches (fast config dumps), this process only
     out_dir = osp.join(REPO, args.out_dir)
     readme = args.readme or (osp.join(REPO, KD, 'README.md')
                              if osp.normpath(out_dir) == osp.normpath(osp.join(REPO, KD))
@@ -709,8 +738,9 @@ def main(argv=None):
             print(f'{p["key"]:<24} pending  {p["config"]}')
         return
     rows = select(rows, args.only)
+    work_root = move_data_root(rows, args.data_root, args.root)
     options = _parse_options(args.cfg_options)
-    by_key = describe(rows, options)
+    by_key = describe(rows, options, work_root)
     t0 = time.time()
     jobs, blocked = plan(rows, by_key, args.seeds, args.root, args.cfg_options)
     for key, why in blocked.items():
@@ -721,6 +751,7 @@ def main(argv=None):
     wall = time.time() - t0
     data = dict(meta=dict(date=datetime.datetime.now().isoformat(timespec='seconds'),
                           seeds=args.seeds, workers=args.workers, cfg_options=args.cfg_options,
+                          data_root=args.data_root,
                           wall_s=None if args.table_only else wall, ran=ran, skipped=skipped,
                           ci=CI_TEXT),
                 rows=collect(rows, by_key, args.root, args.latency_videos, blocked),
