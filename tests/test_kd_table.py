@@ -250,3 +250,12 @@ def test_mistaken_option_stops_the_table_before_any_run(tmp_path):
     last = proc.stderr.strip().splitlines()[-1]
     assert last.startswith('error: ') and "did you mean 'train_cfg.max_epochs'" in last
     assert not (tmp_path / 'root').exists() and not (tmp_path / 'out').exists()
+
+
+def test_a_data_root_without_a_capdemo_build_stops_the_table(tmp_path):
+    kd = _tool()
+    with pytest.raises(kd.ConfigError, match=r'--data-root .*none: no capdemo build there '
+                       r'\(meta.json missing\); make one with python tools/make_demo_data.py'):
+        kd.main(['--only', 'qualityweighted', '--seeds', '0', '--root', str(tmp_path / 'root'),
+                 '--out-dir', str(tmp_path / 'out'), '--data-root', str(tmp_path / 'none')])
+    assert not (tmp_path / 'root').exists() and not (tmp_path / 'out').exists()
