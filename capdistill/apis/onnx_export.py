@@ -399,10 +399,10 @@ def quantize_int8(src, dst):
     """Dynamic int8 quantisation of the MatMul/Gemm weights (linear layers and the tied
     output projection) of ``src`` into ``dst``; activations stay float.
 
-    Weights get a scale per output column and 7-bit range: on CPUs without VNNI (AVX2
-    only) onnxruntime's uint8 x int8 kernel adds pairs of products in saturating int16,
-    which full-range weights overflow (the demo student kept 210 of 240 greedy captions
-    that way, 228 like this).
+    Weights are uint8, as the activations: on CPUs without VNNI (AVX2 only) onnxruntime's
+    uint8 x int8 kernel adds pairs of products in saturating int16, which int8 weights
+    overflow. On such a CPU the demo student kept 210 of 240 greedy captions with int8
+    weights, 229 with uint8 (docs: model_zoo/README.md, "Quality on capdemo").
     """
     import logging
 
@@ -411,8 +411,8 @@ def quantize_int8(src, dst):
     level = root.level
     root.setLevel(logging.ERROR)  # its advice to pre-process is for static quantisation
     try:
-        quantize_dynamic(src, dst, weight_type=QuantType.QInt8, per_channel=True,
-                         reduce_range=True, op_types_to_quantize=['MatMul', 'Gemm'])
+        quantize_dynamic(src, dst, weight_type=QuantType.QUInt8,
+                         op_types_to_quantize=['MatMul', 'Gemm'])
     finally:
         root.setLevel(level)
     import onnx
