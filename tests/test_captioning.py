@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import make_tiny_dataset, run_tool, write_tiny_config
+from conftest import make_tiny_dataset, run_tool, run_tool_here, write_tiny_config
 
 from capdistill.apis import caption_video, init_captioner, init_video_captioner
 from capdistill.apis.captioning import CaptionInputError
@@ -158,7 +158,7 @@ def test_bad_model_gives_one_clear_line(case, grid2, tmp_path):
     else:
         extra = ['--encoder', 'clip-b32']
         expected = 'weight file not found: model_zoo/clip_model/ViT-B-32.pt'
-    res = run_tool(['tools/caption_video.py', cfg, ckpt, video, *extra])
+    res = run_tool_here(['tools/caption_video.py', cfg, ckpt, video, *extra])
     assert res.returncode == 1, res.stdout + res.stderr[-2000:]
     last = res.stderr.strip().splitlines()[-1]
     assert last.startswith('error: ') and 'Traceback' not in res.stderr, res.stderr[-2000:]
@@ -197,8 +197,8 @@ def test_settings_no_caption_can_use_stop_in_one_line(grid2, grid2_model, tmp_pa
             f"error: argument {flag}: must be an integer >= 1, got '{value}'")
 
     # a device this machine lacks (no machine has 100 GPUs): one line, no video read
-    res = run_tool(['tools/caption_video.py', cfg, ckpt, str(tmp_path / 'never_read.mp4'),
-                    '--device', 'cuda:99'])
+    res = run_tool_here(['tools/caption_video.py', cfg, ckpt, str(tmp_path / 'never_read.mp4'),
+                         '--device', 'cuda:99'])
     assert res.returncode == 1 and 'Traceback' not in res.stderr, res.stderr[-2000:]
     assert res.stderr.strip().splitlines()[-1].startswith("error: device 'cuda:99': this "
                                                           'machine has ')
@@ -232,7 +232,7 @@ def test_only_real_videos_are_captioned(grid2, grid2_model, tmp_path):
     with pytest.raises(VideoReadError, match='still image'):
         caption_video(grid2_model, str(tmp_path / 'still.jpg'))
 
-    res = run_tool(['tools/caption_video.py', cfg, ckpt, str(texts['videos.txt'])])
+    res = run_tool_here(['tools/caption_video.py', cfg, ckpt, str(texts['videos.txt'])])
     assert res.returncode == 1 and res.stdout == '', res.stdout + res.stderr[-2000:]
     errors = [ln for ln in res.stderr.splitlines() if ln.startswith('error: ')]
     assert len(errors) == 1 and 'Traceback' not in res.stderr, res.stderr

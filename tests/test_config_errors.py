@@ -12,7 +12,7 @@ from mmengine.config import Config
 
 from capdistill.engine.config_check import ConfigError, check_config, check_options
 from capdistill.engine.setup import read_config
-from conftest import REPO, run_tool, write_tiny_config
+from conftest import REPO, run_tool, run_tool_here, write_tiny_config
 
 CAPDEMO_TEACHER = os.path.join(REPO, 'configs/capdemo/baseline_teacher_grid16_1xb64-8e_capdemo.py')
 
@@ -77,8 +77,8 @@ def _last_line(res):
 
 def test_train_tool_stops_on_a_misspelled_option(tmp_path, tiny_root):
     cfg = write_tiny_config(tmp_path / 'cfg.py', tiny_root)
-    res = run_tool(['tools/train.py', cfg, '--work-dir', str(tmp_path / 'work'),
-                    '--cfg-options', 'train_cfg.max_epoch=1'])
+    res = run_tool_here(['tools/train.py', cfg, '--work-dir', str(tmp_path / 'work'),
+                         '--cfg-options', 'train_cfg.max_epoch=1'])
     assert res.returncode == 1
     assert _last_line(res) == ("error: unknown config key 'train_cfg.max_epoch' "
                                "(ResumableEpochTrainLoop has no such option); did you mean "
@@ -90,7 +90,7 @@ def test_test_tool_refuses_a_text_file_named_pth(tmp_path, tiny_root):
     cfg = write_tiny_config(tmp_path / 'cfg.py', tiny_root)
     text = tmp_path / 'model.pth'
     text.write_text('see https://example.org for the weights\n')
-    res = run_tool(['tools/test.py', cfg, str(text), '--work-dir', str(tmp_path / 'w')])
+    res = run_tool_here(['tools/test.py', cfg, str(text), '--work-dir', str(tmp_path / 'w')])
     assert res.returncode == 1
     assert _last_line(res) == (f'error: {text} is not a PyTorch checkpoint (neither a '
                                'torch.save archive nor a pickle); give the .pth file '
@@ -222,7 +222,9 @@ def test_progress_lines_with_eta(capsys, monkeypatch):
 def test_analysis_tools_read_configs_as_train_does(tool, args, expected, tmp_path, tiny_root):
     """A wrong config path, option or data root stops an analysis tool in one line."""
     tiny = write_tiny_config(tmp_path / 'cfg.py', tiny_root)  # data this test made itself
-    res = run_tool([f'tools/analysis/{tool}', *[tiny if a == 'TINY' else a for a in args]])
+    # in this process: each tool runs as a real process in its own tests
+    res = run_tool_here([f'tools/analysis/{tool}',
+                         *[tiny if a == 'TINY' else a for a in args]])
     assert res.returncode == 1, res.stdout[-2000:] + res.stderr[-2000:]
     assert 'Traceback' not in res.stderr, res.stderr[-3000:]
     last = res.stderr.strip().splitlines()[-1]

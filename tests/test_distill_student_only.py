@@ -11,7 +11,7 @@ from mmengine.runner import Runner
 
 from capdistill.apis.inference import init_captioner
 from capdistill.registry import MODELS
-from conftest import run_tool, write_tiny_config
+from conftest import run_tool, run_tool_here, write_tiny_config
 from tools.analysis import benchmark, get_flops
 
 KD_MODEL = ("dict(type='DistillAlgorithm', student=_student, teacher=_teacher, "
@@ -96,8 +96,8 @@ def test_load_from_of_a_distillation_run_checked_by_the_run(distilled, tmp_path)
                        f'load_from={ckpt}', 'train_cfg.max_epochs=1', 'train_cfg.val_interval=9'])
         assert ok.returncode == 0, ok.stderr[-3000:]
         assert f'Load checkpoint from {ckpt}' in ok.stdout + ok.stderr
-        wrong = run_tool(['tools/train.py', cfg, '--work-dir', str(tmp_path / 'b'),
-                          '--cfg-options', f'load_from={teacher_ckpt}'])
+        wrong = run_tool_here(['tools/train.py', cfg, '--work-dir', str(tmp_path / 'b'),
+                               '--cfg-options', f'load_from={teacher_ckpt}'])
         assert wrong.returncode == 1
         last = wrong.stderr.strip().splitlines()[-1]
         assert last.startswith('error: ') and 'model.student_ckpt=<that file>' in last

@@ -11,7 +11,7 @@ from safetensors.torch import load_file
 from capdistill.apis.export import export_student, load_exported_student
 from capdistill.apis.inference import init_captioner
 from capdistill.registry import MODELS
-from conftest import run_tool, write_tiny_config
+from conftest import run_tool, run_tool_here, write_tiny_config
 
 DISTILL = ("dict(type='DistillAlgorithm', student=_student, teacher=_teacher, "
            "allow_random_teacher=True, "
@@ -128,7 +128,7 @@ def test_export_tool_takes_config_then_checkpoint(distill_run, tmp_path):
     cfg_path, ckpt, _ = distill_run
     for args, expected in (([ckpt, cfg_path], 'wrong order: expected CONFIG CHECKPOINT'),
                            ([ckpt, ckpt], 'expected CONFIG (a .py config) first')):
-        proc = run_tool(['tools/export_student.py', *args, '--out', str(tmp_path / 'x')])
+        proc = run_tool_here(['tools/export_student.py', *args, '--out', str(tmp_path / 'x')])
         assert proc.returncode == 1, proc.stderr[-2000:]
         lines = proc.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith('error: ') and expected in lines[0], lines

@@ -6,7 +6,7 @@ import shlex
 import pytest
 import torch
 
-from conftest import REPO, run_tool, write_tiny_config
+from conftest import REPO, run_tool, run_tool_here, write_tiny_config
 
 from capdistill.apis import init_captioner
 
@@ -53,8 +53,8 @@ def test_readme_one_liner_trains_with_the_plugin_loss(kd_config):
 def test_missing_plugin_module_is_one_line(kd_config):
     cfg, tmp = kd_config
     options = [o.replace('confidence_kd', 'no_such_loss') for o in readme_options()]
-    res = run_tool(['tools/train.py', cfg, '--work-dir', str(tmp / 'missing'), '--cfg-options',
-                    *options])
+    res = run_tool_here(['tools/train.py', cfg, '--work-dir', str(tmp / 'missing'),
+                         '--cfg-options', *options])
     assert res.returncode == 1
     last = res.stderr.strip().splitlines()[-1]
     assert last.startswith("error: custom_imports: cannot import "

@@ -12,7 +12,7 @@ import torch
 from capdistill.engine.hooks.run_guards import FiniteLossHook, NonFiniteLossError
 from capdistill.utils import CheckpointError, load_full_checkpoint, trust_directory
 from capdistill.utils.checkpoint import UntrustedCheckpointWarning
-from conftest import REPO, run_tool, write_tiny_config
+from conftest import REPO, run_tool, run_tool_here, write_tiny_config
 
 EPOCHS = ['--cfg-options', 'train_cfg.max_epochs=3']
 
@@ -118,8 +118,9 @@ def test_mid_epoch_checkpoint_resumes_only_the_run_it_fits():
 
 def test_mid_epoch_checkpoints_need_the_resumable_loop(tiny_root, tmp_path):
     cfg = write_tiny_config(tmp_path / 'cfg.py', tiny_root)
-    res = _train(cfg, tmp_path / 'w', '--cfg-options', 'train_cfg.type=EpochBasedTrainLoop',
-                 'default_hooks.mid_epoch_checkpoint.interval=2')
+    res = run_tool_here(['tools/train.py', cfg, '--work-dir', str(tmp_path / 'w'),
+                         '--cfg-options', 'train_cfg.type=EpochBasedTrainLoop',
+                         'default_hooks.mid_epoch_checkpoint.interval=2'])
     assert res.returncode == 1
     last = res.stderr.strip().splitlines()[-1]
     assert last.startswith('error: default_hooks.mid_epoch_checkpoint saves inside epochs, '
@@ -133,7 +134,7 @@ def test_truncated_checkpoint_gives_a_clear_error(uninterrupted, tmp_path):
     broken.write_bytes(data[:len(data) // 2])
     with pytest.raises(CheckpointError, match='damaged or incomplete'):
         load_full_checkpoint(broken)
-    res = run_tool(['tools/test.py', cfg, str(broken), '--work-dir', str(tmp_path)])
+    res = run_tool_here(['tools/test.py', cfg, str(broken), '--work-dir', str(tmp_path)])
     assert res.returncode == 1 and 'Traceback' not in res.stderr
     assert res.stderr.strip().splitlines()[-1].startswith('error: ')
 

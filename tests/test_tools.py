@@ -8,7 +8,8 @@ import sys
 import pytest
 import torch
 
-from conftest import REPO, free_port, make_tiny_dataset, run_tool, write_tiny_config
+from conftest import (REPO, free_port, make_tiny_dataset, run_tool, run_tool_here,
+                      write_tiny_config)
 
 CAPDEMO_STUDENT = os.path.join(REPO, 'configs/kd/baseline_student_grid8_1xb64-6e_capdemo.py')
 
@@ -157,7 +158,9 @@ def test_bad_input_gives_one_clear_line(case, tmp_path, trained_teacher):
     cfg = write_tiny_config(tmp_path / 'cfg.py', root, model=model)
     if case == 'config':
         cfg = str(tmp_path / 'missing.py')
-    res = run_tool(['tools/train.py', cfg, '--work-dir', str(tmp_path / 'work')])
+    # one case as a real process, the others in this one (the same script, as __main__)
+    run = run_tool if case == 'config' else run_tool_here
+    res = run(['tools/train.py', cfg, '--work-dir', str(tmp_path / 'work')])
     assert res.returncode == 1
     last = res.stderr.strip().splitlines()[-1]
     assert last.startswith('error: ') and 'Traceback' not in res.stderr

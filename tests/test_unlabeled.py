@@ -12,7 +12,7 @@ from capdistill.datasets.annotations import DataError
 from capdistill.datasets.demo import make_demo_dataset
 from capdistill.datasets.demo.build import captioned_split, captioned_split_files
 from capdistill.registry import DATASETS, MODELS
-from conftest import REPO, make_tiny_dataset, run_tool
+from conftest import REPO, make_tiny_dataset, run_tool, run_tool_here
 
 KD = os.path.join(REPO, 'configs/kd')
 SEQKD_CFG = 'seqkd_teacher-to-student_grid16-grid8_1xb64-6e_capdemo-cap20-unl80.py'
@@ -233,7 +233,7 @@ def test_unlabeled_videos_without_a_teacher_driven_term_stop_the_run(demo, tmp_p
     cfg = _child(tmp_path, demo, SCRATCH_CFG,
                  train=", unlabeled_ids='splits/capdemo_train-unl80_list.json'",
                  model='model = dict(tokenizer=_tok)')
-    res = run_tool(['tools/train.py', cfg, '--work-dir', str(tmp_path / 'work')])
+    res = run_tool_here(['tools/train.py', cfg, '--work-dir', str(tmp_path / 'work')])
     assert res.returncode == 1
     lines = res.stderr.strip().splitlines()
     assert lines[-1].startswith('error: train_dataloader.dataset has ')
