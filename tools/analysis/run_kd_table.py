@@ -446,8 +446,9 @@ def execute(jobs, workers):
 
 # ----------------------------------------------------------------------------- results
 
-def cost(config, checkpoint, videos):
-    """(parameters, median latency in ms per video) of the deployed model."""
+def cost(config, checkpoint, num_videos):
+    """(parameters, median latency in ms per video) of the deployed model, over the first
+    ``num_videos`` videos of its config's test split."""
     import numpy as np
     import torch
 
@@ -460,7 +461,10 @@ def cost(config, checkpoint, videos):
     model = init_captioner(cfg, checkpoint)
     params = count_parameters(model)
     ds = cfg.test_dataloader.dataset
-    folder = osp.join(REPO, ds.data_root, ds.feature_dirs[model.feature_key])
+    root = osp.join(REPO, ds.data_root)
+    with open(osp.join(root, ds.split_file)) as f:
+        videos = json.load(f)[:num_videos]
+    folder = osp.join(root, ds.feature_dirs[model.feature_key])
     times = []
     with torch.no_grad():
         for vid in videos:
@@ -475,14 +479,6 @@ def cost(config, checkpoint, videos):
 
 def collect(rows, by_key, root, latency_videos, blocked):
     """results.json content: every seed's metrics, costs and paired differences."""
-    videos = []  # read once a checkpoint's latency is measured
-
-    def latency_videos_list():
-        if not videos:
-            with open(osp.join(REPO, 'data/capdemo/splits/capdemo_test_list.json')) as f:
-                videos.extend(json.load(f)[:latency_videos])
-        return videos
-
     out = {}
     for row in rows:
         entry = {k: row.get(k) for k in ('label', 'config', 'kind', 'baseline', 'after',
@@ -512,7 +508,7 @@ def collect(rows, by_key, root, latency_videos, blocked):
         if runs and ckpt and osp.isfile(ckpt) and not row.get('after'):
             try:
                 entry['params'], entry['latency_ms'] = cost(row['config'], ckpt,
-                                                            latency_videos_list())
+                                                            latency_videos)
             except Exception as exc:  # a cost that cannot be measured leaves the cell empty
                 print(f'warning: cost of {row["key"]} not measured: {exc}', flush=True)
         out[row['key']] = entry
