@@ -36,6 +36,7 @@ import time
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 sys.path.insert(0, REPO)
 from capdistill.datasets.demo import DEFAULT_ROOT, config_for_root  # noqa: E402
+from capdistill.datasets.demo.configs import DEFAULT_WORK_ROOT  # noqa: E402
 from capdistill.engine.config_check import ConfigError  # noqa: E402
 KD = 'configs/kd'
 
@@ -233,7 +234,7 @@ def _schedule(cfg):
     return f'{cfg.train_cfg.max_epochs}e' + (f' lr {lr:g}' if lr is not None else '')
 
 
-def describe(rows, options, work_root='work_dirs'):
+def describe(rows, options, work_root=DEFAULT_WORK_ROOT):
     """Add schedule, teacher checkpoints and the row each depends on to every row
     (a teacher config without a ``work_dir`` trains into ``work_root/<config name>``)."""
     by_key = {r['key']: r for r in rows}
@@ -692,12 +693,12 @@ def move_data_root(rows, data_root, root):
     work root of teachers and caches: ``work_dirs``, or ``root/work_dirs`` when moved, so
     a teacher trained on other data is never read as the table's."""
     if osp.normpath(data_root) == DEFAULT_ROOT:
-        return 'work_dirs'
+        return DEFAULT_WORK_ROOT
     if not osp.isfile(osp.join(data_root, 'meta.json')):
         raise ConfigError(f'--data-root {data_root}: no capdemo build there (meta.json '
                           f'missing); make one with python tools/make_demo_data.py --root '
                           f'{data_root}')
-    work_root = osp.abspath(osp.join(root, 'work_dirs'))
+    work_root = osp.abspath(osp.join(root, DEFAULT_WORK_ROOT))
     for row in rows:
         row['config'] = config_for_root(row['config'], data_root, osp.join(root, 'configs'),
                                         work_root=work_root)
