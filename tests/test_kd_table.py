@@ -165,6 +165,26 @@ def test_finished_runs_are_skipped(tmp_path, capsys):
         '0': 0.5, '1': 0.6}
 
 
+def test_a_cost_that_cannot_be_measured_fails_the_table(tmp_path, capsys):
+    """A finished run whose checkpoint cannot be read: the table is still written, its cost
+    cells say so, and the tool exits with an error naming the row and the checkpoint."""
+    wd = tmp_path / 'root' / 'baseline_student_grid8_1xb64-6e_capdemo' / 'seed0'
+    wd.mkdir(parents=True)
+    # TEST DATA: a finished run's test output, hand-written, beside a checkpoint that is not one
+    (wd / 'test.json').write_text(json.dumps(dict(aggregate=dict(CIDEr=0.5, Bleu_4=0.1))))
+    (wd / 'epoch_6.pth').write_text('not a checkpoint')
+    with pytest.raises(SystemExit) as exc:
+        _tool().main(['--only', 'scratch', '--seeds', '0', '--root', str(tmp_path / 'root'),
+                      '--out-dir', str(tmp_path / 'out')])
+    message = str(exc.value.code)
+    assert message.startswith('error: cost of scratch not measured from ')
+    assert str(wd / 'epoch_6.pth') in message
+    data = json.loads((tmp_path / 'out' / 'results.json').read_text())
+    assert data['rows']['scratch']['cost_error'] in message
+    assert data['rows']['scratch']['runs']['0']['CIDEr'] == 0.5
+    assert 'not measured (results.json: cost_error)' in (tmp_path / 'out' / 'results.md').read_text()
+
+
 def test_two_rows_two_seeds_end_to_end(tmp_path):
     """A real, tiny table: scratch and quality-weighted students, 1 epoch on 64 captions of
     a 40-video capdemo build of its own (``--data-root``)."""

@@ -510,8 +510,10 @@ def collect(rows, by_key, root, latency_videos, blocked):
             try:
                 entry['params'], entry['latency_ms'] = cost(row['config'], ckpt,
                                                             latency_videos)
-            except Exception as exc:  # a cost that cannot be measured leaves the cell empty
-                print(f'warning: cost of {row["key"]} not measured: {exc}', flush=True)
+            except Exception as exc:  # noqa: BLE001 -- the table is written, then the run fails
+                entry['cost_error'] = (f'cost of {row["key"]} not measured from {ckpt}: '
+                                       f'{type(exc).__name__}: {exc}')
+                print(f'error: {entry["cost_error"]}', flush=True)
         out[row['key']] = entry
     for key, entry in out.items():  # SCST keeps the architecture of the run it fine-tunes
         if entry.get('after') in out and entry['runs']:
@@ -569,7 +571,7 @@ def make_table(data):
             diff = f'{100 * p["mean"]:+.1f} (n=1, no CI)'
         frac = (f'{100 * statistics.mean(cider) / statistics.mean(t_cider):.0f}%'
                 if cider and t_cider and e['kind'] != 'teacher' else '–')
-        params = lat = '–'
+        params = lat = 'not measured (results.json: cost_error)' if e.get('cost_error') else '–'
         if e.get('params'):
             params = f'{e["params"] / 1e6:.2f} M'
             if teacher and teacher.get('params'):
@@ -757,11 +759,16 @@ def main(argv=None):
                     for p in pending],
                 uncovered=uncovered)
     write_outputs(data, out_dir, readme)
+    errors = []
     if not args.table_only:
         print(f'measured: {ran} runs in {wall:.0f} s wall ({wall / 60:.1f} min) with '
               f'{args.workers} workers; {skipped} finished runs skipped', flush=True)
         if failed:
-            sys.exit(f'error: {len(failed)} runs failed: ' + '; '.join(j.error for j in failed))
+            errors.append(f'{len(failed)} runs failed: ' + '; '.join(j.error for j in failed))
+    # an empty cost cell is a broken row, not a blank to overlook
+    errors += [e['cost_error'] for e in data['rows'].values() if e.get('cost_error')]
+    if errors:
+        sys.exit('error: ' + '\nerror: '.join(errors))
 
 
 if __name__ == '__main__':
