@@ -3,6 +3,7 @@
 import json
 import os
 
+import numpy as np
 import onnx
 import pytest
 import torch
@@ -12,7 +13,8 @@ from mmengine.runner import Runner
 from torch import nn
 
 from capdistill.apis.inference import init_captioner
-from capdistill.apis.onnx_export import OnnxExportError, export_graphs, export_onnx
+from capdistill.apis.onnx_export import (OnnxExportError, export_graphs, export_onnx,
+                                         set_int8_weight_type)
 from capdistill.apis.onnx_runner import OnnxCaptioner
 from capdistill.datasets.demo import make_demo_dataset
 from capdistill.registry import BACKBONES, MODELS
@@ -172,6 +174,117 @@ def test_int8_within_two_cider_of_fp32(deployed):
     assert cider['fp32'] > 20, cider  # a student that learnt something, so the gap means something
     assert abs(cider['int8'] - cider['fp32']) <= 2.0, cider
     print('test-split CIDEr', cider)
+
+
+def _weight_values(model):
+    """``weight - zero_point`` of every MatMulInteger weight of an ONNX model, by weight name."""
+    from onnx import numpy_helper
+    inits = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    return {n.input[1]: inits[n.input[1]].astype(np.int32) - inits[n.input[3]].astype(np.int32)
+            for n in model.graph.node if n.op_type == 'MatMulInteger'}
+
+
+def test_int8_weight_types_hold_the_same_values(deployed):
+    """An int8 export's weights moved to int8 and back keep every value multiplied."""
+    import copy
+    path = str(deployed['out'] / 'demo.int8.step.onnx')
+    stored = onnx.load(path)
+    before = _weight_values(stored)
+    assert len(before) >= 3  # the block's linear layers and the output projection
+    assert all(stored_type(stored, n) == onnx.TensorProto.UINT8 for n in before)
+    as_int8 = copy.deepcopy(stored)
+    assert set_int8_weight_type(as_int8, 'int8') == 2 * len(before)
+    assert all(stored_type(as_int8, n) == onnx.TensorProto.INT8 for n in before)
+    back = copy.deepcopy(as_int8)
+    assert set_int8_weight_type(back, 'uint8') == 2 * len(before)
+    for model in (as_int8, back):
+        after = _weight_values(model)
+        assert all(np.array_equal(after[n], before[n]) for n in before)
+    from onnx import numpy_helper
+    for a, b in zip(back.graph.initializer, stored.graph.initializer):  # back as stored
+        assert a.name == b.name and a.data_type == b.data_type
+        assert np.array_equal(numpy_helper.to_array(a), numpy_helper.to_array(b))
+    assert set_int8_weight_type(back, 'uint8') == 0  # already uint8: nothing to move
+    onnx.checker.check_model(as_int8, full_check=True)
+
+
+def stored_type(model, name):
+    return next(t.data_type for t in model.graph.initializer if t.name == name)
+
+
+def test_int8_weights_multiply_to_the_same_integers(tmp_path):
+    """onnxruntime's integer product is the same with either weight type; a weight that
+    something else reads stays as it is. Weights within 28 of their zero point keep the
+    sum of a pair of products inside int16, so the equality holds on every x86 kernel."""
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+    rng = np.random.default_rng(0)
+    weights = dict(w1=rng.integers(100, 157, (64, 24)).astype(np.uint8),
+                   w2=rng.integers(95, 148, (64, 24)).astype(np.uint8))
+    inits = [numpy_helper.from_array(v, k) for k, v in weights.items()]
+    inits += [numpy_helper.from_array(np.array(128, np.uint8), 'z1'),
+              numpy_helper.from_array(np.array(121, np.uint8), 'z2')]
+    nodes = [helper.make_node('MatMulInteger', ['a', 'w1', 'za', 'z1'], ['y1']),
+             helper.make_node('MatMulInteger', ['a', 'w2', 'za', 'z2'], ['y2']),
+             helper.make_node('Identity', ['w2'], ['w2_copy'])]  # w2 is read elsewhere too
+    graph = helper.make_graph(
+        nodes, 'g', [helper.make_tensor_value_info('a', TensorProto.UINT8, [None, 64]),
+                     helper.make_tensor_value_info('za', TensorProto.UINT8, [])],
+        [helper.make_tensor_value_info('y1', TensorProto.INT32, [None, 24]),
+         helper.make_tensor_value_info('y2', TensorProto.INT32, [None, 24]),
+         helper.make_tensor_value_info('w2_copy', TensorProto.UINT8, [64, 24])], inits)
+    stored = helper.make_model(graph, opset_imports=[helper.make_opsetid('', 17)])
+    moved = helper.make_model(graph, opset_imports=[helper.make_opsetid('', 17)])
+    assert set_int8_weight_type(moved, 'int8') == 2  # w1 and z1; w2 and z2 stay uint8
+    assert stored_type(moved, 'w1') == onnx.TensorProto.INT8
+    assert stored_type(moved, 'w2') == stored_type(moved, 'z2') == onnx.TensorProto.UINT8
+    feed = dict(a=rng.integers(0, 256, (33, 64)).astype(np.uint8), za=np.array(131, np.uint8))
+    outputs = [ort.InferenceSession(m.SerializeToString(),
+                                    providers=['CPUExecutionProvider']).run(None, feed)
+               for m in (stored, moved)]
+    expected = (feed['a'].astype(np.int64) - 131) @ (weights['w1'].astype(np.int64) - 128)
+    assert np.array_equal(outputs[0][0], expected)
+    for a, b in zip(*outputs):
+        assert a.dtype == b.dtype and np.array_equal(a, b)
+
+
+def test_int8_weight_type_follows_the_cpu(deployed, tmp_path, monkeypatch):
+    """'auto' multiplies int8 weights where the CPU has VNNI, uint8 weights elsewhere."""
+    import capdistill.apis.onnx_runner as runner
+    flags = {'avx512_vnni': True, 'avx_vnni': True, 'avx2': False, 'avx512f avx512bw': False}
+    for listed, vnni in flags.items():
+        info = tmp_path / f'cpuinfo_{listed.replace(" ", "_")}'
+        info.write_text(f'processor\t: 0\nflags\t\t: fpu sse2 {listed} fma\n\n')
+        assert runner.cpu_has_vnni(str(info)) is vnni, listed
+    assert runner.cpu_has_vnni(str(tmp_path / 'absent')) is False
+    with pytest.raises(ValueError, match="'auto' or one of"):
+        runner.int8_weight_type('int4')
+    with pytest.raises(ValueError, match='int4'):
+        OnnxCaptioner(deployed['fp32'], int8_weights='int4')
+    for vnni, expected in ((True, 'int8'), (False, 'uint8')):
+        monkeypatch.setattr(runner, 'cpu_has_vnni', lambda vnni=vnni: vnni)
+        assert runner.int8_weight_type() == expected
+        assert OnnxCaptioner(deployed['int8']).int8_weights == expected
+    assert OnnxCaptioner(deployed['fp32']).int8_weights is None
+
+
+def test_benchmark_times_the_backends_side_by_side(deployed, capsys):
+    """tools/analysis/benchmark.py --backends: PyTorch, fp32 and int8 onnxruntime in one
+    run, fp32 with PyTorch's tokens, and the int8 weight type this CPU multiplies."""
+    from capdistill.apis.onnx_runner import int8_weight_type
+    from tools.analysis.benchmark import main
+    int8 = ('onnx-int8', 'onnx-int8-int8w', 'onnx-int8-uint8w')
+    res = main([deployed['cfg'], deployed['ckpt'], '--batch-sizes', '3', '--repeats', '1',
+                '--no-slow', '--backends', 'torch', 'onnx', *int8])
+    for strategy in ('greedy', 'beam5'):
+        row = res['backends'][3][strategy]
+        assert row['torch'] > 0 and row['onnx'] > 0 and all(row[b] > 0 for b in int8)
+        assert row['onnx same tokens'] == 1.0
+        for b in int8:
+            assert row[f'{b}/torch speedup'] == pytest.approx(row['torch'] / row[b])
+            assert 0 <= row[f'{b} same tokens'] <= 1
+    out = capsys.readouterr().out
+    assert f'onnx-int8 multiplies {int8_weight_type()} weights on this CPU' in out
 
 
 @BACKBONES.register_module(force=True)

@@ -399,10 +399,11 @@ def quantize_int8(src, dst):
     """Dynamic int8 quantisation of the MatMul/Gemm weights (linear layers and the tied
     output projection) of ``src`` into ``dst``; activations stay float.
 
-    Weights are uint8, as the activations: on CPUs without VNNI (AVX2 only) onnxruntime's
-    uint8 x int8 kernel adds pairs of products in saturating int16, which int8 weights
-    overflow. On such a CPU the demo student kept 210 of 240 greedy captions with int8
-    weights, 229 with uint8 (docs: model_zoo/README.md, "Quality on capdemo").
+    Weights are stored as uint8, as the activations: on CPUs without VNNI (AVX2 only)
+    onnxruntime's uint8 x int8 kernel adds pairs of products in saturating int16, which
+    int8 weights overflow. On such a CPU the demo student kept 210 of 240 greedy captions
+    with int8 weights, 229 with uint8 (docs: model_zoo/README.md, "Quality on capdemo").
+    Where the CPU has VNNI, the runner loads them as int8 (:func:`set_int8_weight_type`).
     """
     import logging
 
@@ -417,6 +418,47 @@ def quantize_int8(src, dst):
         root.setLevel(level)
     import onnx
     onnx.checker.check_model(dst, full_check=True)
+
+
+WEIGHT_TYPES = ('int8', 'uint8')
+
+
+def set_int8_weight_type(model, weight_type):
+    """Store the weights of ``model``'s ``MatMulInteger`` nodes as ``'int8'`` or ``'uint8'``.
+
+    ``model`` is an ``onnx.ModelProto``, changed in place. Each weight tensor and its zero
+    point move by 128 together, so ``weight - zero_point``, the value multiplied, stays
+    the same: onnxruntime's integer product is the same, only its kernel changes. A
+    tensor that anything else reads is left as it is, with its partner. Returns the
+    number of tensors changed.
+    """
+    import numpy as np
+    from onnx import TensorProto, numpy_helper
+    if weight_type not in WEIGHT_TYPES:
+        raise ValueError(f'int8 weight type must be one of {WEIGHT_TYPES}, not {weight_type!r}')
+    from_type = TensorProto.UINT8 if weight_type == 'int8' else TensorProto.INT8
+    inits = {t.name: t for t in model.graph.initializer}
+    pairs, other_uses = [], set()
+    for node in model.graph.node:
+        weight_slots = (1, 3) if node.op_type == 'MatMulInteger' else ()
+        other_uses.update(n for i, n in enumerate(node.input) if i not in weight_slots)
+        if len(weight_slots) and len(node.input) == 4:
+            pairs.append((node.input[1], node.input[3]))
+    other_uses.update(o.name for o in model.graph.output)
+    pairs = [p for p in pairs
+             if all(n in inits and inits[n].data_type == from_type and n not in other_uses
+                    for n in p)]
+    # a zero point shared with a weight that cannot move must not move either
+    stuck = {n for node in model.graph.node if node.op_type == 'MatMulInteger'
+             for n in node.input[1:4:2]} - {n for p in pairs for n in p}
+    pairs = [p for p in pairs if not stuck & set(p)]
+    changed = {n for p in pairs for n in p}
+    shift = -128 if weight_type == 'int8' else 128
+    dtype = np.int8 if weight_type == 'int8' else np.uint8
+    for name in changed:
+        values = numpy_helper.to_array(inits[name]).astype(np.int16) + shift
+        inits[name].CopyFrom(numpy_helper.from_array(values.astype(dtype), name))
+    return len(changed)
 
 
 def sha256(path):

@@ -27,10 +27,11 @@ from capdistill.models.captioners.decoding import check_decode_settings
 from capdistill.registry import MODELS
 from capdistill.utils import CheckpointError
 from capdistill.utils.requirements import ModelConfigError
-from .onnx_export import FORMAT, STEP_SUFFIX, spec_from_json
+from .onnx_export import (FORMAT, STEP_SUFFIX, WEIGHT_TYPES, set_int8_weight_type,
+                          spec_from_json)
 
 __all__ = ['OnnxCaptioner', 'OnnxHead', 'OnnxStudent', 'init_onnx_captioner', 'is_onnx_export',
-           'locate_onnx_export']
+           'locate_onnx_export', 'int8_weight_type', 'cpu_has_vnni']
 
 
 def locate_onnx_export(path):
@@ -76,7 +77,35 @@ def is_onnx_export(path):
     return osp.isdir(path) and any(f.endswith('.onnx') for f in os.listdir(path))
 
 
-def _session(path, threads):
+def cpu_has_vnni(cpuinfo='/proc/cpuinfo'):
+    """Whether this CPU multiplies uint8 by int8 into int32 in one instruction (x86
+    AVX-512 VNNI or AVX-VNNI), as ``cpuinfo`` lists it; False where that file is absent."""
+    try:
+        with open(cpuinfo, encoding='utf-8', errors='replace') as f:
+            for line in f:
+                if line.startswith('flags'):
+                    return bool({'avx512_vnni', 'avx_vnni'} & set(line.split()))
+    except OSError:
+        pass
+    return False
+
+
+def int8_weight_type(choice='auto'):
+    """The weight type an int8 export is run with: ``choice``, or for ``'auto'`` int8 on a
+    CPU with VNNI (its kernel multiplies them directly: up to 1.5x faster than uint8
+    weights there, model_zoo/README.md) and uint8 elsewhere (without VNNI, int8 weights
+    overflow a saturating sum)."""
+    if choice == 'auto':
+        return 'int8' if cpu_has_vnni() else 'uint8'
+    if choice not in WEIGHT_TYPES:
+        raise ValueError(f"int8_weights must be 'auto' or one of {WEIGHT_TYPES}, "
+                         f'not {choice!r}')
+    return choice
+
+
+def _session(path, threads, weight_type=None):
+    """An onnxruntime session of the graph at ``path``; with ``weight_type``, its integer
+    weights are loaded as that type (:func:`set_int8_weight_type`: the same values)."""
     import onnxruntime as ort
     if not osp.isfile(path):
         raise CheckpointError(f'ONNX graph not found: {path} (the export json names it; keep '
@@ -86,7 +115,13 @@ def _session(path, threads):
     opts.intra_op_num_threads = int(threads or torch.get_num_threads())
     opts.inter_op_num_threads = 1
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    return ort.InferenceSession(path, sess_options=opts, providers=['CPUExecutionProvider'])
+    graph = path
+    if weight_type is not None:
+        import onnx
+        model = onnx.load(path)
+        if set_int8_weight_type(model, weight_type):
+            graph = model.SerializeToString()
+    return ort.InferenceSession(graph, sess_options=opts, providers=['CPUExecutionProvider'])
 
 
 class OnnxHead:
@@ -142,9 +177,13 @@ class OnnxCaptioner:
     Args:
         path: the export's ``.json``, its ``.onnx``/``.step.onnx`` graph or its folder.
         threads (int, optional): onnxruntime intra-op threads (default: torch's).
+        int8_weights (str): for an int8 export, the type its weights are multiplied as:
+            ``'auto'`` (int8 on CPUs with VNNI, else uint8; :func:`int8_weight_type`),
+            ``'int8'`` or ``'uint8'``. Either holds the same values, so the captions are
+            the same wherever the kernel's integer sum is exact.
     """
 
-    def __init__(self, path, threads=None):
+    def __init__(self, path, threads=None, int8_weights='auto'):
         from capdistill.registry import TOKENIZERS
         self.json_path = locate_onnx_export(path)
         with open(self.json_path, encoding='utf-8') as f:
@@ -152,8 +191,13 @@ class OnnxCaptioner:
         self.meta = meta
         folder = osp.dirname(self.json_path)
         graphs = meta['graphs']
-        self.encoder_session = _session(osp.join(folder, graphs['encoder']), threads)
-        step_session = _session(osp.join(folder, graphs['step']), threads)
+        self.int8 = bool(meta.get('int8'))
+        weight_type = int8_weight_type(int8_weights)
+        #: what an int8 export's weights are multiplied as here (None: a float export)
+        self.int8_weights = weight_type if self.int8 else None
+        self.encoder_session = _session(osp.join(folder, graphs['encoder']), threads,
+                                        self.int8_weights)
+        step_session = _session(osp.join(folder, graphs['step']), threads, self.int8_weights)
         model = meta['model']
         self.tokenizer = TOKENIZERS.build(dict(meta['tokenizer']))
         self.feature_key = model['feature_key']
@@ -170,7 +214,6 @@ class OnnxCaptioner:
                                                     max_frames=model.get('max_frames'))
         self.frame_encoder = meta.get('frame_encoder')
         self.num_frames = meta.get('num_frames')
-        self.int8 = bool(meta.get('int8'))
         self.training = False
 
     # -- the parts of nn.Module that callers use ----------------------------------------
@@ -223,10 +266,10 @@ class OnnxStudent(BaseModel):
     captions come from onnxruntime, the batching from the usual data preprocessor.
     """
 
-    def __init__(self, path, threads=None,
+    def __init__(self, path, threads=None, int8_weights='auto',
                  data_preprocessor=dict(type='CaptionDataPreprocessor')):
         super().__init__(data_preprocessor=data_preprocessor)
-        self.onnx = OnnxCaptioner(path, threads=threads)
+        self.onnx = OnnxCaptioner(path, threads=threads, int8_weights=int8_weights)
         self.tokenizer = self.onnx.tokenizer
 
     def forward(self, inputs, data_samples=None, mode='predict'):
@@ -239,19 +282,22 @@ class OnnxStudent(BaseModel):
         return self.onnx.generate(inputs, **decode)
 
 
-def init_onnx_captioner(path, encoder=None, threads=None):
+def init_onnx_captioner(path, encoder=None, threads=None, int8_weights='auto'):
     """:class:`OnnxCaptioner` plus a built frame encoder, ready for ``caption_video``.
 
     ``encoder`` (a module or ``dict(type=...)``) overrides the export json's
     ``frame_encoder``; without either, only feature files can be captioned.
     """
     from .captioning import build_frame_encoder
-    model = OnnxCaptioner(path, threads=threads)
+    model = OnnxCaptioner(path, threads=threads, int8_weights=int8_weights)
     model.frame_encoder = build_frame_encoder(encoder or model.frame_encoder)
     return model
 
 
-BACKENDS = ('torch', 'onnx', 'onnx-int8')
+#: ``onnx-int8`` multiplies the int8 export's weights as this CPU suits
+#: (:func:`int8_weight_type`); the last two force a weight type, to compare them
+INT8_BACKENDS = {'onnx-int8': 'auto', 'onnx-int8-int8w': 'int8', 'onnx-int8-uint8w': 'uint8'}
+BACKENDS = ('torch', 'onnx', *INT8_BACKENDS)
 
 
 def compare_backends(model, batches, backends=BACKENDS, beam_size=5, repeats=3, warmup=1,
@@ -262,7 +308,9 @@ def compare_backends(model, batches, backends=BACKENDS, beam_size=5, repeats=3, 
         model: a built captioner (PyTorch); it is exported to ``workdir`` (default a
             temporary folder) for the onnx back-ends.
         batches (dict): batch size -> inputs dict (as ``Captioner.generate`` takes).
-        backends: any of ``'torch'``, ``'onnx'``, ``'onnx-int8'``.
+        backends: any of :data:`BACKENDS`: ``'torch'``, ``'onnx'`` (fp32), ``'onnx-int8'``
+            and the int8 export with its weights multiplied as int8 or uint8 whatever the
+            CPU (``'onnx-int8-int8w'``, ``'onnx-int8-uint8w'``).
 
     Returns:
         ``{bs: {strategy: {backend: seconds per video, f'{backend}/torch speedup':
@@ -283,13 +331,14 @@ def compare_backends(model, batches, backends=BACKENDS, beam_size=5, repeats=3, 
         workdir = tmp.name
     try:
         runners = dict(torch=model)
-        if {'onnx', 'onnx-int8'} & set(backends):
+        int8 = {b: w for b, w in INT8_BACKENDS.items() if b in backends}
+        if 'onnx' in backends or int8:
             frames = next(iter(batches.values()))[model.feature_key].shape[1]
-            paths = export_captioner(model, workdir, 'bench', int8='onnx-int8' in backends,
+            paths = export_captioner(model, workdir, 'bench', int8=bool(int8),
                                      num_frames=frames)
             runners['onnx'] = OnnxCaptioner(paths[0])
-            if 'onnx-int8' in backends:
-                runners['onnx-int8'] = OnnxCaptioner(paths[1])
+            for name, weights in int8.items():
+                runners[name] = OnnxCaptioner(paths[1], int8_weights=weights)
         results = {}
         for bs, inputs in batches.items():
             results[bs] = {}

@@ -55,8 +55,12 @@ def parse_args(argv=None):
     p.add_argument('--threads', type=int_at_least(1), default=None, help='torch.set_num_threads')
     p.add_argument('--out', help='also write the results as json here')
     add_cfg_options(p)
-    p.add_argument('--backends', nargs='+', choices=['torch', 'onnx', 'onnx-int8'],
-                   help='also time these back-ends side by side (onnx needs the deploy extra)')
+    from capdistill.apis.onnx_runner import BACKENDS
+    p.add_argument('--backends', nargs='+', metavar='BACKEND', choices=BACKENDS,
+                   help='also time these back-ends side by side (onnx needs the deploy '
+                        'extra): torch, onnx (fp32), onnx-int8 (weights multiplied as this '
+                        'CPU suits), onnx-int8-int8w and onnx-int8-uint8w (as int8 or uint8 '
+                        'whatever the CPU)')
     return p.parse_args(argv)
 
 
@@ -152,6 +156,10 @@ def measure_backends(model, args):
     res = compare_backends(model, batches, args.backends, beam_size=args.beam_size,
                            repeats=args.repeats)
     print('== back-ends (ms per video; speedup over torch):')
+    if 'onnx-int8' in args.backends:  # the other int8 back-ends say their weights by name
+        from capdistill.apis.onnx_runner import int8_weight_type
+        print(f'   onnx-int8 multiplies {int8_weight_type()} weights on this CPU (int8 where '
+              'it has VNNI)')
     print('\n'.join(format_backends(res)), flush=True)
     return res
 
