@@ -185,6 +185,33 @@ def test_a_cost_that_cannot_be_measured_fails_the_table(tmp_path, capsys):
     assert 'not measured (results.json: cost_error)' in (tmp_path / 'out' / 'results.md').read_text()
 
 
+def test_a_row_that_cannot_run_fails_the_table(tmp_path):
+    """A distilled row whose teacher checkpoint no row trains and no file holds: it does
+    not run, the table says why in the row, and the tool exits with that reason."""
+    kd = _tool()
+    missing = str(tmp_path / 'no_teacher' / 'epoch_8.pth')
+    wordkd = 'wordkd_teacher-to-student_grid16-grid8_1xb64-6e_capdemo'
+    cfg = tmp_path / f'{wordkd}.py'  # the same row, reading a teacher nobody trained
+    cfg.write_text(f"_base_ = ['{REPO}/configs/kd/{wordkd}.py']\n"
+                   f"model = dict(teacher_ckpt='{missing}')\n")
+    rows, pending, uncovered = kd.resolve_rows()
+    rows = [dict(r, config=str(cfg)) if r['key'] == 'wordkd' else r for r in rows]
+    kd.resolve_rows = lambda: (rows, pending, uncovered)
+    scratch = tmp_path / 'root' / 'baseline_student_grid8_1xb64-6e_capdemo' / 'seed0'
+    scratch.mkdir(parents=True)
+    # TEST DATA: the baseline's finished run, hand-written, so that nothing trains here
+    (scratch / 'test.json').write_text(json.dumps(dict(aggregate=dict(CIDEr=0.5, Bleu_4=0.1))))
+    with pytest.raises(SystemExit) as exc:
+        kd.main(['--only', 'wordkd', '--seeds', '0', '--root', str(tmp_path / 'root'),
+                 '--out-dir', str(tmp_path / 'out')])
+    message = str(exc.value.code)
+    assert message.startswith(f'error: wordkd not run: needs {missing}: train the teacher')
+    assert not (tmp_path / 'root' / wordkd).exists()
+    data = json.loads((tmp_path / 'out' / 'results.json').read_text())
+    assert data['rows']['wordkd']['blocked'].startswith(f'needs {missing}')
+    assert data['meta']['ran'] == 0 and data['meta']['skipped'] == 1
+
+
 def test_two_rows_two_seeds_end_to_end(tmp_path):
     """A real, tiny table: scratch and quality-weighted students, 1 epoch on 64 captions of
     a 40-video capdemo build of its own (``--data-root``)."""

@@ -765,6 +765,7 @@ def main(argv=None):
               f'{args.workers} workers; {skipped} finished runs skipped', flush=True)
         if failed:
             errors.append(f'{len(failed)} runs failed: ' + '; '.join(j.error for j in failed))
+        errors += [f'{key} not run: {why}' for key, why in blocked.items()]
     # an empty cost cell is a broken row, not a blank to overlook
     errors += [e['cost_error'] for e in data['rows'].values() if e.get('cost_error')]
     if errors:
