@@ -18,7 +18,7 @@ from capdistill.apis.onnx_export import (OnnxExportError, export_graphs, export_
 from capdistill.apis.onnx_runner import OnnxCaptioner
 from capdistill.datasets.demo import make_demo_dataset
 from capdistill.registry import BACKBONES, MODELS
-from conftest import REPO, run_tool
+from conftest import REPO, run_tool, run_tool_here
 
 DEMO_CFG = os.path.join(REPO, 'configs/capdemo/baseline_student_grid8_1xb64-8e_capdemo.py')
 EPOCHS = 30  # sure of its words: one changed caption moves a 6-video split ~8 CIDEr
@@ -285,6 +285,35 @@ def test_benchmark_times_the_backends_side_by_side(deployed, capsys):
             assert 0 <= row[f'{b} same tokens'] <= 1
     out = capsys.readouterr().out
     assert f'onnx-int8 multiplies {int8_weight_type()} weights on this CPU' in out
+
+
+@pytest.mark.parametrize('export', ['fp32', 'int8'])
+def test_a_damaged_graph_is_named_in_one_line(deployed, tmp_path, export):
+    """A cut-off graph is refused by the sha256 its json records; without that record
+    (an edited json), by the parse error, named in one line either way."""
+    import shutil
+
+    from capdistill.utils import CheckpointError
+    copy = tmp_path / 'copy'
+    shutil.copytree(deployed['out'], copy)
+    meta_path = copy / os.path.basename(deployed[export])
+    step = copy / json.loads(meta_path.read_text())['graphs']['step']
+    step.write_bytes(step.read_bytes()[:3000])
+    with pytest.raises(CheckpointError, match='sha256 differs') as exc:
+        OnnxCaptioner(str(meta_path))
+    assert str(step) in str(exc.value) and 'tools/deploy.py' in str(exc.value)
+    meta = json.loads(meta_path.read_text())
+    del meta['sha256']
+    meta_path.write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError, match='is not a readable ONNX graph') as exc:
+        OnnxCaptioner(str(meta_path))
+    assert str(step) in str(exc.value)
+    folder = os.path.join(deployed['root'], 'visual', 'grid8', 'frame_feature')
+    video = os.path.join(folder, sorted(os.listdir(folder))[0])
+    res = run_tool_here(['tools/caption_video.py', str(meta_path), video])
+    err = res.stderr.strip()
+    assert res.returncode == 1 and err.startswith('error:') and str(step) in err, err
+    assert 'Traceback' not in err and '\n' not in err
 
 
 @BACKBONES.register_module(force=True)

@@ -13,6 +13,7 @@ length penalty, ``min_len``, banned ids and n-gram blocking are therefore the sa
 for both back-ends; only the reference's uncached loop (``use_cache=False``) has no ONNX
 form.
 """
+import hashlib
 import json
 import os
 import os.path as osp
@@ -103,25 +104,39 @@ def int8_weight_type(choice='auto'):
     return choice
 
 
-def _session(path, threads, weight_type=None):
-    """An onnxruntime session of the graph at ``path``; with ``weight_type``, its integer
-    weights are loaded as that type (:func:`set_int8_weight_type`: the same values)."""
+def _session(path, threads, weight_type=None, digest=None, json_path=None):
+    """An onnxruntime session of the graph at ``path``, checked against the ``digest``
+    (sha256) its export json records; with ``weight_type``, its integer weights are
+    loaded as that type (:func:`set_int8_weight_type`: the same values)."""
     import onnxruntime as ort
     if not osp.isfile(path):
         raise CheckpointError(f'ONNX graph not found: {path} (the export json names it; keep '
                               'the exported files together).')
+    with open(path, 'rb') as f:
+        graph = f.read()
+    redo = 'export the model again (tools/deploy.py)'
+    if digest is not None and hashlib.sha256(graph).hexdigest() != digest:
+        raise CheckpointError(f'{path} is not the graph {json_path} was exported with (its '
+                              f'sha256 differs): the file is damaged or was replaced (a graph '
+                              f'changed on purpose needs its new sha256 there); {redo}.')
     opts = ort.SessionOptions()
     # the same number of threads as torch, so that back-ends compare on equal terms
     opts.intra_op_num_threads = int(threads or torch.get_num_threads())
     opts.inter_op_num_threads = 1
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    graph = path
-    if weight_type is not None:
-        import onnx
-        model = onnx.load(path)
-        if set_int8_weight_type(model, weight_type):
-            graph = model.SerializeToString()
-    return ort.InferenceSession(graph, sess_options=opts, providers=['CPUExecutionProvider'])
+    try:
+        if weight_type is not None:
+            import onnx
+            model = onnx.load_from_string(graph)
+            if set_int8_weight_type(model, weight_type):
+                graph = model.SerializeToString()
+        return ort.InferenceSession(graph, sess_options=opts,
+                                    providers=['CPUExecutionProvider'])
+    except Exception as exc:  # noqa: BLE001 -- protobuf's and onnxruntime's parse errors
+        if 'protobuf' not in f'{type(exc).__module__} {type(exc).__name__} {exc}'.lower():
+            raise
+        raise CheckpointError(f'{path} is not a readable ONNX graph ({type(exc).__name__}); '
+                              f'{redo}.') from None
 
 
 class OnnxHead:
@@ -195,9 +210,10 @@ class OnnxCaptioner:
         weight_type = int8_weight_type(int8_weights)
         #: what an int8 export's weights are multiplied as here (None: a float export)
         self.int8_weights = weight_type if self.int8 else None
-        self.encoder_session = _session(osp.join(folder, graphs['encoder']), threads,
-                                        self.int8_weights)
-        step_session = _session(osp.join(folder, graphs['step']), threads, self.int8_weights)
+        digests = meta.get('sha256') or {}
+        self.encoder_session, step_session = (
+            _session(osp.join(folder, graphs[part]), threads, self.int8_weights,
+                     digests.get(part), self.json_path) for part in ('encoder', 'step'))
         model = meta['model']
         self.tokenizer = TOKENIZERS.build(dict(meta['tokenizer']))
         self.feature_key = model['feature_key']
