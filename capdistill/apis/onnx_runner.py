@@ -124,6 +124,8 @@ def _session(path, threads, weight_type=None, digest=None, json_path=None):
     opts.intra_op_num_threads = int(threads or torch.get_num_threads())
     opts.inter_op_num_threads = 1
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    from google.protobuf.message import DecodeError
+    from onnxruntime.capi.onnxruntime_pybind11_state import InvalidProtobuf
     try:
         if weight_type is not None:
             import onnx
@@ -132,9 +134,7 @@ def _session(path, threads, weight_type=None, digest=None, json_path=None):
                 graph = model.SerializeToString()
         return ort.InferenceSession(graph, sess_options=opts,
                                     providers=['CPUExecutionProvider'])
-    except Exception as exc:  # noqa: BLE001 -- protobuf's and onnxruntime's parse errors
-        if 'protobuf' not in f'{type(exc).__module__} {type(exc).__name__} {exc}'.lower():
-            raise
+    except (DecodeError, InvalidProtobuf) as exc:
         raise CheckpointError(f'{path} is not a readable ONNX graph ({type(exc).__name__}); '
                               f'{redo}.') from None
 
