@@ -8,8 +8,6 @@ import onnx
 import pytest
 import torch
 from mmengine.config import Config
-from mmengine.registry import DefaultScope
-from mmengine.runner import Runner
 from torch import nn
 
 from capdistill.apis.inference import init_captioner
@@ -17,7 +15,7 @@ from capdistill.apis.onnx_export import (OnnxExportError, export_graphs, export_
                                          set_int8_weight_type)
 from capdistill.apis.onnx_runner import OnnxCaptioner
 from capdistill.datasets.demo import make_demo_dataset
-from capdistill.registry import BACKBONES, MODELS
+from capdistill.registry import BACKBONES
 from conftest import REPO, run_tool, run_tool_here
 
 DEMO_CFG = os.path.join(REPO, 'configs/capdemo/baseline_student_grid8_1xb64-8e_capdemo.py')
@@ -66,12 +64,8 @@ def deployed(tmp_path_factory):
 
 def _batches(cfg_path, split):
     """Preprocessed batches of a split, as the test loop sees them."""
-    cfg = Config.fromfile(cfg_path)
-    loader = cfg.test_dataloader if split == 'test' else cfg.val_dataloader
-    with DefaultScope.overwrite_default_scope('capdistill'):
-        loader = Runner.build_dataloader(loader)
-        prep = MODELS.build(dict(type='CaptionDataPreprocessor'))
-    return [prep(batch) for batch in loader]
+    from tools.analysis.backend_quality import split_batches
+    return split_batches(Config.fromfile(cfg_path), split)
 
 
 def test_export_files_check_and_are_reproducible(deployed):
@@ -314,6 +308,32 @@ def test_a_damaged_graph_is_named_in_one_line(deployed, tmp_path, export):
     err = res.stderr.strip()
     assert res.returncode == 1 and err.startswith('error:') and str(step) in err, err
     assert 'Traceback' not in err and '\n' not in err
+
+
+def test_backend_quality_tool_scores_each_backend_on_the_split(deployed, tmp_path):
+    """tools/analysis/backend_quality.py: PyTorch and its exports on the test split, greedy
+    and beam; fp32 gives PyTorch's captions and scores, and the two int8 weight types the
+    same captions (the same integers multiplied on any CPU whose sum is exact)."""
+    out = tmp_path / 'quality.json'
+    res = run_tool(['tools/analysis/backend_quality.py', deployed['cfg'], deployed['ckpt'],
+                    '--backends', 'onnx', 'onnx-int8', 'onnx-int8-uint8w',
+                    '--scorers', 'Bleu', 'CIDEr', '--beam-size', '3', '--out', str(out)])
+    assert res.returncode == 0, res.stderr[-3000:]
+    data = json.loads(out.read_text())
+    rows = {(r['decode'], r['backend']): r for r in data['rows']}
+    assert set(rows) == {(d, b) for d in ('greedy', 'beam 3')
+                         for b in ('torch', 'onnx', 'onnx-int8', 'onnx-int8-uint8w')}
+    for decode in ('greedy', 'beam 3'):
+        torch_row, fp32 = rows[(decode, 'torch')], rows[(decode, 'onnx')]
+        assert torch_row['videos'] == fp32['identical'] == fp32['videos'] == 6
+        assert fp32['CIDEr'] == torch_row['CIDEr'] and fp32['Bleu_4'] == torch_row['Bleu_4']
+        assert 'METEOR' not in fp32
+        caps = data['captions'][decode]
+        assert caps['onnx'] == caps['torch']
+        # 'auto' takes int8 weights only where the kernel's sum is exact (VNNI)
+        assert caps['onnx-int8'] == caps['onnx-int8-uint8w']
+    assert '| greedy | onnx | ' in res.stdout and 'captions identical to PyTorch' in res.stdout
+    assert 'onnx-int8 and onnx-int8-uint8w agree on' in res.stdout
 
 
 @BACKBONES.register_module(force=True)
