@@ -242,15 +242,17 @@ def test_int8_weights_multiply_to_the_same_integers(tmp_path):
         assert a.dtype == b.dtype and np.array_equal(a, b)
 
 
-def test_int8_weight_type_follows_the_cpu(deployed, tmp_path, monkeypatch):
+def test_int8_weight_type_follows_the_cpu(deployed, monkeypatch):
     """'auto' multiplies int8 weights where the CPU has VNNI, uint8 weights elsewhere."""
     import capdistill.apis.onnx_runner as runner
-    flags = {'avx512_vnni': True, 'avx_vnni': True, 'avx2': False, 'avx512f avx512bw': False}
-    for listed, vnni in flags.items():
-        info = tmp_path / f'cpuinfo_{listed.replace(" ", "_")}'
-        info.write_text(f'processor\t: 0\nflags\t\t: fpu sse2 {listed} fma\n\n')
-        assert runner.cpu_has_vnni(str(info)) is vnni, listed
-    assert runner.cpu_has_vnni(str(tmp_path / 'absent')) is False
+    cpus = [(dict(avx2=True, avx512_f=True, avx512_vnni=True), True),
+            (dict(avx2=True, avx_vnni=True), True),
+            (dict(avx2=True, avx512_f=True, avx512_bw=True, avx512_vnni=False), False),
+            (dict(architecture='arm64', neon=True, dot=True), False)]
+    for capabilities, vnni in cpus:
+        assert runner.cpu_has_vnni(capabilities) is vnni, capabilities
+    caps = torch.cpu.get_capabilities()
+    assert runner.cpu_has_vnni() is bool(caps.get('avx512_vnni') or caps.get('avx_vnni'))
     with pytest.raises(ValueError, match="'auto' or one of"):
         runner.int8_weight_type('int4')
     with pytest.raises(ValueError, match='int4'):

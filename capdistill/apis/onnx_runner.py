@@ -78,17 +78,14 @@ def is_onnx_export(path):
     return osp.isdir(path) and any(f.endswith('.onnx') for f in os.listdir(path))
 
 
-def cpu_has_vnni(cpuinfo='/proc/cpuinfo'):
+def cpu_has_vnni(capabilities=None):
     """Whether this CPU multiplies uint8 by int8 into int32 in one instruction (x86
-    AVX-512 VNNI or AVX-VNNI), as ``cpuinfo`` lists it; False where that file is absent."""
-    try:
-        with open(cpuinfo, encoding='utf-8', errors='replace') as f:
-            for line in f:
-                if line.startswith('flags'):
-                    return bool({'avx512_vnni', 'avx_vnni'} & set(line.split()))
-    except OSError:
-        pass
-    return False
+    AVX-512 VNNI or AVX-VNNI), read from ``capabilities`` (default:
+    ``torch.cpu.get_capabilities()``); False where this torch cannot tell."""
+    if capabilities is None:
+        get = getattr(torch.cpu, 'get_capabilities', None)  # torch >= 2.9
+        capabilities = get() if get is not None else {}
+    return bool(capabilities.get('avx512_vnni') or capabilities.get('avx_vnni'))
 
 
 def int8_weight_type(choice='auto'):
