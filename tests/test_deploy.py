@@ -76,6 +76,10 @@ def test_export_files_check_and_are_reproducible(deployed):
     for name in names:
         if name.endswith('.onnx'):
             onnx.checker.check_model(str(out / name), full_check=True)
+    from capdistill.apis.onnx_runner import int8_weight_type
+    int8_line = next(line for line in deployed['stdout'].splitlines()
+                     if line.startswith(str(out / 'demo.int8.json')))
+    assert f'multiplied as int8 on CPUs with VNNI (here: {int8_weight_type()})' in int8_line
     meta = json.loads((out / 'demo.json').read_text())
     assert meta['format'] == 'capdistill-onnx' and not meta['int8']
     assert meta['tokenizer']['type'] == 'WordTokenizer' and 'ball' in meta['tokenizer']['words']

@@ -65,6 +65,10 @@ def main(argv=None):
         stem = js[:-len('.json')]
         sizes = ', '.join(f'{osp.basename(p)} {os.path.getsize(p) / 2**20:.2f} MiB'
                           for p in (stem + '.onnx', stem + '.step.onnx'))
+        if js.endswith('.int8.json'):
+            from capdistill.apis.onnx_runner import int8_weight_type
+            sizes += (f'; weights stored as uint8, multiplied as int8 on CPUs with VNNI '
+                      f'(here: {int8_weight_type()})')
         print(f'{js}: {sizes}', flush=True)
 
 
