@@ -83,7 +83,7 @@ def cpu_has_vnni(capabilities=None):
     AVX-512 VNNI or AVX-VNNI), read from ``capabilities`` (default:
     ``torch.cpu.get_capabilities()``); False where this torch cannot tell."""
     if capabilities is None:
-        get = getattr(torch.cpu, 'get_capabilities', None)  # torch >= 2.9
+        get = getattr(torch.cpu, 'get_capabilities', None)  # recent torch only (2.13 has it)
         capabilities = get() if get is not None else {}
     return bool(capabilities.get('avx512_vnni') or capabilities.get('avx_vnni'))
 
