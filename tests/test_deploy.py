@@ -174,6 +174,32 @@ def test_int8_within_two_cider_of_fp32(deployed):
     print('test-split CIDEr', cider)
 
 
+@pytest.mark.java
+def test_test_tool_decodes_the_export_as_its_cfg_options_say(deployed, tmp_path):
+    """--cfg-options model.decode.* reach an ONNX export (beam here, PyTorch's captions);
+    any other model option is refused: the export's files fix the model."""
+    model = init_captioner(deployed['cfg'], deployed['ckpt'])
+    expected = {}
+    for batch in _batches(deployed['cfg'], 'test'):
+        ids = model.generate(batch['inputs'], strategy='beam', beam_size=3)
+        for vid, row in zip(batch['data_samples']['video_id'], ids):
+            expected[vid] = model.tokenizer.decode(row.tolist())
+    out = tmp_path / 'beam.json'
+    res = run_tool_here(['tools/test.py', deployed['cfg'], str(deployed['out'] / 'demo.onnx'),
+                         '--work-dir', str(tmp_path / 'work'), '--out', str(out),
+                         '--cfg-options', 'model.decode.strategy=beam',
+                         'model.decode.beam_size=3', 'test_evaluator.scorers=[Bleu,CIDEr]'])
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert json.loads(out.read_text())['predictions'] == expected
+    res = run_tool_here(['tools/test.py', deployed['cfg'], str(deployed['out'] / 'demo.onnx'),
+                         '--work-dir', str(tmp_path / 'work'),
+                         '--cfg-options', 'model.head.depth=3'])
+    err = res.stderr.strip()
+    assert res.returncode == 1 and '\n' not in err, err
+    assert err.startswith('error: --cfg-options model.head.depth: ') and 'is an export' in err
+    assert 'only model.decode.* options apply' in err
+
+
 def _weight_values(model):
     """``weight - zero_point`` of every MatMulInteger weight of an ONNX model, by weight name."""
     from onnx import numpy_helper

@@ -125,6 +125,33 @@ def test_test_tool_scores_an_exported_student_like_its_checkpoint(distill_run, t
     assert scores[0]['aggregate'] == scores[1]['aggregate']
 
 
+@pytest.mark.java
+def test_test_tool_decodes_an_export_as_the_students_cfg_options_say(distill_run, tmp_path):
+    """model.student.decode.* of a distillation config reach the exported student as they
+    reach the checkpoint's student; other model options are refused for the export."""
+    cfg_path, ckpt, _ = distill_run
+    out = tmp_path / 'export'
+    assert run_tool(['tools/export_student.py', cfg_path, ckpt, '--out', str(out),
+                     '--name', 's']).returncode == 0
+    beam = ['model.student.decode.strategy=beam', 'model.student.decode.beam_size=3']
+    preds = {}
+    for weights in (ckpt, str(out / 's.safetensors')):
+        for options in ([], beam):
+            path = tmp_path / f'{len(preds)}.json'
+            proc = run_tool_here(['tools/test.py', cfg_path, weights, '--work-dir',
+                                  str(tmp_path / 'w'), '--out', str(path),
+                                  *(['--cfg-options', *options] if options else [])])
+            assert proc.returncode == 0, proc.stderr[-2000:]
+            preds[weights, bool(options)] = json.load(open(path))['predictions']
+    assert preds[ckpt, True] == preds[str(out / 's.safetensors'), True]
+    assert preds[ckpt, False] == preds[str(out / 's.safetensors'), False]
+    assert preds[ckpt, True] != preds[ckpt, False]  # beam 3 changed some caption
+    proc = run_tool_here(['tools/test.py', cfg_path, str(out / 's.safetensors'),
+                          '--work-dir', str(tmp_path / 'w'),
+                          '--cfg-options', 'model.student.max_len=3'])
+    assert proc.returncode == 1 and 'only model.student.decode.* options apply' in proc.stderr
+
+
 def test_export_tool_takes_config_then_checkpoint(distill_run, tmp_path):
     cfg_path, ckpt, _ = distill_run
     for args, expected in (([ckpt, cfg_path], 'wrong order: expected CONFIG CHECKPOINT'),

@@ -6,10 +6,12 @@ import os.path as osp
 import capdistill
 from mmengine.dist import is_main_process
 
+from capdistill.engine.config_check import ConfigError
 from capdistill.engine.hooks import require_matching_checkpoint
 from capdistill.engine.setup import (add_common_args, build_runner, finish_distributed,
                                      load_config, setup_distributed)
-from capdistill.models.distillers import deploys_a_wrapped_captioner, student_only_config
+from capdistill.models.distillers import (deployed_captioner_path, deploys_a_wrapped_captioner,
+                                          student_only_config)
 from capdistill.utils import trust_directory
 from capdistill.utils.cli import check_checkpoint_file, friendly_main, tool_inputs
 
@@ -42,11 +44,13 @@ def main():
     from capdistill.apis.onnx_runner import is_onnx_export
     if is_onnx_export(args.checkpoint):
         # an ONNX export (tools/deploy.py): captions come from onnxruntime
-        cfg.model = dict(type='OnnxStudent', path=args.checkpoint)
+        cfg.model = dict(type='OnnxStudent', path=args.checkpoint,
+                         decode=export_decode(args.cfg_options, args.checkpoint, cfg.model))
         cfg.load_from = None
     elif args.checkpoint.endswith('.safetensors'):
         # an exported student: built from its own json, loaded without unpickling
-        cfg.model = dict(type='ExportedStudent', path=args.checkpoint)
+        cfg.model = dict(type='ExportedStudent', path=args.checkpoint,
+                         decode=export_decode(args.cfg_options, args.checkpoint, cfg.model))
         cfg.load_from = None
     elif deploys_a_wrapped_captioner(cfg.model):
         # the student (or SCST's captioner) alone, its weights loaded strictly when it is
@@ -75,6 +79,23 @@ def main():
     del runner  # the DDP wrapper goes before its process group
     gc.collect()
     finish_distributed()
+
+
+def export_decode(options, export, model_cfg):
+    """The decoding settings that ``--cfg-options model.decode...`` (of a training wrapper:
+    ``model.student.decode...``) give an export; the export's files fix the rest of its
+    model, so any other model option stops here."""
+    prefix = deployed_captioner_path(model_cfg) + '.decode'
+    decode = {}
+    for key, value in (options or {}).items():
+        if key == prefix:
+            decode.update(value)
+        elif key.startswith(prefix + '.'):
+            decode[key[len(prefix) + 1:]] = value
+        elif key == 'model' or key.startswith('model.'):
+            raise ConfigError(f'--cfg-options {key}: {export} is an export, whose files fix '
+                              f'the model; only {prefix}.* options apply to it')
+    return decode
 
 
 def check_scorers(evaluators):

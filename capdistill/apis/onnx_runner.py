@@ -193,9 +193,11 @@ class OnnxCaptioner:
             ``'auto'`` (int8 on CPUs with VNNI, else uint8; :func:`int8_weight_type`),
             ``'int8'`` or ``'uint8'``. Either holds the same values, so the captions are
             the same wherever the kernel's integer sum is exact.
+        decode (dict, optional): decoding settings over the export's own (e.g.
+            ``dict(strategy='beam', beam_size=5)``).
     """
 
-    def __init__(self, path, threads=None, int8_weights='auto'):
+    def __init__(self, path, threads=None, int8_weights='auto', decode=None):
         from capdistill.registry import TOKENIZERS
         self.json_path = locate_onnx_export(path)
         with open(self.json_path, encoding='utf-8') as f:
@@ -214,12 +216,12 @@ class OnnxCaptioner:
         model = meta['model']
         self.tokenizer = TOKENIZERS.build(dict(meta['tokenizer']))
         self.feature_key = model['feature_key']
-        decode = dict(meta.get('decode') or {})
-        self.max_len = int(decode.pop('max_len', model['max_len']))
+        saved = dict(meta.get('decode') or {})
+        self.max_len = int(saved.pop('max_len', model['max_len']))
         self.decode_cfg = dict(strategy='greedy', use_cache=True, ban_special=True)
-        check_decode_settings(decode, self.tokenizer.vocab_size,
-                              source=self.json_path)
-        self.decode_cfg.update(decode)
+        check_decode_settings(saved, self.tokenizer.vocab_size, source=self.json_path)
+        check_decode_settings(decode or {}, self.tokenizer.vocab_size, path='model.decode')
+        self.decode_cfg.update(saved, **(decode or {}))
         self.head = OnnxHead(step_session, meta['state']['names'], model['vocab_size'])
         self.spec = spec_from_json(meta['state']['spec'])
         # what caption_video reads off a captioner
@@ -279,10 +281,11 @@ class OnnxStudent(BaseModel):
     captions come from onnxruntime, the batching from the usual data preprocessor.
     """
 
-    def __init__(self, path, threads=None, int8_weights='auto',
+    def __init__(self, path, threads=None, int8_weights='auto', decode=None,
                  data_preprocessor=dict(type='CaptionDataPreprocessor')):
         super().__init__(data_preprocessor=data_preprocessor)
-        self.onnx = OnnxCaptioner(path, threads=threads, int8_weights=int8_weights)
+        self.onnx = OnnxCaptioner(path, threads=threads, int8_weights=int8_weights,
+                                  decode=decode)
         self.tokenizer = self.onnx.tokenizer
 
     def forward(self, inputs, data_samples=None, mode='predict'):

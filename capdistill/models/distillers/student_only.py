@@ -47,6 +47,13 @@ def deployed_captioner_config(model_cfg):
     return model_cfg[key] if key else model_cfg
 
 
+def deployed_captioner_path(model_cfg):
+    """Where the config of the captioner ``model_cfg`` deploys sits: ``'model'``, or a
+    training wrapper's ``'model.student'`` / ``'model.captioner'``."""
+    key = DEPLOYED_KEY.get(_type(model_cfg))
+    return f'model.{key}' if key else 'model'
+
+
 def deployed_model(model):
     """The captioner a built model deploys: a training wrapper's (its ``student`` or
     ``captioner``), else the model itself."""
