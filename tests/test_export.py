@@ -150,6 +150,11 @@ def test_test_tool_decodes_an_export_as_the_students_cfg_options_say(distill_run
                           '--work-dir', str(tmp_path / 'w'),
                           '--cfg-options', 'model.student.max_len=3'])
     assert proc.returncode == 1 and 'only model.student.decode.* options apply' in proc.stderr
+    proc = run_tool_here(['tools/test.py', cfg_path, str(out / 's.safetensors'),
+                          '--work-dir', str(tmp_path / 'w'),
+                          '--cfg-options', 'model.student.decode.beam_size=0'])
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    assert 'decoding setting model.student.decode.beam_size=0' in proc.stderr
 
 
 def test_export_tool_takes_config_then_checkpoint(distill_run, tmp_path):

@@ -95,6 +95,8 @@ def export_decode(options, export, model_cfg):
         elif key == 'model' or key.startswith('model.'):
             raise ConfigError(f'--cfg-options {key}: {export} is an export, whose files fix '
                               f'the model; only {prefix}.* options apply to it')
+    from capdistill.models.captioners.decoding import check_decode_settings
+    check_decode_settings(decode, path=prefix)  # named as given; the export checks its ids
     return decode
 
 
