@@ -32,7 +32,7 @@ from .onnx_export import (FORMAT, STEP_SUFFIX, WEIGHT_TYPES, set_int8_weight_typ
                           spec_from_json)
 
 __all__ = ['OnnxCaptioner', 'OnnxHead', 'OnnxStudent', 'init_onnx_captioner', 'is_onnx_export',
-           'locate_onnx_export', 'int8_weight_type', 'cpu_has_vnni']
+           'locate_onnx_export', 'int8_weight_type', 'cpu_has_vnni', 'backend_runners']
 
 
 def locate_onnx_export(path):
@@ -316,6 +316,26 @@ INT8_BACKENDS = {'onnx-int8': 'auto', 'onnx-int8-int8w': 'int8', 'onnx-int8-uint
 BACKENDS = ('torch', 'onnx', *INT8_BACKENDS)
 
 
+def backend_runners(model, workdir, backends, num_frames, threads=None):
+    """``{name: runner}`` for ``'torch'`` (``model`` itself) and the ``backends`` asked for
+    (:data:`BACKENDS`): ``model`` exported to ``workdir``, fp32 and, for the int8 back-ends,
+    dynamic int8 with the weight type each names."""
+    from .onnx_export import export_captioner
+    unknown = sorted(set(backends) - set(BACKENDS))
+    if unknown:
+        raise ValueError(f'unknown back-end(s) {unknown}; choose from {list(BACKENDS)}')
+    runners = dict(torch=model)
+    int8 = {b: w for b, w in INT8_BACKENDS.items() if b in backends}
+    if 'onnx' in backends or int8:
+        paths = export_captioner(model, workdir, 'model', int8=bool(int8),
+                                 num_frames=num_frames)
+        if 'onnx' in backends:
+            runners['onnx'] = OnnxCaptioner(paths[0], threads=threads)
+        for name, weights in int8.items():
+            runners[name] = OnnxCaptioner(paths[1], threads=threads, int8_weights=weights)
+    return runners
+
+
 def compare_backends(model, batches, backends=BACKENDS, beam_size=5, repeats=3, warmup=1,
                      workdir=None):
     """Latency per video of PyTorch eager and onnxruntime fp32/int8, side by side.
@@ -337,24 +357,13 @@ def compare_backends(model, batches, backends=BACKENDS, beam_size=5, repeats=3, 
     import tempfile
 
     from capdistill.evaluation.cost import latency_per_video
-    from .onnx_export import export_captioner
-    unknown = sorted(set(backends) - set(BACKENDS))
-    if unknown:
-        raise ValueError(f'unknown back-end(s) {unknown}; choose from {list(BACKENDS)}')
     tmp = None
     if workdir is None:
         tmp = tempfile.TemporaryDirectory(prefix='capdistill_onnx_')
         workdir = tmp.name
     try:
-        runners = dict(torch=model)
-        int8 = {b: w for b, w in INT8_BACKENDS.items() if b in backends}
-        if 'onnx' in backends or int8:
-            frames = next(iter(batches.values()))[model.feature_key].shape[1]
-            paths = export_captioner(model, workdir, 'bench', int8=bool(int8),
-                                     num_frames=frames)
-            runners['onnx'] = OnnxCaptioner(paths[0])
-            for name, weights in int8.items():
-                runners[name] = OnnxCaptioner(paths[1], int8_weights=weights)
+        frames = next(iter(batches.values()))[model.feature_key].shape[1]
+        runners = backend_runners(model, workdir, backends, frames)
         results = {}
         for bs, inputs in batches.items():
             results[bs] = {}

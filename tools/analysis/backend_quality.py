@@ -78,8 +78,7 @@ def main(argv=None):
     import torch
 
     from capdistill.apis.inference import init_captioner
-    from capdistill.apis.onnx_export import export_captioner
-    from capdistill.apis.onnx_runner import INT8_BACKENDS, OnnxCaptioner
+    from capdistill.apis.onnx_runner import INT8_BACKENDS, backend_runners
     from capdistill.engine.setup import read_config
     from capdistill.evaluation.caption_scorer import score_captions
     torch.set_num_threads(args.threads)
@@ -94,12 +93,7 @@ def main(argv=None):
     rows, captions = [], {}
     with tempfile.TemporaryDirectory(prefix='capdistill_quality_') as tmp:
         frames = batches[0]['inputs'][model.feature_key].shape[1]
-        paths = export_captioner(model, tmp, 'model', int8=bool(int8), num_frames=frames)
-        runners = dict(torch=model)
-        if 'onnx' in args.backends:
-            runners['onnx'] = OnnxCaptioner(paths[0], threads=args.threads)
-        for name, weights in int8.items():
-            runners[name] = OnnxCaptioner(paths[1], threads=args.threads, int8_weights=weights)
+        runners = backend_runners(model, tmp, args.backends, frames, threads=args.threads)
         for label, decode in decodes.items():
             for name, runner in runners.items():
                 t0 = time.perf_counter()
