@@ -356,6 +356,27 @@ def test_vocabulary_groups_argmax_is_exact():
     assert flat.argmax(torch.randn(3, 64, generator=g)) is None
 
 
+def test_vocabulary_groups_decline_before_reading_too_much(monkeypatch):
+    """When the rows' best-bounded groups alone hold more than the share the groups may
+    read (many rows of flat scores), the pick is declined without scoring a word."""
+    from capdistill.models.captioners.decoding import VocabularyGroups
+    g = torch.Generator().manual_seed(2)
+    flat = VocabularyGroups(torch.randn(20000, 64, generator=g))
+    scored = []
+    best = flat._best
+    monkeypatch.setattr(flat, '_best', lambda h, rows, banned: scored.append(rows) or
+                        best(h, rows, banned))
+    assert flat.argmax(torch.randn(160, 64, generator=g)) is None
+    assert scored == []
+    # a trained-like layer still answers many rows, reading the groups they need
+    groups = VocabularyGroups(trained_like_weight())
+    monkeypatch.setattr(groups, '_best', lambda h, rows, banned: scored.append(rows) or
+                        VocabularyGroups._best(groups, h, rows, banned))
+    h = groups.weight[:40] * 4
+    assert torch.equal(groups.argmax(h), (h @ groups.weight.t()).argmax(-1))
+    assert scored
+
+
 def test_vocabulary_groups_read_a_small_share(monkeypatch):
     """At batch 1 a trained-like output layer is read a few groups at a time."""
     from capdistill.models.captioners.decoding import VocabularyGroups
@@ -385,6 +406,31 @@ def test_greedy_groups_give_the_same_captions(cls, monkeypatch):
     assert sum(p is not None for p in picks) >= len(picks) - 1  # the groups picked
     one = greedy_decode(head, memory[:1], mask[:1], BOS, EOS, 9, **kw)  # batch 1
     assert torch.equal(one, slow[:1, :one.shape[1]])
+
+
+@pytest.mark.parametrize('cls', HEADS)
+def test_greedy_scores_every_word_with_the_bans_when_the_groups_decline(cls, monkeypatch):
+    """Flat scores over many rows: every pick is declined and the step scores all words,
+    keeping the banned ids and EOS (before ``min_len``) out as the plain path does."""
+    from capdistill.models.captioners.decoding import VocabularyGroups
+    picks = record_picks(monkeypatch, VocabularyGroups)
+    head = make_head(cls, vocab=9000, scale=1.0).head
+    memory, mask = make_memory(b=40)
+    free = greedy_decode(head, memory, mask, BOS, EOS, 9, shortlist=False)
+    words, counts = free[free != EOS].unique(return_counts=True)
+    common, second = words[counts.argsort(descending=True)[:2]].tolist()
+    with torch.no_grad():  # EOS outscores the second most common word wherever it wins
+        head.word_embed.weight[EOS] = head.word_embed.weight[second] * 1.5
+    early = greedy_decode(head, memory, mask, BOS, EOS, 9, shortlist=False)
+    assert (early[:, :3] == EOS).any()  # without min_len some captions end at once
+    kw = dict(min_len=3, banned_ids=[common])
+    plain = greedy_decode(head, memory, mask, BOS, EOS, 9, shortlist=False, **kw)
+    picks.clear()
+    auto = greedy_decode(head, memory, mask, BOS, EOS, 9, **kw)
+    slow = greedy_decode(head, memory, mask, BOS, EOS, 9, use_cache=False, **kw)
+    assert picks and all(p is None for p in picks)  # the float path ran every step
+    assert torch.equal(plain, auto) and torch.equal(auto, slow)
+    assert not (auto == common).any() and not (auto[:, :3] == EOS).any()
 
 
 def test_unknown_word_picker_is_named():

@@ -279,8 +279,12 @@ class VocabularyGroups:
                 return word
         bound = torch.addmm(h.norm(dim=1, keepdim=True) * self.slack, h, self.centres.t())
         first = sorted(set(bound.argmax(1).tolist()))
-        best, ids = self._best(h, self._rows(first), banned)
         read = self._size(first)
+        if read > self.limit:
+            # each row's best-bounded group is among the groups it must read, so there
+            # is already too much to read: decline before reading any of it
+            return None
+        best, ids = self._best(h, self._rows(first), banned)
         need = (bound >= best).any(0).nonzero()[:, 0].tolist()
         if not set(need) <= set(first):
             if self._size(need) > self.limit:
