@@ -211,13 +211,22 @@ def test_output_product_takes_a_few_rows_the_other_way_round(monkeypatch):
     g = torch.Generator().manual_seed(0)
     weight = torch.randn(3000, 32, generator=g)
     monkeypatch.setattr(word_pick, 'TALL_PRODUCT_MIN_BYTES', weight.numel() * 4)
+    tall = []
+    mm = torch.mm
+    monkeypatch.setattr(torch, 'mm', lambda a, b, **kw: tall.append(a is weight) or mm(a, b, **kw))
     for n in (1, 2, 5, 8, 9):
+        tall.clear()
         h = torch.randn(n, 32, generator=g)
         out = torch.empty(n, 3000)
         got = word_pick.output_product(h, weight, out=out)
         assert got is out and got.is_contiguous()
         torch.testing.assert_close(got, h @ weight.t())
         torch.testing.assert_close(word_pick.output_product(h, weight), h @ weight.t())
+        assert (True in tall) == (n <= 8), n  # one row too (padded to two)
+    small = torch.randn(3000, 16, generator=g)  # below the size: the plain product
+    tall.clear()
+    torch.testing.assert_close(word_pick.output_product(h[:1, :16], small), h[:1, :16] @ small.t())
+    assert True not in tall
     # a traced step (the ONNX export) keeps the plain product, weight second, for int8
     traced = torch.jit.trace(lambda x: word_pick.output_product(x, weight), torch.randn(5, 32))
     assert 'aten::linear' in str(traced.graph) and 'aten::mm' not in str(traced.graph)

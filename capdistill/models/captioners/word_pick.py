@@ -47,10 +47,13 @@ def _per_weight(cls, weight):
 
 
 #: a decoding step's output product for this many rows (beam search over one video: 5) ...
-TALL_PRODUCT_ROWS = (2, 8)
+TALL_PRODUCT_ROWS = (1, 8)
 #: ... over an output layer of at least this many bytes is taken as ``(W @ h.T).T``: MKL's
 #: few-row product reads a layer this large 2-4x slower than the same product the other way
-#: round (5 rows, 49,408 words: 3.8 -> 3.1 ms at width 128, 10.8 -> 5.2 ms at width 256)
+#: round (5 rows, 49,408 words: 3.8 -> 3.1 ms at width 128, 10.8 -> 5.2 ms at width 256). One
+#: row goes in padded to two: its matrix-vector product was ~2x slower than the two-column one
+#: from 16 MB on (9.9 vs 5.2 ms at 49,408 x 512; 1.3 vs 1.0 ms at 16,384 x 256; at 8 MB, which
+#: stays in cache, 0.35 vs 0.72 ms)
 TALL_PRODUCT_MIN_BYTES = 16 * 2 ** 20
 
 
@@ -62,7 +65,10 @@ def output_product(h, weight, out=None):
     if (not torch.jit.is_tracing() and h.device.type == 'cpu'
             and TALL_PRODUCT_ROWS[0] <= h.shape[0] <= TALL_PRODUCT_ROWS[1]
             and weight.numel() * weight.element_size() >= TALL_PRODUCT_MIN_BYTES):
-        tall = torch.mm(weight, h.t())  # (V, N)
+        n = h.shape[0]
+        if n == 1:
+            h = torch.cat([h, h.new_zeros(1, h.shape[1])])
+        tall = torch.mm(weight, h.t())[:, :n]  # (V, N)
         return tall.t().contiguous() if out is None else out.copy_(tall.t())
     return F.linear(h, weight) if out is None else torch.mm(h, weight.t(), out=out)
 
