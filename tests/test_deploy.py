@@ -2,6 +2,7 @@
 (greedy and beam), int8 quality, the tools, and a part that cannot be exported."""
 import json
 import os
+import shutil
 
 import numpy as np
 import onnx
@@ -152,6 +153,19 @@ def test_fp32_same_tokens_as_pytorch_greedy_and_beam(deployed):
         with pytest.raises(ModelConfigError, match=f'positions for {limit} frames, got '
                                                    f'{limit + 1}'):
             captioner.generate(long)
+    # an export whose json does not record the limit: onnxruntime's refusal in one line
+    old = deployed['tmp'] / 'no_max_frames'
+    old.mkdir(exist_ok=True)
+    for name in ('demo.onnx', 'demo.step.onnx'):
+        shutil.copy(deployed['out'] / name, old / name)
+    meta = json.load(open(deployed['fp32']))
+    del meta['model']['max_frames']
+    (old / 'demo.json').write_text(json.dumps(meta))
+    with pytest.raises(ModelConfigError) as err:
+        OnnxCaptioner(old / 'demo.json').generate(long)
+    message = str(err.value)
+    assert str(old / 'demo.json') in message and f'{limit} by {limit + 1}' in message
+    assert '--num-frames' in message and '\n' not in message
 
 
 @pytest.mark.java

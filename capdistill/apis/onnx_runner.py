@@ -121,6 +121,9 @@ def _session(path, threads, weight_type=None, digest=None, json_path=None):
     opts.intra_op_num_threads = int(threads or torch.get_num_threads())
     opts.inter_op_num_threads = 1
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    # a failed run raises, and the runner turns that into one line; onnxruntime's own
+    # log of the same failure would print it twice
+    opts.log_severity_level = 4
     from google.protobuf.message import DecodeError
     from onnxruntime.capi.onnxruntime_pybind11_state import InvalidProtobuf
     try:
@@ -256,10 +259,28 @@ class OnnxCaptioner:
         if limit is not None and feed['feats'].shape[1] > limit:
             raise ModelConfigError(too_many_frames('the ONNX export', limit,
                                                    feed['feats'].shape[1]))
-        memory, mem_mask, *leaves = self.encoder_session.run(None, feed)
+        from onnxruntime.capi.onnxruntime_pybind11_state import Fail
+        try:
+            memory, mem_mask, *leaves = self.encoder_session.run(None, feed)
+        except Fail as exc:
+            raise ModelConfigError(self._encoder_failed(feed['feats'].shape, exc)) from None
         memory, mem_mask = torch.from_numpy(memory), torch.from_numpy(mem_mask)
         self.head.prime(memory, leaves)
         return memory, mem_mask
+
+    def _encoder_failed(self, shape, exc):
+        """The one-line message for features the encoder graph refused."""
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        # onnxruntime's message ends in the failed check's own words
+        reason = reason.split('Status Message: ')[-1].split(' was false. ')[-1][:200]
+        if self.visual_encoder.max_frames is None:
+            todo = ('if the video has more frames than the model has positions for, pass '
+                    'fewer (--num-frames); exported again with tools/deploy.py, its json '
+                    'records that limit (model.max_frames) and the error names it')
+        else:
+            todo = 'check the features against the export json (feature_key, in_dim)'
+        return (f'the ONNX export {self.json_path} could not encode features of shape '
+                f'{tuple(shape)} (onnxruntime: {reason}); {todo}')
 
     def generate(self, inputs, **decode):
         """Generated ids ``(B, <=max_len+1)``: :meth:`Captioner.generate` over the graphs."""
