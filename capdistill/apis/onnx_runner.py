@@ -270,7 +270,8 @@ class OnnxCaptioner:
 
     def _encoder_failed(self, shape, exc):
         """The one-line message for features the encoder graph refused."""
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        text = str(exc).strip()
+        reason = text.splitlines()[0] if text else type(exc).__name__
         # onnxruntime's message ends in the failed check's own words
         reason = reason.split('Status Message: ')[-1].split(' was false. ')[-1][:200]
         if self.visual_encoder.max_frames is None:

@@ -350,9 +350,9 @@ def weight_floor(head, steps, out_bytes=None):
     nbytes = sum(p.numel() * p.element_size() for p in head.parameters() if id(p) not in skip)
     nbytes += w.numel() * w.element_size() if out_bytes is None else out_bytes
     h = torch.randn(1, w.shape[1])
-    # the very product a step runs (torch.mv takes a slower kernel for this layout)
-    t_mv = side_by_side(dict(mv=lambda: output_product(h, w)), 30)['mv']
-    bandwidth = w.numel() * w.element_size() / t_mv
+    # the very product a step runs (torch.mv and a plain one-row product read slower)
+    t_read = side_by_side(dict(read=lambda: output_product(h, w)), 30)['read']
+    bandwidth = w.numel() * w.element_size() / t_read
     return dict(bytes_per_token=nbytes, bandwidth_Bps=bandwidth,
                 floor_s=steps * nbytes / bandwidth)
 
