@@ -48,13 +48,17 @@ def test_benchmark_decoding_prints_every_row(tiny_root, tmp_path):
         assert 0 < share['min'] <= share['median'] <= share['max'] <= 1
     # a looser bound never needs more rows
     assert shares['0.01']['max'] <= shares['1e-08']['max']
+    least = norm['least']
+    assert set(least) == set(shares)
+    for tol, share in least.items():
+        assert 0 < share['min'] <= share['median'] <= share['max'] <= shares[tol]['max']
     assert 'a beam step reads' in res.stdout
 
 
 def test_rows_to_bound_the_normaliser():
     """Two far-apart clusters of output rows: a state pointing at one reads that cluster
     only (the other's bound is ~100 nats below), a state between them reads both."""
-    from benchmark_decoding import rows_to_bound_normaliser
+    from benchmark_decoding import rows_to_bound_normaliser, words_holding_normaliser
 
     from capdistill.models.captioners.word_pick import VocabularyGroups
     g = torch.Generator().manual_seed(0)
@@ -68,3 +72,11 @@ def test_rows_to_bound_the_normaliser():
     rows = rows_to_bound_normaliser(groups, h, 1e-8) * 100
     # orthogonal (the third): every word scores ~0, all are read
     assert rows.round().tolist() == [10, 90, 100]
+    # the words that hold the normaliser: the pointed-at cluster alone for the first two;
+    # for the third, every word holds ~1% and none may be left out within 1e-8, but 1% may
+    # within 0.015 (one word's ~0.01)
+    least = words_holding_normaliser(h, weight, 1e-8) * 100
+    assert least.round().tolist() == [10, 90, 100]
+    assert (words_holding_normaliser(h, weight, 0.015)[2] * 100).round() == 99
+    # knowing the words never needs more rows than bounding them
+    assert (least <= rows + 1e-9).all()

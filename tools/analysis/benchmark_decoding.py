@@ -28,7 +28,8 @@ ratios):
   split's first ``--max-videos`` videos with a ``checkpoint``, else random videos), the
   share of the output rows a step would still have to read for that bound to fall within
   ``--normaliser-tol`` of the normaliser (the exact one given: the most favourable case),
-  beside the rows greedy's own pick reads.
+  beside the rows greedy's own pick reads and the words that hold all but that share of
+  the normaliser (a floor for any way of skipping words, bounds or not).
 
 Times are CPU seconds of this process by default (``--clock cpu``; one thread): on a shared
 machine a process waiting for a core does not count, which wall-clock time (``--clock
@@ -502,6 +503,16 @@ def rows_to_bound_normaliser(groups, h, tol):
     return read.gather(1, need[:, None])[:, 0] / groups.weight.shape[0]
 
 
+def words_holding_normaliser(h, weight, tol):
+    """Share of the words, per row of ``h`` ``(N, E)``, that hold all but ``tol`` of its
+    normaliser, largest scores first: what even a method told which words matter, without
+    reading them, would still have to read to know the normaliser within ``tol``."""
+    p = torch.softmax((h @ weight.t()).double(), 1).sort(1).values    # ascending
+    rest = p.cumsum(1)  # rest[:, i]: the mass of the i + 1 least likely words
+    leave = (rest <= tol).sum(1)                                       # words left unread
+    return (weight.shape[0] - leave).double() / weight.shape[0]
+
+
 def normaliser(model, args, frames):
     """The output rows beam search would read to bound its normaliser with the groups
     (see the module doc), beside those greedy's pick reads."""
@@ -528,7 +539,7 @@ def normaliser(model, args, frames):
     v = head.output_weight.shape[0]
     out = dict(states=len(h), vocab=v, groups=len(groups.spans),
                greedy_rows=groups.rows_read / max(groups.served, 1),
-               greedy_served=groups.served, share={})
+               greedy_served=groups.served, share={}, least={})
     pick = (f'greedy\'s pick reads {out["greedy_rows"]:.0f} rows on average ({groups.served} '
             f'of {len(h)} picks answered by the groups)' if groups.served else
             'the groups answered none of greedy\'s picks (every word would be scored)')
@@ -536,11 +547,16 @@ def normaliser(model, args, frames):
           f'greedy\'s captions): {pick}', flush=True)
     for tol in args.normaliser_tol:
         share = rows_to_bound_normaliser(groups, h, tol)
+        least = words_holding_normaliser(h, head.output_weight, tol)
         out['share'][str(tol)] = dict(median=float(share.median()), max=float(share.max()),
                                       min=float(share.min()))
+        out['least'][str(tol)] = dict(median=float(least.median()), max=float(least.max()),
+                                      min=float(least.min()))
         print(f'normaliser: to bound the unread rows within {tol:g} of the normaliser a beam '
               f'step reads {float(share.median()):.1%} of the rows (median; '
-              f'{float(share.min()):.1%}-{float(share.max()):.1%})', flush=True)
+              f'{float(share.min()):.1%}-{float(share.max()):.1%}); the words holding all but '
+              f'{tol:g} of it are {float(least.median()):.1%} '
+              f'({float(least.min()):.1%}-{float(least.max()):.1%})', flush=True)
     return out
 
 
