@@ -5,14 +5,16 @@ epoch's 2,000 iterations (an MSR-VTT epoch is hours on CPU) would train those 1,
 With :class:`~capdistill.engine.hooks.MidEpochCheckpointHook` saving every N iterations,
 :class:`ResumableEpochTrainLoop` continues such a checkpoint where it stopped: the
 epoch's batches already trained are drawn and skipped (the sampler's order is fixed by
-the seed and epoch), and the random state of that iteration is restored, so the run ends
-with the weights an uninterrupted one has.
+the seed and epoch) and their indices skipped without loading them, and the random state
+of that iteration is restored, so the run ends with the weights an uninterrupted one has.
 """
+import itertools
 import random
 
 import numpy as np
 import torch
 from mmengine.logging import print_log
+from torch.utils.data import DataLoader, IterableDataset
 from mmengine.runner import EpochBasedTrainLoop
 
 from capdistill.registry import LOOPS
@@ -74,6 +76,40 @@ def batches_done(record, epoch, iteration, iters_per_epoch, world_size):
     return done
 
 
+class _WithoutFirst:
+    """A batch sampler less its first ``skip`` batches: their indices are drawn (the
+    order of the rest is unchanged) and passed over."""
+
+    def __init__(self, batch_sampler, skip):
+        self.batch_sampler, self.skip = batch_sampler, skip
+
+    def __iter__(self):
+        return itertools.islice(iter(self.batch_sampler), self.skip, None)
+
+    def __len__(self):
+        return max(len(self.batch_sampler) - self.skip, 0)
+
+
+def batches_after(loader, done):
+    """The batches of ``loader`` after its first ``done``, in the same order. For a
+    map-style data set the first ``done`` are never loaded: a one-epoch copy of the
+    loader reads the rest (an MSR-VTT epoch skipped this way costs milliseconds instead of
+    reading its features); any other loader is read and the first ``done`` dropped."""
+    if not done:
+        return loader
+    if (type(loader) is not DataLoader or loader.batch_sampler is None
+            or isinstance(loader.dataset, IterableDataset)):
+        return itertools.islice(loader, done, None)
+    workers = loader.num_workers
+    return DataLoader(
+        loader.dataset, batch_sampler=_WithoutFirst(loader.batch_sampler, done),
+        num_workers=workers, collate_fn=loader.collate_fn, pin_memory=loader.pin_memory,
+        timeout=loader.timeout, worker_init_fn=loader.worker_init_fn,
+        multiprocessing_context=loader.multiprocessing_context if workers else None,
+        generator=loader.generator, prefetch_factor=loader.prefetch_factor if workers else None,
+        pin_memory_device=loader.pin_memory_device, in_order=loader.in_order)
+
+
 @LOOPS.register_module()
 class ResumableEpochTrainLoop(EpochBasedTrainLoop):
     """mmengine's ``EpochBasedTrainLoop`` (same arguments, same run when nothing is
@@ -89,9 +125,8 @@ class ResumableEpochTrainLoop(EpochBasedTrainLoop):
         if done:
             print_log(f'Resuming inside epoch {self._epoch + 1}: its first {done} batches '
                       'were trained before the checkpoint and are skipped.', logger='current')
-        for idx, data_batch in enumerate(self.dataloader):
-            if idx < done:
-                continue  # drawn in the same order as the stopped run, not trained again
+        # the skipped batches are drawn in the same order as the stopped run, not loaded
+        for idx, data_batch in enumerate(batches_after(self.dataloader, done), start=done):
             if done and idx == done:
                 set_rng_state(record['rng'][runner.rank])
             self.run_iter(idx, data_batch)
@@ -100,4 +135,4 @@ class ResumableEpochTrainLoop(EpochBasedTrainLoop):
 
 
 __all__ = ['ResumableEpochTrainLoop', 'MidEpochResumeError', 'MID_EPOCH_KEY', 'rng_state',
-           'set_rng_state', 'mid_epoch_record', 'batches_done']
+           'set_rng_state', 'mid_epoch_record', 'batches_done', 'batches_after']
