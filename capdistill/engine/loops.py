@@ -4,8 +4,8 @@ mmengine's epoch loop resumes at epoch boundaries only: a run stopped after 1,50
 epoch's 2,000 iterations (an MSR-VTT epoch is hours on CPU) would train those 1,500 again.
 With :class:`~capdistill.engine.hooks.MidEpochCheckpointHook` saving every N iterations,
 :class:`ResumableEpochTrainLoop` continues such a checkpoint where it stopped: the
-epoch's batches already trained are drawn and skipped (the sampler's order is fixed by
-the seed and epoch) and their indices skipped without loading them, and the random state
+epoch's batches already trained are drawn in the same order (the sampler's order is
+fixed by the seed and epoch) and passed over without being loaded, and the random state
 of that iteration is restored, so the run ends with the weights an uninterrupted one has.
 """
 import itertools
@@ -14,8 +14,8 @@ import random
 import numpy as np
 import torch
 from mmengine.logging import print_log
-from torch.utils.data import DataLoader, IterableDataset
 from mmengine.runner import EpochBasedTrainLoop
+from torch.utils.data import DataLoader, IterableDataset
 
 from capdistill.registry import LOOPS
 

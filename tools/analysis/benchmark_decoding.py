@@ -548,10 +548,9 @@ def normaliser(model, args, frames):
     for tol in args.normaliser_tol:
         share = rows_to_bound_normaliser(groups, h, tol)
         least = words_holding_normaliser(h, head.output_weight, tol)
-        out['share'][str(tol)] = dict(median=float(share.median()), max=float(share.max()),
-                                      min=float(share.min()))
-        out['least'][str(tol)] = dict(median=float(least.median()), max=float(least.max()),
-                                      min=float(least.min()))
+        for name, x in (('share', share), ('least', least)):
+            out[name][str(tol)] = dict(median=float(x.median()), max=float(x.max()),
+                                       min=float(x.min()))
         print(f'normaliser: to bound the unread rows within {tol:g} of the normaliser a beam '
               f'step reads {float(share.median()):.1%} of the rows (median; '
               f'{float(share.min()):.1%}-{float(share.max()):.1%}); the words holding all but '
