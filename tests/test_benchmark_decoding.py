@@ -4,6 +4,7 @@ import json
 import os
 import sys
 
+import pytest
 import torch
 
 from conftest import REPO, run_tool, write_tiny_config
@@ -15,7 +16,8 @@ def test_benchmark_decoding_prints_every_row(tiny_root, tmp_path):
     cfg = write_tiny_config(tmp_path / 'student.py', tiny_root, model='_student')
     out = tmp_path / 'bench.json'
     res = run_tool(['tools/analysis/benchmark_decoding.py', cfg, '--rows', 'beam-vs-rows',
-                    'batch1', 'lengths', 'normaliser', '--batch-sizes', '1', '2',
+                    'batch1', 'lengths', 'normaliser', 'products', '--batch-sizes', '1', '2',
+                    '--product-rows', '1', '3', '--product-shapes', '300x16',
                     '--repeats', '2', '--beam-size', '3', '--out', str(out)])
     assert res.returncode == 0, res.stderr[-3000:]
     got = json.loads(out.read_text())
@@ -53,6 +55,23 @@ def test_benchmark_decoding_prints_every_row(tiny_root, tmp_path):
     for tol, share in least.items():
         assert 0 < share['min'] <= share['median'] <= share['max'] <= shares[tol]['max']
     assert 'a beam step reads' in res.stdout
+    # both ways round, on the model's output layer and the one asked for; below the size
+    # where output_product turns the product round, it takes the plain one
+    prods = got['products']
+    vocab = head.output_weight.shape[0]
+    assert set(prods) == {f'{vocab}x{head.output_weight.shape[1]}/1',
+                          f'{vocab}x{head.output_weight.shape[1]}/3', '300x16/1', '300x16/3'}
+    for row in prods.values():
+        assert row['plain_s'] > 0 and row['tall_s'] > 0 and row['ratio'] > 0
+        assert row['takes'] == 'plain'
+    assert 'products 300x16 (0 MiB), 3 rows: plain' in res.stdout
+
+
+def test_benchmark_decoding_rejects_a_bad_product_shape(capsys):
+    from benchmark_decoding import parse_args
+    with pytest.raises(SystemExit):
+        parse_args(['cfg.py', '--rows', 'products', '--product-shapes', '16384*256'])
+    assert '--product-shapes 16384*256: expected WORDSxWIDTH' in capsys.readouterr().err
 
 
 def test_rows_to_bound_the_normaliser():

@@ -29,7 +29,12 @@ ratios):
   share of the output rows a step would still have to read for that bound to fall within
   ``--normaliser-tol`` of the normaliser (the exact one given: the most favourable case),
   beside the rows greedy's own pick reads and the words that hold all but that share of
-  the normaliser (a floor for any way of skipping words, bounds or not).
+  the normaliser (a floor for any way of skipping words, bounds or not);
+* ``products``: a step's output-layer product for ``--product-rows`` rows, plain
+  (``h @ W.T``) against taken the other way round (``(W @ h.T).T``, one row padded to
+  two), on the model's output layer and any ``--product-shapes``, beside the one
+  ``output_product`` takes: whether its rule (``word_pick.TALL_PRODUCT_ROWS`` and
+  ``TALL_PRODUCT_MIN_BYTES``, set from measurements) pays on this CPU.
 
 Times are CPU seconds of this process by default (``--clock cpu``; one thread): on a shared
 machine a process waiting for a core does not count, which wall-clock time (``--clock
@@ -45,11 +50,13 @@ import argparse
 import contextlib
 import json
 import os
+import re
 import statistics
 import sys
 import time
 
 import torch
+import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -62,10 +69,15 @@ def parse_args(argv=None):
     p.add_argument('config')
     p.add_argument('checkpoint', nargs='?', help='trained full checkpoint (for --data-split)')
     p.add_argument('--rows', nargs='+', default=['beam-vs-rows', 'batch1'],
-                   choices=['beam-vs-rows', 'batch1', 'lengths', 'normaliser'])
+                   choices=['beam-vs-rows', 'batch1', 'lengths', 'normaliser', 'products'])
     p.add_argument('--normaliser-tol', type=float, nargs='+', default=[1e-8, 1e-2],
                    help='normaliser row: relative bounds on the unread rows\' share of the '
                         'normaliser (1e-8: below float32 rounding)')
+    p.add_argument('--product-rows', type=int_at_least(1), nargs='+', default=[1, 2, 5, 8],
+                   help='products row: rows per product')
+    p.add_argument('--product-shapes', nargs='+', default=[], metavar='WORDSxWIDTH',
+                   help="products row: output layers to time besides the model's (random "
+                        'weights), e.g. 16384x256 49408x512')
     p.add_argument('--batch-sizes', type=int_at_least(1), nargs='+', default=[1, 8, 32, 128])
     p.add_argument('--beam-size', type=int_at_least(1), default=5)
     p.add_argument('--repeats', type=int_at_least(1), default=5,
@@ -88,6 +100,9 @@ def parse_args(argv=None):
     if bad:
         p.error(f'--normaliser-tol {bad[0]:g}: a share of the normaliser, between 0 and 1 '
                 '(e.g. 1e-8)')
+    bad = [x for x in args.product_shapes if not re.fullmatch(r'[1-9]\d*x[1-9]\d*', x)]
+    if bad:
+        p.error(f'--product-shapes {bad[0]}: expected WORDSxWIDTH, e.g. 16384x256')
     if args.batch1_videos is not None and not args.checkpoint:
         p.error('--batch1-videos needs a trained checkpoint (without one the batch1 row '
                 'decodes one random video)')
@@ -343,7 +358,7 @@ def weight_floor(head, steps, out_bytes=None):
     batch 1), of the word embedding's input side one row and of the positions one; of
     the tied output layer ``out_bytes`` (default: all of it, as float logits do). The
     bandwidth is timed on the product a step scores the output layer with
-    (``output_product``: one row padded to two over a large layer).
+    (``output_product``).
     """
     from capdistill.models.captioners.word_pick import output_product
     w = head.output_weight
@@ -351,7 +366,7 @@ def weight_floor(head, steps, out_bytes=None):
     nbytes = sum(p.numel() * p.element_size() for p in head.parameters() if id(p) not in skip)
     nbytes += w.numel() * w.element_size() if out_bytes is None else out_bytes
     h = torch.randn(1, w.shape[1])
-    # the very product a step runs (torch.mv and a plain one-row product read slower)
+    # the very product a step runs (on AVX-512 CPUs a plain one-row product reads slower)
     t_read = side_by_side(dict(read=lambda: output_product(h, w)), 30)['read']
     bandwidth = w.numel() * w.element_size() / t_read
     return dict(bytes_per_token=nbytes, bandwidth_Bps=bandwidth,
@@ -559,6 +574,34 @@ def normaliser(model, args, frames):
     return out
 
 
+def products(model, args):
+    """A step's output-layer product both ways round for a few rows (see the module doc)."""
+    from capdistill.models.captioners.word_pick import takes_tall_product, tall_product
+    layers = [model.head.output_weight.detach()] + [
+        torch.randn(*(int(v) for v in shape.split('x'))) for shape in args.product_shapes]
+    out = {}
+    for w in layers:
+        words, width = w.shape
+        mib = w.numel() * w.element_size() / 2 ** 20
+        calls = max(3, int(30 * 2 ** 20 // (w.numel() * w.element_size())))  # ~30 MiB a time
+        for n in args.product_rows:
+            h = torch.randn(n, width)
+            ms, raw = side_by_side(
+                dict(plain=lambda: [F.linear(h, w) for _ in range(calls)],
+                     tall=lambda: [tall_product(h, w) for _ in range(calls)]),
+                args.repeats, raw=True)
+            takes = 'the other way round' if takes_tall_product(h, w) else 'plain'
+            row = dict(words=words, width=width, rows=n, mib=mib, takes=takes,
+                       plain_s=ms['plain'] / calls, tall_s=ms['tall'] / calls,
+                       ratio=paired_ratio(raw, 'plain', 'tall'))
+            out[f'{words}x{width}/{n}'] = row
+            print(f'products {words}x{width} ({mib:.0f} MiB), {n} row{"s" * (n > 1)}: plain '
+                  f'{row["plain_s"] * 1e3:.2f} ms, the other way round {row["tall_s"] * 1e3:.2f} '
+                  f'ms (plain / other {row["ratio"]:.2f}x); output_product takes {takes}',
+                  flush=True)
+    return out
+
+
 def main(argv=None):
     args = parse_args(argv)
     global clock
@@ -577,6 +620,8 @@ def main(argv=None):
             results['lengths'] = lengths(model, args)
         if 'normaliser' in args.rows:
             results['normaliser'] = normaliser(model, args, frames)
+        if 'products' in args.rows:
+            results['products'] = products(model, args)
     if args.out:
         with open(args.out, 'w') as f:
             json.dump(results, f, indent=1)

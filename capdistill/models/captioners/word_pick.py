@@ -49,27 +49,43 @@ def _per_weight(cls, weight):
 #: a decoding step's output product for this many rows (beam search over one video: 5) ...
 TALL_PRODUCT_ROWS = (1, 8)
 #: ... over an output layer of at least this many bytes is taken as ``(W @ h.T).T``: MKL's
-#: few-row product reads a layer this large 2-4x slower than the same product the other way
-#: round (5 rows, 49,408 words: 3.8 -> 3.1 ms at width 128, 10.8 -> 5.2 ms at width 256). One
-#: row goes in padded to two: its matrix-vector product was ~2x slower than the two-column one
-#: from 16 MB on (9.9 vs 5.2 ms at 49,408 x 512; 1.3 vs 1.0 ms at 16,384 x 256; at 8 MB, which
-#: stays in cache, 0.35 vs 0.72 ms)
+#: few-row product reads a layer this large 1.3-4x slower than the same product the other way
+#: round (5 rows, 49,408 words: 3.8 -> 3.1 ms at width 128, 10.8 -> 5.2 ms at width 256 on an
+#: AVX-512 CPU; 1.3-1.7x on an AVX2 one). ``tools/analysis/benchmark_decoding.py --rows
+#: products`` times both on any CPU.
 TALL_PRODUCT_MIN_BYTES = 16 * 2 ** 20
+#: One row goes in padded to two only on AVX-512 CPUs: there its matrix-vector product was ~2x
+#: slower than the two-column one from 16 MB on (9.9 vs 5.2 ms at 49,408 x 512; 1.3 vs 1.0 ms
+#: at 16,384 x 256); on an AVX2 CPU the padding gained 4-19% at 24-64 MB and lost 5-45%
+#: elsewhere (0.64x at 16 MB, 0.72x at 49,408 x 768)
+PAD_ONE_ROW = torch.backends.cpu.get_cpu_capability().startswith('AVX512')
 
 
-def output_product(h, weight, out=None):
-    """``h @ weight.T`` for a step's hidden states ``h`` ``(N, E)``, into ``out`` if given.
+def takes_tall_product(h, weight):
+    """Whether :func:`output_product` takes ``h @ weight.T`` as ``(weight @ h.T).T``.
 
     A traced step (the ONNX export) always takes the plain product: the int8 quantiser
     only quantises a product whose weight is the second operand."""
-    if (not torch.jit.is_tracing() and h.device.type == 'cpu'
+    return (not torch.jit.is_tracing() and h.device.type == 'cpu'
             and TALL_PRODUCT_ROWS[0] <= h.shape[0] <= TALL_PRODUCT_ROWS[1]
-            and weight.numel() * weight.element_size() >= TALL_PRODUCT_MIN_BYTES):
-        n = h.shape[0]
-        if n == 1:
-            h = torch.cat([h, h.new_zeros(1, h.shape[1])])
-        tall = torch.mm(weight, h.t())[:, :n]  # (V, N)
-        return tall.t().contiguous() if out is None else out.copy_(tall.t())
+            and (h.shape[0] > 1 or PAD_ONE_ROW)
+            and weight.numel() * weight.element_size() >= TALL_PRODUCT_MIN_BYTES)
+
+
+def tall_product(h, weight, out=None):
+    """``h @ weight.T`` computed as ``(weight @ h.T).T``, one row padded to two."""
+    n = h.shape[0]
+    if n == 1:
+        h = torch.cat([h, h.new_zeros(1, h.shape[1])])
+    tall = torch.mm(weight, h.t())[:, :n]  # (V, N)
+    return tall.t().contiguous() if out is None else out.copy_(tall.t())
+
+
+def output_product(h, weight, out=None):
+    """``h @ weight.T`` for a step's hidden states ``h`` ``(N, E)``, into ``out`` if given,
+    the way :func:`takes_tall_product` says."""
+    if takes_tall_product(h, weight):
+        return tall_product(h, weight, out)
     return F.linear(h, weight) if out is None else torch.mm(h, weight.t(), out=out)
 
 
