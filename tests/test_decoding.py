@@ -394,12 +394,51 @@ def test_vocabulary_groups_read_a_small_share(monkeypatch):
     from capdistill.models.captioners.decoding import VocabularyGroups
     weight = trained_like_weight()
     groups = VocabularyGroups(weight)
-    read = []
-    mv = torch.mv
+    read = []  # the rows of every matrix-vector product the pick runs, centres included
+    mv, addmv = torch.mv, torch.addmv
     monkeypatch.setattr(torch, 'mv', lambda m, v: read.append(m.shape[0]) or mv(m, v))
+    monkeypatch.setattr(torch, 'addmv',
+                        lambda b, m, v: read.append(m.shape[0]) or addmv(b, m, v))
     h = weight[:60].mean(0, keepdim=True) + weight[11:12] * 2
     assert torch.equal(groups.argmax(h), (h @ weight.t()).argmax(-1))
     assert read and sum(read) < len(weight) // 20
+
+
+def test_batch1_pick_settles_in_one_product_unless_a_large_group_can_win(monkeypatch):
+    """At batch 1 one product scores the small groups' words and bounds the large groups:
+    it answers alone when no bound reaches the best of those words, and the pick is still
+    the float argmax (lowest id of equals, never a banned word) when it cannot."""
+    from capdistill.models.captioners.decoding import VocabularyGroups
+    weight = trained_like_weight()
+    weight[7] = weight[3]  # equal scores: argmax gives 3
+    groups = VocabularyGroups(weight)
+    assert groups.first is not None and 3 in groups.first_ids and 7 in groups.first_ids
+    products = []  # rows of each matrix-vector product a pick runs
+    mv, addmv = torch.mv, torch.addmv
+    monkeypatch.setattr(torch, 'mv', lambda m, v: products.append(m.shape[0]) or mv(m, v))
+    monkeypatch.setattr(torch, 'addmv',
+                        lambda b, m, v: products.append(m.shape[0]) or addmv(b, m, v))
+    used = torch.linalg.qr(weight[:60].t())[0]  # (64, 60): the used words' span
+    g = torch.Generator().manual_seed(2)
+    for trial in range(40):
+        if trial < 30:  # near a word the captions use (a small group), now and then banned
+            h = weight[trial % 12][None] * 2 + torch.randn(1, 64, generator=g) * 0.3
+        else:  # an unused word's row without the used words' span: a large group wins
+            w = weight[100 + trial]
+            h = (w - used @ (used.t() @ w))[None] * 50
+        scores = h @ weight.t()
+        banned = torch.zeros(len(weight), dtype=torch.bool)
+        if trial % 3 == 0:
+            banned[scores.argmax()] = True
+        expected = scores.masked_fill(banned, float('-inf')).argmax(-1)
+        products.clear()
+        word = groups.argmax(h, banned, set(banned.nonzero()[:, 0].tolist()))
+        assert word is None or torch.equal(word, expected), trial
+        if trial < 30 and trial % 3:  # the first product alone
+            assert word is not None and products == [groups.first.shape[0]], trial
+        else:  # a banned best word or a reachable bound: the groups are read further
+            assert len(products) > 1, trial
+    assert groups.argmax(weight[3:4] * 2).tolist() == [3]  # not 7
 
 
 @pytest.mark.parametrize('cls', HEADS)

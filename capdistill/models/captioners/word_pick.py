@@ -204,6 +204,10 @@ class VocabularyGroups:
     probe = 4
     #: relative slack on every bound, above float32 rounding of the dot products
     rounding = 1e-4
+    #: batch 1 first scores every row of the groups this small (if they hold at most
+    #: ``small_rows_limit`` rows in all) in the product that bounds the other groups
+    small_rows = 8
+    small_rows_limit = 1024
 
     def __init__(self, weight, groups=64, iters=8, fit_rows=8192):
         w = weight.detach().float().contiguous()
@@ -241,8 +245,26 @@ class VocabularyGroups:
         self.group_rows = [self.sorted[a:e] for a, e in self.spans]  # views, made once
         self.limit = self.max_share * v
         self.weight = w
+        self._batch1_product(w, order)
         self.served = self.rows_read = 0  # picks answered, rows of W read (benchmarks)
 
+    def _batch1_product(self, w, order):
+        """The matrix of a batch-1 pick's first product: the large groups' centres, then
+        every row of the small groups (lowest word id first), and the large groups' slack
+        beside it (zero for the rows: their scores are exact). A trained model's words sit
+        in small groups of their own, so this one product usually settles the pick."""
+        small = [(e - s) <= self.small_rows for s, e in self.spans]
+        rows = [i for j, (s, e) in enumerate(self.spans) if small[j] for i in range(s, e)]
+        self.first = None
+        if not rows or len(rows) > self.small_rows_limit:
+            return
+        large = torch.tensor([not f for f in small], device=w.device)
+        ids = order[torch.tensor(rows, device=w.device)].sort().values
+        self.first = torch.cat([self.centres[large], w[ids]])
+        self.first_slack = torch.cat([self.slack[large], self.slack.new_zeros(len(ids))])
+        self.first_bounds = int(large.sum())   # the product's rows that are bounds
+        self.first_ids = ids.tolist()          # word ids of the rows after them
+        self.first_words = ids.split(1)        # the same, as the pick returns them
     @staticmethod
     def _spread_seeds(x, k, g):
         """k-means++ seeds: each next seed drawn with odds by squared distance to the
@@ -321,10 +343,25 @@ class VocabularyGroups:
         return sum(self.spans[j][1] - self.spans[j][0] for j in groups)
 
     def _one(self, h, banned, banned_words):
-        """Batch 1 in a few small ops: the best-bounded groups read one by one until the
-        next bound falls below the best score so far. None (the caller takes the general
-        path) when more than ``probe`` groups would be needed or the best word is banned."""
-        bound = torch.addmv(self.slack * torch.linalg.vector_norm(h), self.centres, h)
+        """Batch 1 in a few small ops. First one product scores the small groups' words and
+        bounds the large groups: if no bound reaches the best of those words, it is the
+        pick. Else the best-bounded groups are read one by one until the next bound falls
+        below the best score so far. None (the caller takes the general path) when more
+        than ``probe`` groups would be needed or the best word is banned."""
+        norm = torch.linalg.vector_norm(h)
+        if self.first is not None:
+            scores = torch.addmv(self.first_slack * norm, self.first, h).tolist()
+            k = self.first_bounds
+            best = max(scores[k:])
+            if not k or max(scores[:k]) < best:
+                at = scores.index(best, k) - k  # the lowest id of equal scores
+                word = self.first_ids[at]
+                if banned is None or not (word in banned_words if banned_words is not None
+                                          else bool(banned[word])):
+                    self.served += 1
+                    self.rows_read += len(self.first_ids)
+                    return self.first_words[at]
+        bound = torch.addmv(self.slack * norm, self.centres, h)
         top, group = bound.topk(min(self.probe + 1, len(self.spans)))
         best, at, read = NEG_INF, None, 0
         for i, (b, j) in enumerate(zip(top.tolist(), group.tolist())):
