@@ -26,3 +26,22 @@ def test_tool_help(path, monkeypatch, capsys):
     assert stop.value.code == 0
     out = capsys.readouterr().out
     assert out.startswith('usage: ') and '--help' in out
+
+
+@pytest.mark.parametrize('tool', ['tools/train.py', 'tools/test.py'])
+def test_help_imports_neither_torch_nor_the_runner(tool):
+    """The two everyday tools parse their arguments before torch and mmengine's Runner are
+    imported, so --help and usage errors answer at once (it took ~5 s)."""
+    import subprocess
+    probe = ('import runpy, sys\n'
+             f'sys.argv = [{tool!r}, "--help"]\n'
+             'try:\n'
+             f'    runpy.run_path({tool!r}, run_name="__main__")\n'
+             'except SystemExit as stop:\n'
+             '    assert stop.code == 0, stop.code\n'
+             'print(sorted(m for m in ("torch", "mmengine.runner") if m in sys.modules))\n')
+    proc = subprocess.run([sys.executable, '-c', probe], cwd=REPO, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith('usage: ')
+    assert proc.stdout.strip().splitlines()[-1] == '[]'

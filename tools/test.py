@@ -4,16 +4,8 @@ import gc
 import os.path as osp
 
 import capdistill
-from mmengine.dist import is_main_process
-
-from capdistill.engine.config_check import ConfigError
-from capdistill.engine.hooks import require_matching_checkpoint
-from capdistill.engine.setup import (add_common_args, build_runner, finish_distributed,
-                                     load_config, setup_distributed)
-from capdistill.models.distillers import (deployed_captioner_path, deploys_a_wrapped_captioner,
-                                          student_only_config)
-from capdistill.utils import trust_directory
-from capdistill.utils.cli import check_checkpoint_file, friendly_main, tool_inputs
+from capdistill.utils.cli import (add_common_args, check_checkpoint_file, friendly_main,
+                                  tool_inputs)
 
 
 def parse_args():
@@ -35,8 +27,15 @@ def parse_args():
 
 @friendly_main
 def main():
+    args = parse_args()  # before torch and mmengine are imported: --help is quick
     capdistill.setup_runtime()  # compatibility patches, for this process only
-    args = parse_args()
+    from mmengine.dist import is_main_process
+
+    from capdistill.engine.hooks import require_matching_checkpoint
+    from capdistill.engine.setup import (build_runner, finish_distributed, load_config,
+                                         setup_distributed)
+    from capdistill.models.distillers import deploys_a_wrapped_captioner, student_only_config
+    from capdistill.utils import trust_directory
     args.config, args.checkpoint = tool_inputs(args.config, args.checkpoint)
     if not args.checkpoint.endswith('.onnx'):  # an ONNX graph is no torch file
         check_checkpoint_file(args.checkpoint)
@@ -85,6 +84,8 @@ def export_decode(options, export, model_cfg):
     """The decoding settings that ``--cfg-options model.decode...`` (of a training wrapper:
     ``model.student.decode...``) give an export; the export's files fix the rest of its
     model, so any other model option stops here."""
+    from capdistill.engine.config_check import ConfigError
+    from capdistill.models.distillers import deployed_captioner_path
     prefix = deployed_captioner_path(model_cfg) + '.decode'
     decode = {}
     for key, value in (options or {}).items():

@@ -3,12 +3,7 @@ import argparse
 import gc
 
 import capdistill
-
-from capdistill.engine.hooks import require_matching_checkpoint
-from capdistill.engine.setup import (add_common_args, build_runner, enable_amp,
-                                     finish_distributed, load_config, setup_distributed)
-from capdistill.utils import trust_directory
-from capdistill.utils.cli import check_checkpoint_file, friendly_main
+from capdistill.utils.cli import add_common_args, check_checkpoint_file, friendly_main
 
 
 def parse_args():
@@ -25,8 +20,12 @@ def parse_args():
 
 @friendly_main
 def main():
+    args = parse_args()  # before torch and mmengine are imported: --help is quick
     capdistill.setup_runtime()  # compatibility patches, for this process only
-    args = parse_args()
+    from capdistill.engine.hooks import require_matching_checkpoint
+    from capdistill.engine.setup import (build_runner, enable_amp, finish_distributed,
+                                         load_config, setup_distributed)
+    from capdistill.utils import trust_directory
     cfg = load_config(args)
     if args.amp:
         enable_amp(cfg)

@@ -62,24 +62,6 @@ def enable_amp(cfg):
     return cfg
 
 
-def add_cfg_options(parser, example='train_cfg.max_epochs=2'):
-    """``--cfg-options KEY=VALUE ...``, parsed by mmengine's ``DictAction`` (a dict), for
-    :func:`read_config`."""
-    from mmengine.config import DictAction
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction, metavar='KEY=VALUE',
-                        help=f'override config entries, e.g. {example}')
-    return parser
-
-
-def add_common_args(parser, cfg_example):
-    """The options tools/train.py and tools/test.py share."""
-    add_cfg_options(parser, cfg_example)
-    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm'], default='none')
-    # torchrun sets LOCAL_RANK; older launchers pass either spelling
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    return parser
-
-
 def read_config(path, options=None):
     """The config at ``path`` as a run would build it: ``options`` (``--cfg-options``
     as mmengine's ``DictAction`` parses them) checked and merged, custom modules

@@ -1,4 +1,5 @@
-"""Command-line helpers: one clear line for the errors users can fix."""
+"""Command-line helpers: the tools' shared options, and one clear line for the errors
+users can fix. Importing it imports neither torch nor mmengine, so ``--help`` is quick."""
 import argparse
 import functools
 import logging
@@ -7,8 +8,6 @@ import os
 import re
 import sys
 import traceback
-
-from capdistill.registry import unknown_type_message
 
 _BUILD_PREFIX = re.compile(r'class `\w+` in [\w./\\-]+\.py: ')
 
@@ -37,6 +36,30 @@ def positive_number(text):
     if not (math.isfinite(value) and value > 0):
         raise argparse.ArgumentTypeError(f'must be a number > 0, got {text!r}')
     return value
+
+
+def unknown_type_message(text):
+    """:func:`capdistill.registry.unknown_type_message` (imported when an error needs it)."""
+    from capdistill.registry import unknown_type_message as message
+    return message(text)
+
+
+def add_cfg_options(parser, example='train_cfg.max_epochs=2'):
+    """``--cfg-options KEY=VALUE ...``, parsed by mmengine's ``DictAction`` (a dict), for
+    :func:`capdistill.engine.setup.read_config`."""
+    from mmengine.config import DictAction  # mmengine's config module alone: no torch
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction, metavar='KEY=VALUE',
+                        help=f'override config entries, e.g. {example}')
+    return parser
+
+
+def add_common_args(parser, cfg_example):
+    """The options tools/train.py and tools/test.py share."""
+    add_cfg_options(parser, cfg_example)
+    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm'], default='none')
+    # torchrun sets LOCAL_RANK; older launchers pass either spelling
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    return parser
 
 
 def one_line(exc):
@@ -79,6 +102,8 @@ def friendly_main(main):
     def wrapper(*args, **kwargs):
         try:
             return main(*args, **kwargs)
+        except SystemExit:  # argparse's --help and usage errors: nothing to import for them
+            raise
         except KeyboardInterrupt:
             log = _log_details()
             where = f'; log: {log}' if log else ''

@@ -21,7 +21,7 @@ def parse_args():
     p.add_argument('config')
     p.add_argument('--split', choices=sorted(SPLITS), help='one split only')
     p.add_argument('--top', type=int, default=15, help='concepts listed')
-    from capdistill.engine.setup import add_cfg_options
+    from capdistill.utils.cli import add_cfg_options
     add_cfg_options(p, 'train_dataloader.dataset.data_root=X')
     return p.parse_args()
 

@@ -22,7 +22,7 @@ def main(argv=None):
     p = argparse.ArgumentParser(description='Parameters and FLOPs per video of a config.')
     p.add_argument('config')
     p.add_argument('--num-frames', type=int_at_least(1), default=None)
-    from capdistill.engine.setup import add_cfg_options
+    from capdistill.utils.cli import add_cfg_options
     add_cfg_options(p, 'model.head.depth=4')
     args = p.parse_args(argv)
     import capdistill
