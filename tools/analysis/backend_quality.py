@@ -27,8 +27,7 @@ METRICS = {'Bleu_4': 'BLEU-4', 'METEOR': 'METEOR', 'ROUGE_L': 'ROUGE-L', 'CIDEr'
 
 def parse_args(argv=None):
     from capdistill.apis.onnx_runner import BACKENDS
-    from capdistill.utils.cli import add_cfg_options
-    from capdistill.utils.cli import int_at_least
+    from capdistill.utils.cli import add_cfg_options, int_at_least
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('config', help='the captioner\'s config (a distillation config: its student)')
     p.add_argument('checkpoint', help='a full checkpoint of the config')

@@ -63,8 +63,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 
 def parse_args(argv=None):
-    from capdistill.utils.cli import int_at_least
-    from capdistill.utils.cli import add_cfg_options
+    from capdistill.utils.cli import add_cfg_options, int_at_least
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('config')
     p.add_argument('checkpoint', nargs='?', help='trained full checkpoint (for --data-split)')

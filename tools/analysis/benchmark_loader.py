@@ -16,8 +16,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspa
 
 
 def parse_args():
-    from capdistill.utils.cli import int_at_least
-    from capdistill.utils.cli import add_cfg_options
+    from capdistill.utils.cli import add_cfg_options, int_at_least
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument('config')
     p.add_argument('--steps', type=int_at_least(1), default=10, help='training steps timed')

@@ -18,11 +18,10 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspa
 
 
 def main(argv=None):
-    from capdistill.utils.cli import int_at_least
+    from capdistill.utils.cli import add_cfg_options, int_at_least
     p = argparse.ArgumentParser(description='Parameters and FLOPs per video of a config.')
     p.add_argument('config')
     p.add_argument('--num-frames', type=int_at_least(1), default=None)
-    from capdistill.utils.cli import add_cfg_options
     add_cfg_options(p, 'model.head.depth=4')
     args = p.parse_args(argv)
     import capdistill

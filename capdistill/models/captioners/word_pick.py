@@ -265,6 +265,7 @@ class VocabularyGroups:
         self.first_bounds = int(large.sum())   # the product's rows that are bounds
         self.first_ids = ids.tolist()          # word ids of the rows after them
         self.first_words = ids.split(1)        # the same, as the pick returns them
+
     @staticmethod
     def _spread_seeds(x, k, g):
         """k-means++ seeds: each next seed drawn with odds by squared distance to the
